@@ -1,0 +1,112 @@
+"""The controller: one cycle = samples -> heat -> policy -> plan -> mover."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from tierctl.core.heat import HeatModel
+from tierctl.core.mover import Mover, Outcome
+from tierctl.core.plan import PROMOTE
+from tierctl.core.policy import MemoryState, Policy, PolicyView, Quota
+from tierctl.errors import InputError
+
+
+class Sampler(Protocol):
+    name: str
+
+    def drain(self) -> np.ndarray:
+        """Everything observed since the last drain, as a SAMPLE_DTYPE batch."""
+        ...
+
+
+class MemoryView(Protocol):
+    def snapshot(self) -> MemoryState:
+        """Where every tracked page is now (node -1 = not present) and current free memory."""
+        ...
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    now: int
+    samples: int
+    planned_promotions: int
+    planned_demotions: int
+    promoted: int
+    demoted: int
+    outcomes: dict[str, int]
+    seconds: float
+
+
+@dataclass
+class Totals:
+    cycles: int = 0
+    samples: int = 0
+    promoted: int = 0
+    demoted: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        sampler: Sampler,
+        memory: MemoryView,
+        policy: Policy,
+        mover: Mover,
+        heat: HeatModel,
+        budget_pages: int,
+        quotas: Mapping[int, Quota] | None = None,
+    ) -> None:
+        if budget_pages < 0:
+            raise InputError(f"budget must be >= 0 pages, got {budget_pages}", "controller.budget")
+        self.sampler = sampler
+        self.memory = memory
+        self.policy = policy
+        self.mover = mover
+        self.heat = heat
+        self.budget_pages = budget_pages
+        self.quotas: Mapping[int, Quota] = dict(quotas or {})
+        self.totals = Totals()
+
+    def cycle(self, now: int) -> CycleReport:
+        t0 = time.perf_counter()
+        batch = self.sampler.drain()
+        state = self.memory.snapshot()
+        if state.node.shape[0] != self.heat.n_pages:
+            self.heat.resize(state.node.shape[0])
+        self.heat.decay()
+        if state.new_pages is not None:
+            self.heat.note_new(state.new_pages, now - 1)
+        used = self.heat.ingest(batch, now)
+        plan = self.policy.decide(
+            PolicyView(now=now, heat=self.heat, memory=state, budget=self.budget_pages, quotas=self.quotas)
+        )
+        report = self.mover.apply(plan, self.budget_pages)
+        self.heat.note_moved(report.moved, now)
+        self.totals.cycles += 1
+        self.totals.samples += used
+        for k, v in report.counts.items():
+            self.totals.outcomes[k] = self.totals.outcomes.get(k, 0) + v
+        is_prom = plan.kind == PROMOTE
+        moved = report.outcome == Outcome.MOVED
+        promoted = int(np.count_nonzero(moved & is_prom))
+        demoted = int(np.count_nonzero(moved)) - promoted
+        self.totals.promoted += promoted
+        self.totals.demoted += demoted
+        n_prom = int(np.count_nonzero(is_prom))
+        return CycleReport(
+            now=now,
+            samples=used,
+            planned_promotions=n_prom,
+            planned_demotions=len(plan) - n_prom,
+            promoted=promoted,
+            demoted=demoted,
+            outcomes=report.counts,
+            seconds=time.perf_counter() - t0,
+        )

@@ -1,0 +1,183 @@
+"""Heat model: a decaying access score per tracked page, plus recency.
+
+Per tracked page it keeps 12 bytes: ``heat`` (float32, estimated accesses per
+cycle, exponentially decayed), ``last_seen`` and ``last_moved`` (int32 cycle
+numbers, -1 = never).  Region (2 MiB) scores and log-scale bins are derived on
+demand, never stored.
+
+Young pages: a page that appeared ``age`` cycles ago has had time to gather only
+a fraction ``1 - d**(age+1)`` of the heat a steady page of the same rate has, so
+``estimate()`` divides by that.  The pages that appeared in the last few
+half-lives are kept in a short ring (their number follows the allocation rate,
+not the size of memory), so this costs no per-page state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from tierctl.core.samples import SAMPLE_DTYPE
+from tierctl.errors import InputError
+
+NEVER = -1
+N_BINS = 256  # bin 0 = no heat; bins 1..255 cover 255/BINS_PER_OCTAVE octaves below the maximum
+BINS_PER_OCTAVE = 8
+
+
+class HeatModel:
+    def __init__(self, n_pages: int = 0, *, half_life: float = 4.0) -> None:
+        if half_life <= 0:
+            raise InputError(f"half_life must be > 0, got {half_life}", "heat.half_life")
+        self.half_life = float(half_life)
+        self.decay_factor = float(0.5 ** (1.0 / half_life))
+        self._n = 0
+        self._heat = np.zeros(0, dtype=np.float32)
+        self._last_seen = np.zeros(0, dtype=np.int32)
+        self._last_moved = np.zeros(0, dtype=np.int32)
+        self._young: deque[tuple[int, np.ndarray]] = deque(maxlen=max(2, math.ceil(4 * half_life)))
+        self.unit = 0.0  # weight of one observation (smallest weight in the latest batch)
+        self.dropped_samples = 0  # samples naming a page outside the tracked space
+        self.ingested_samples = 0
+        self.resize(n_pages)
+
+    # ---- page space -------------------------------------------------------------------------
+    @property
+    def n_pages(self) -> int:
+        return self._n
+
+    def resize(self, n_pages: int) -> None:
+        """Grow (or shrink) the tracked page space; new pages start cold and unseen."""
+        if n_pages < 0:
+            raise InputError(f"n_pages must be >= 0, got {n_pages}", "heat.n_pages")
+        cap = self._heat.shape[0]
+        if n_pages > cap:
+            new_cap = max(n_pages, int(cap * 1.5))
+            self._heat = _grow(self._heat, new_cap, 0)
+            self._last_seen = _grow(self._last_seen, new_cap, NEVER)
+            self._last_moved = _grow(self._last_moved, new_cap, NEVER)
+        elif n_pages < self._n:
+            self._heat[n_pages : self._n] = 0
+            self._last_seen[n_pages : self._n] = NEVER
+            self._last_moved[n_pages : self._n] = NEVER
+        self._n = n_pages
+
+    @property
+    def heat(self) -> np.ndarray:
+        return self._heat[: self._n]
+
+    @property
+    def last_seen(self) -> np.ndarray:
+        return self._last_seen[: self._n]
+
+    @property
+    def last_moved(self) -> np.ndarray:
+        return self._last_moved[: self._n]
+
+    @property
+    def nbytes(self) -> int:
+        return self._heat.nbytes + self._last_seen.nbytes + self._last_moved.nbytes
+
+    # ---- updates ----------------------------------------------------------------------------
+    def decay(self, cycles: float = 1.0) -> None:
+        np.multiply(self.heat, np.float32(self.decay_factor**cycles), out=self.heat)
+
+    def ingest(self, batch: np.ndarray, now: int) -> int:
+        """Add a sample batch observed during cycle ``now``; returns the number of rows used."""
+        if batch.dtype != SAMPLE_DTYPE:
+            raise InputError(f"sample batch has dtype {batch.dtype}, expected {SAMPLE_DTYPE}", "samples")
+        if batch.shape[0] == 0:
+            return 0
+        page = batch["page"]
+        ok = (page >= 0) & (page < self._n)
+        n_bad = int(ok.size - np.count_nonzero(ok))
+        if n_bad:
+            self.dropped_samples += n_bad
+            page = page[ok]
+            weight = batch["weight"][ok]
+        else:
+            weight = batch["weight"]
+        if weight.shape[0]:
+            self.unit = float(weight.min())
+        uniq, inv = np.unique(page, return_inverse=True)
+        sums = np.bincount(inv, weights=weight, minlength=uniq.shape[0])
+        self.heat[uniq] += sums.astype(np.float32)
+        self.last_seen[uniq] = now
+        self.ingested_samples += int(page.shape[0])
+        return int(page.shape[0])
+
+    def note_moved(self, pages: np.ndarray, now: int) -> None:
+        self.last_moved[pages] = now
+
+    def note_new(self, pages: np.ndarray, now: int) -> None:
+        """Pages that became present since the last cycle; their samples start counting at ``now``."""
+        if pages.shape[0]:
+            self._young.append((now, np.asarray(pages, dtype=np.int64)))
+
+    def estimate(self, idx: np.ndarray, now: int) -> np.ndarray:
+        """Heat of pages ``idx`` corrected for how long they have been present (float64)."""
+        est = self.heat[idx].astype(np.float64)
+        if not self._young or idx.shape[0] == 0:
+            return est
+        pages = np.concatenate([p for _, p in self._young])
+        born = np.concatenate([np.full(p.shape[0], t, np.int64) for t, p in self._young])
+        order = np.argsort(pages, kind="stable")
+        pages, born = pages[order], born[order]
+        pos = np.searchsorted(pages, idx)
+        pos_ok = np.minimum(pos, pages.shape[0] - 1)
+        hit = pages[pos_ok] == idx
+        if hit.any():
+            age = np.maximum(now - born[pos_ok[hit]], 0)
+            est[hit] /= 1.0 - self.decay_factor ** (age + 1)
+        return est
+
+    # ---- derived views ----------------------------------------------------------------------
+    def bins(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Log-scale bin of every page's heat (uint8): 0 = no heat, 255 = within 1/8 octave of the max.
+
+        Bin b >= 1 holds heat in [max * 2**((b-255)/8), max * 2**((b-254)/8)).
+        """
+        heat = self.heat
+        if out is None:
+            out = np.empty(self._n, dtype=np.uint8)
+        hmax = float(heat.max()) if self._n else 0.0
+        if hmax <= 0.0:
+            out[...] = 0
+            return out
+        tmp = np.empty(self._n, dtype=np.float32)
+        with np.errstate(divide="ignore"):
+            np.log2(heat, out=tmp)
+        tmp -= np.float32(np.log2(hmax))
+        tmp *= np.float32(BINS_PER_OCTAVE)
+        tmp += np.float32(N_BINS)  # max lands at 256 (clipped to 255); -inf (heat 0) stays -inf
+        np.floor(tmp, out=tmp)
+        np.clip(tmp, 0, N_BINS - 1, out=tmp)
+        tmp[heat <= 0] = 0
+        tmp[(tmp == 0) & (heat > 0)] = 1  # far below the max but not zero
+        out[...] = tmp
+        return out
+
+    def bin_floor(self, b: np.ndarray | int) -> np.ndarray:
+        """Lower heat edge of bin(s) ``b`` (0 for bin 0)."""
+        hmax = float(self.heat.max()) if self._n else 0.0
+        b = np.asarray(b)
+        edge = hmax * np.exp2((b.astype(np.float64) - N_BINS) / BINS_PER_OCTAVE)
+        return np.where(b <= 0, 0.0, edge)
+
+    def region_heat(self, pages_per_region: int = 512) -> np.ndarray:
+        """Summed heat per region of ``pages_per_region`` consecutive tracked pages (2 MiB at 4 KiB)."""
+        if pages_per_region <= 0:
+            raise InputError(f"pages_per_region must be > 0, got {pages_per_region}", "heat.region")
+        n_regions = -(-self._n // pages_per_region)
+        starts = np.arange(n_regions, dtype=np.int64) * pages_per_region
+        if self._n == 0:
+            return np.zeros(0, dtype=np.float64)
+        return np.add.reduceat(self.heat, starts, dtype=np.float64)
+
+
+def _grow(arr: np.ndarray, cap: int, fill: int) -> np.ndarray:
+    out = np.full(cap, fill, dtype=arr.dtype)
+    out[: arr.shape[0]] = arr
+    return out

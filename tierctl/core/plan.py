@@ -1,0 +1,58 @@
+"""A plan: the page moves one control cycle asks the mover to make.
+
+Moves are ordered: every demotion comes before every promotion, so that room is
+made before it is used.  Within each kind the policy's priority order is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEMOTE = np.uint8(0)
+PROMOTE = np.uint8(1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    pages: np.ndarray  # int64 tracked page indices
+    dest: np.ndarray  # int16 destination node per page
+    kind: np.ndarray  # uint8: DEMOTE or PROMOTE
+
+    @staticmethod
+    def empty() -> Plan:
+        return Plan(np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros(0, np.uint8))
+
+    @staticmethod
+    def build(promote: np.ndarray, promote_to: int, demote: np.ndarray, demote_to: int) -> Plan:
+        promote = np.asarray(promote, dtype=np.int64)
+        demote = np.asarray(demote, dtype=np.int64)
+        pages = np.concatenate([demote, promote])
+        dest = np.concatenate(
+            [np.full(demote.shape[0], demote_to, np.int16), np.full(promote.shape[0], promote_to, np.int16)]
+        )
+        kind = np.concatenate(
+            [np.full(demote.shape[0], DEMOTE, np.uint8), np.full(promote.shape[0], PROMOTE, np.uint8)]
+        )
+        return Plan(pages, dest, kind)
+
+    def __len__(self) -> int:
+        return int(self.pages.shape[0])
+
+    @property
+    def promote(self) -> np.ndarray:
+        return self.pages[self.kind == PROMOTE]
+
+    @property
+    def demote(self) -> np.ndarray:
+        return self.pages[self.kind == DEMOTE]
+
+    def split(self, owner: np.ndarray) -> dict[int, Plan]:
+        """Split by an owner per tracked page (pid, cgroup ...), keeping order within each owner."""
+        keys = owner[self.pages]
+        out: dict[int, Plan] = {}
+        for k in np.unique(keys):
+            m = keys == k
+            out[int(k)] = Plan(self.pages[m], self.dest[m], self.kind[m])
+        return out

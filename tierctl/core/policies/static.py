@@ -1,0 +1,13 @@
+"""``static``: first touch decides, nothing ever migrates (the kernel without tiering)."""
+
+from __future__ import annotations
+
+from tierctl.core.plan import Plan
+from tierctl.core.policy import PolicyView
+
+
+class StaticPolicy:
+    name = "static"
+
+    def decide(self, view: PolicyView) -> Plan:
+        return Plan.empty()

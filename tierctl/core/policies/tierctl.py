@@ -1,0 +1,238 @@
+"""``tierctl``: the default policy.
+
+Each cycle, in O(n) passes over the tracked pages and no full sort:
+
+1. Target: the fast tier should hold ``target = fast used + fast free - headroom``
+   tracked pages.  Headroom follows the observed allocation rate (pages newly
+   present per cycle, smoothed) so first-touch allocations still land in DRAM.
+2. Self-tuning threshold with quotas: a heat histogram per cgroup (log-scale bins,
+   1/8 octave) gives, for every bin b, how many pages each cgroup has at least
+   that hot.  The global bin is the lowest whose count — each cgroup's count
+   clamped to its [min, max] fast-page quota — fits the target; cgroups over their
+   max get a higher bin, cgroups under their min a lower one.  A page's
+   priority is its heat over its cgroup's threshold (>= 1: belongs in DRAM).
+3. Moves, within the cycle's budget: demote what exceeds a max quota; demote the
+   coldest to restore the headroom; fill free room with the hottest slow pages;
+   then swap hot slow pages for cold fast ones while the hot one's priority
+   beats the cold one's by the hysteresis factor.  A page moved less than
+   ``min_residency`` cycles ago is not moved again (no ping-pong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tierctl.core.heat import N_BINS
+from tierctl.core.plan import Plan
+from tierctl.core.policy import PolicyView, quota_arrays, rank_within_groups, top_k
+from tierctl.errors import InputError
+
+
+@dataclass(frozen=True)
+class TierctlStats:
+    """What the last decision was based on (for status views and tests)."""
+
+    target: int
+    headroom: int
+    growth: float
+    global_bin: int
+    thresholds: np.ndarray  # heat threshold per cgroup (inf = none of it belongs in DRAM)
+    forced_demotions: int
+    fills: int
+    swaps: int
+
+
+class TierctlPolicy:
+    name = "tierctl"
+
+    def __init__(
+        self,
+        *,
+        hysteresis: float = 0.25,
+        headroom_min: float = 0.005,
+        headroom_max: float = 0.10,
+        headroom_cycles: float = 2.0,
+        min_residency: int = 2,
+        growth_alpha: float = 0.3,
+        min_evidence: float = 2.0,
+        noise_z: float = 1.0,
+    ) -> None:
+        if hysteresis < 0:
+            raise InputError(f"must be >= 0, got {hysteresis}", "tierctl.hysteresis")
+        if not 0 <= headroom_min <= headroom_max < 1:
+            raise InputError("need 0 <= headroom_min <= headroom_max < 1", "tierctl.headroom")
+        if min_residency < 0:
+            raise InputError(f"must be >= 0, got {min_residency}", "tierctl.min_residency")
+        if not 0 < growth_alpha <= 1:
+            raise InputError(f"must be in (0, 1], got {growth_alpha}", "tierctl.growth_alpha")
+        self.hysteresis = hysteresis
+        self.headroom_min = headroom_min
+        self.headroom_max = headroom_max
+        self.headroom_cycles = headroom_cycles
+        self.min_residency = min_residency
+        self.growth_alpha = growth_alpha
+        self.min_evidence = min_evidence
+        self.noise_z = noise_z
+        self._prev_present: int | None = None
+        self._growth = 0.0
+        self.stats: TierctlStats | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def decide(self, view: PolicyView) -> Plan:
+        mem = view.memory
+        topo = mem.topology
+        heat = view.heat
+        node, cg = mem.node, mem.cgroup
+        n_cg = max(1, mem.n_cgroups)
+        fast = topo.fast_lut()[node + 1]
+        present = node >= 0
+        n_present = int(np.count_nonzero(present))
+        fast_now = int(np.count_nonzero(fast))
+
+        # 1. target and headroom
+        if self._prev_present is not None:
+            new = max(0, n_present - self._prev_present)
+            self._growth += self.growth_alpha * (new - self._growth)
+        self._prev_present = n_present
+        cap, free = topo.fast_capacity, topo.fast_free
+        headroom = int(
+            np.clip(self._growth * self.headroom_cycles, self.headroom_min * cap, self.headroom_max * cap)
+        )
+        target = max(0, fast_now + free - headroom)
+
+        # 2. per-cgroup thresholds from heat histograms
+        bins = heat.bins()
+        key = cg.astype(np.int32)
+        key *= N_BINS
+        key += bins
+        key[~present] = n_cg * N_BINS
+        hist = np.bincount(key, minlength=n_cg * N_BINS + 1)[: n_cg * N_BINS].reshape(n_cg, N_BINS)
+        del key
+        at_least = np.zeros((n_cg, N_BINS + 1), dtype=np.int64)  # at_least[c, b]: pages of c with bin >= b
+        at_least[:, :N_BINS] = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
+        mins, maxs = quota_arrays(view)
+        mins = np.minimum(mins, at_least[:, 0])
+        total = np.clip(at_least, mins[:, None], maxs[:, None]).sum(axis=0)
+        fits = np.flatnonzero(total <= target)
+        global_bin = int(fits[0]) if fits.size else N_BINS
+        tbin = np.full(n_cg, global_bin, dtype=np.int64)
+        col = at_least[:, global_bin]
+        over = col > maxs
+        tbin[over] = np.argmax(at_least <= maxs[:, None], axis=1)[over]
+        under = col < mins
+        tbin[under] = (at_least >= mins[:, None]).sum(axis=1)[under] - 1
+        thr = np.where(tbin >= N_BINS, np.inf, heat.bin_floor(np.maximum(tbin, 1)))
+        thr = np.where(tbin == 0, np.finfo(np.float32).tiny, thr).astype(np.float64)
+
+        # relative bin of every page: >= 0 means "belongs in DRAM"
+        rel = bins.astype(np.int16)
+        rel -= np.minimum(tbin, N_BINS).astype(np.int16)[cg]
+        del bins
+        settled = heat.last_moved <= view.now - self.min_residency
+        pool_p = settled & present & ~fast & (heat.heat > 0)
+        pool_v = settled & fast
+        budget = view.budget
+        promote_pool = _cut(rel, pool_p, budget, top=True)
+        victim_pool = _cut(rel, pool_v, budget, top=False)
+        del rel, pool_p, pool_v, settled
+
+        def prio(idx: np.ndarray) -> np.ndarray:
+            return heat.estimate(idx, view.now) / thr[cg[idx]]
+
+        p_idx = promote_pool[top_k(prio(promote_pool), budget, largest=True)]
+        p_prio = prio(p_idx)
+        v_key = prio(victim_pool) + 1e-9 * (heat.last_seen[victim_pool] + 1)
+        v_idx = victim_pool[top_k(v_key, budget, largest=False)]
+        v_prio = prio(v_idx)
+
+        fast_c = np.bincount(cg[fast], minlength=n_cg).astype(np.int64)
+
+        # 3a. demote what exceeds a max quota (coldest first); while there are pages to promote,
+        # forced demotions take at most half the budget so the room they free is used at once
+        demote_parts: list[np.ndarray] = []
+        left = budget - min(p_idx.shape[0], budget // 2)
+        for c in np.flatnonzero(fast_c > maxs):
+            if left <= 0:
+                break
+            mine = np.flatnonzero(fast & (cg == c))
+            k = min(int(fast_c[c] - maxs[c]), left)
+            demote_parts.append(mine[top_k(prio(mine), k, largest=False)])
+            left -= k
+        forced = np.concatenate(demote_parts) if demote_parts else np.zeros(0, np.int64)
+        if forced.size:
+            keep = ~np.isin(v_idx, forced)
+            v_idx, v_prio = v_idx[keep], v_prio[keep]
+        demoted_c = np.bincount(cg[forced], minlength=n_cg)
+
+        # victims allowed by min quotas, in coldest-first order
+        v_ok = rank_within_groups(cg[v_idx]) < (fast_c - demoted_c - mins)[cg[v_idx]]
+        v_idx, v_prio = v_idx[v_ok], v_prio[v_ok]
+
+        # 3b. restore the headroom
+        left += min(p_idx.shape[0], budget // 2)
+        forced_cap = budget - min(p_idx.shape[0], budget // 2) - forced.shape[0]
+        deficit = min(headroom - free - forced.shape[0], forced_cap)
+        n_restore = max(0, min(deficit, v_idx.shape[0]))
+        restore = v_idx[:n_restore]
+        v_idx, v_prio = v_idx[n_restore:], v_prio[n_restore:]
+        left -= n_restore
+        demoted_c += np.bincount(cg[restore], minlength=n_cg)
+
+        # promotions allowed by max quotas, hottest first
+        p_ok = rank_within_groups(cg[p_idx]) < (maxs - fast_c + demoted_c)[cg[p_idx]]
+        p_idx, p_prio = p_idx[p_ok], p_prio[p_ok]
+
+        # 3c. fill free room above the headroom
+        room = free + forced.shape[0] + n_restore - headroom
+        n_fill = max(0, min(room, left, p_idx.shape[0]))
+        fill = p_idx[:n_fill]
+        p_idx, p_prio = p_idx[n_fill:], p_prio[n_fill:]
+        left -= n_fill
+
+        # 3d. swaps: hot slow page in, cold fast page out, only with a clear margin
+        m = min(p_idx.shape[0], v_idx.shape[0], left // 2)
+        p_heat = heat.heat[p_idx[:m]].astype(np.float64)
+        # Poisson noise: heat ~ unit * samples, so var(heat) ~ unit * heat; prio scales it further
+        p_sd = np.sqrt(heat.unit * p_heat) * p_prio[:m] / np.maximum(p_heat, 1e-30)
+        v_raw = heat.heat[v_idx[:m]].astype(np.float64)
+        v_sd = np.sqrt(heat.unit * v_raw) * v_prio[:m] / np.maximum(v_raw, 1e-30)
+        noise = self.noise_z * np.hypot(p_sd, v_sd)
+        good = p_heat >= self.min_evidence * heat.unit
+        good &= (v_prio[:m] < 1.0) & (p_prio[:m] > (1.0 + self.hysteresis) * v_prio[:m])
+        good &= p_prio[:m] - v_prio[:m] > noise
+        n_swap = int(np.argmin(good)) if not good.all() else m
+        swap_in, swap_out = p_idx[:n_swap], v_idx[:n_swap]
+
+        self.stats = TierctlStats(
+            target=target,
+            headroom=headroom,
+            growth=self._growth,
+            global_bin=global_bin,
+            thresholds=thr,
+            forced_demotions=int(forced.shape[0] + n_restore),
+            fills=int(n_fill),
+            swaps=n_swap,
+        )
+        demote = np.concatenate([forced, restore, swap_out])
+        promote = np.concatenate([fill, swap_in])
+        if demote.size == 0 and promote.size == 0:
+            return Plan.empty()
+        return Plan.build(promote, topo.promotion_target(), demote, topo.demotion_target())
+
+
+def _cut(rel: np.ndarray, pool: np.ndarray, k: int, *, top: bool) -> np.ndarray:
+    """Indices in ``pool`` whose relative bin is among the k highest (or lowest), whole bins included."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    hist = np.bincount((rel[pool].astype(np.int32) + N_BINS), minlength=2 * N_BINS + 1)
+    if top:
+        cum = np.cumsum(hist[::-1])
+        reach = np.flatnonzero(cum >= k)
+        cut = (2 * N_BINS - int(reach[0])) if reach.size else 0
+        return np.flatnonzero(pool & (rel >= cut - N_BINS))
+    cum = np.cumsum(hist)
+    reach = np.flatnonzero(cum >= k)
+    cut = int(reach[0]) if reach.size else 2 * N_BINS
+    return np.flatnonzero(pool & (rel <= cut - N_BINS))

@@ -1,0 +1,93 @@
+"""The policy contract: what a policy sees each cycle and what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tierctl.core.heat import HeatModel
+from tierctl.core.plan import Plan
+from tierctl.core.topology import Topology
+from tierctl.errors import InputError
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Fast-tier quota of one cgroup, in pages (a share is turned into pages by the caller)."""
+
+    min_pages: int = 0
+    max_pages: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_pages < 0:
+            raise InputError(f"min must be >= 0, got {self.min_pages}", "quota.min")
+        if self.max_pages is not None and self.max_pages < self.min_pages:
+            raise InputError(f"max ({self.max_pages}) is below min ({self.min_pages})", "quota.max")
+
+
+@dataclass(frozen=True)
+class MemoryState:
+    """Where every tracked page is now, and who owns it."""
+
+    node: np.ndarray  # int16 per tracked page, -1 = not present (not yet touched, or gone)
+    cgroup: np.ndarray  # uint16 cgroup index per tracked page
+    n_cgroups: int
+    topology: Topology  # with current free pages per node
+    new_pages: np.ndarray | None = None  # pages that became present since the previous snapshot
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    now: int  # cycle number; the heat model has ingested this cycle's batch with this stamp
+    heat: HeatModel
+    memory: MemoryState
+    budget: int  # page moves (promotions + demotions) allowed this cycle
+    quotas: Mapping[int, Quota]
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, view: PolicyView) -> Plan: ...
+
+
+def quota_arrays(view: PolicyView) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cgroup (min, max) fast-page arrays; no quota = (0, unlimited)."""
+    c = view.memory.n_cgroups
+    mins = np.zeros(c, dtype=np.int64)
+    maxs = np.full(c, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    for idx, q in view.quotas.items():
+        if 0 <= idx < c:
+            mins[idx] = q.min_pages
+            if q.max_pages is not None:
+                maxs[idx] = q.max_pages
+    return mins, maxs
+
+
+def rank_within_groups(groups: np.ndarray) -> np.ndarray:
+    """For a sequence in priority order, each element's rank among earlier elements of its group."""
+    if groups.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(groups, kind="stable")
+    g = groups[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    run_start = np.repeat(starts, np.diff(np.r_[starts, g.shape[0]]))
+    ranks = np.empty(groups.shape[0], dtype=np.int64)
+    ranks[order] = np.arange(groups.shape[0]) - run_start
+    return ranks
+
+
+def top_k(keys: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
+    """Indices of the k largest (or smallest) keys, in order; ties broken by position."""
+    n = keys.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    signed = -keys if largest else keys
+    if k < n:
+        part = np.argpartition(signed, k - 1)[:k]
+        return part[np.lexsort((part, signed[part]))]
+    return np.lexsort((np.arange(n), signed))
