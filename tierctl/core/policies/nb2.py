@@ -18,6 +18,8 @@ from tierctl.errors import InputError
 
 
 class Nb2Policy:
+    """Model of the kernel's NUMA balancing mode 2 + demotion."""
+
     name = "nb2"
 
     def __init__(self, *, hot_threshold_cycles: int = 1, low_wmark: float = 0.01, high_wmark: float = 0.02):

@@ -7,6 +7,8 @@ from tierctl.core.policy import PolicyView
 
 
 class StaticPolicy:
+    """First touch decides; never migrates."""
+
     name = "static"
 
     def decide(self, view: PolicyView) -> Plan:

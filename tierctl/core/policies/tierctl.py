@@ -45,6 +45,8 @@ class TierctlStats:
 
 
 class TierctlPolicy:
+    """Default: self-tuning heat threshold per cgroup under quotas, headroom, noise-aware swaps."""
+
     name = "tierctl"
 
     def __init__(
@@ -124,7 +126,8 @@ class TierctlPolicy:
         under = col < mins
         tbin[under] = (at_least >= mins[:, None]).sum(axis=1)[under] - 1
         thr = np.where(tbin >= N_BINS, np.inf, heat.bin_floor(np.maximum(tbin, 1)))
-        thr = np.where(tbin == 0, np.finfo(np.float32).tiny, thr).astype(np.float64)
+        # bin 0 (and an all-cold model, where every bin floor is 0) means "any heat qualifies"
+        thr = np.maximum(np.where(tbin == 0, 0.0, thr), np.finfo(np.float32).tiny).astype(np.float64)
 
         # relative bin of every page: >= 0 means "belongs in DRAM"
         rel = bins.astype(np.int16)

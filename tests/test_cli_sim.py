@@ -1,0 +1,129 @@
+"""`tierctl sim` end to end: outputs, file formats, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tierctl.cli import main
+from tierctl.sim.trace import from_epochs, load_trace
+
+SMALL = ["--scale", "0.0625", "--epochs", "24"]
+
+
+def small_trace(tmp_path: Path, **overrides: object) -> Path:
+    rng = np.random.default_rng(1)
+    rows = []
+    for _ in range(12):
+        page = np.sort(rng.choice(256, size=100, replace=False))
+        rows.append((page, rng.integers(1, 40, size=100)))
+    trace = from_epochs(rows, n_pages=256)
+    arrays: dict[str, object] = {
+        "page_size": 4096, "n_pages": 256, "epoch_s": 1.0, "offsets": trace.offsets,
+        "page": trace.page, "count": trace.count,
+    }
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    path = tmp_path / "t.npz"
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(["sim", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_workload_json_has_the_documented_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, "--workload", "zipf-shift", *SMALL)
+    for key in ("fast_hit_ratio", "oracle_hit_ratio", "promoted", "demoted", "epochs", "policy"):
+        assert key in out
+    assert out["epochs"] == 24 and out["policy"] == "tierctl"
+    assert 0 < out["fast_hit_ratio"] <= out["oracle_hit_ratio"] <= 1
+
+
+def test_residency_file_reproduces_the_reported_hit_ratio(tmp_path: Path, capsys) -> None:
+    path = small_trace(tmp_path)
+    res_path = tmp_path / "res.npz"
+    out = run_json(capsys, "--trace", str(path), "--fast-pages", "40", "--migrate-limit", "8",
+                   "--sample-rate", "0.2", "--residency-out", str(res_path))
+    trace = load_trace(path)
+    with np.load(res_path) as z:
+        assert set(z.files) == {"residency"}
+        res = z["residency"]
+    assert res.dtype == np.uint8 and res.shape == (trace.n_epochs, (trace.n_pages + 7) // 8)
+    fast = np.unpackbits(res, axis=1)[:, : trace.n_pages].astype(bool)
+    hits = sum(int(c[fast[e][p]].sum()) for e, (p, c) in ((e, trace.epoch(e)) for e in range(trace.n_epochs)))
+    assert hits / int(trace.count.sum()) == out["fast_hit_ratio"]
+    assert out["promoted"] + out["demoted"] > 0  # the policy did act on this trace
+
+
+def test_save_trace_then_replay_matches_the_workload_run(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "w.npz"
+    assert main(["sim", "--workload", "grow", *SMALL, "--save-trace", str(path)]) == 0
+    capsys.readouterr()
+    direct = run_json(capsys, "--workload", "grow", *SMALL)
+    replay = run_json(capsys, "--trace", str(path), "--fast-pages", str(direct["fast_pages"]))
+    assert replay["fast_hit_ratio"] == direct["fast_hit_ratio"]
+    assert replay["oracle_hit_ratio"] == direct["oracle_hit_ratio"]
+
+
+def test_compare_runs_every_policy_on_every_workload(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--compare", *SMALL]) == 0
+    text = capsys.readouterr().out
+    for name in ("zipf-shift", "multi-cgroup", "scan", "grow", "tierctl", "static", "nb2", "x oracle"):
+        assert name in text
+    out = run_json(capsys, "--compare", *SMALL)
+    pairs = {(r["workload"], r["policy"]) for r in out["runs"]}
+    assert len(pairs) == 12
+
+
+def test_text_output_names_policy_and_oracle(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--workload", "multi-cgroup", *SMALL, "--policy", "nb2"]) == 0
+    text = capsys.readouterr().out
+    assert "nb2" in text and "oracle" in text and "cgroup cache" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "argv", "expect"),
+    [
+        ({"count": None}, [], "missing array 'count'"),
+        ({"page": np.zeros(1200, np.float64)}, [], "array 'page' must be an integer array"),
+        ({"offsets": np.array([0, 50, 20, *range(100, 1300, 100)])}, [], "array 'offsets' is not monotonic"),
+        ({"page": np.full(1200, 999)}, [], "page id 999 out of range"),
+        ({}, ["--fast-pages", "0"], "--fast-pages: must be within 1..n_pages=256, got 0"),
+        ({}, ["--fast-pages", "257"], "--fast-pages: must be within 1..n_pages=256, got 257"),
+        ({}, ["--fast-pages", "8", "--policy", "tierclt"], "did you mean 'tierctl'"),
+        ({}, ["--fast-pages", "8", "--sample-rate", "0"], "--sample-rate"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, overrides, argv, expect) -> None:
+    path = small_trace(tmp_path, **overrides)
+    if "--fast-pages" not in argv:
+        argv = [*argv, "--fast-pages", "8"]
+    assert main(["sim", "--trace", str(path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert expect in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_trace_file_names_the_path(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "nope.npz"
+    assert main(["sim", "--trace", str(missing), "--fast-pages", "4"]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "tierctl", "sim", "--trace", str(bad), "--fast-pages", "4"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("tierctl: error: ") and "Traceback" not in proc.stderr

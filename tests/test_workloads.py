@@ -1,0 +1,59 @@
+"""Built-in workloads: valid traces, reproducible, and the default policy beats the baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tierctl.errors import InputError
+from tierctl.sim.runner import SimConfig, simulate
+from tierctl.sim.trace import validate_trace
+from tierctl.sim.workloads import WORKLOADS, make_workload
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_workload_trace_is_valid_and_reproducible(name: str) -> None:
+    a = make_workload(name, seed=3, scale=0.125, epochs=20)
+    b = make_workload(name, seed=3, scale=0.125, epochs=20)
+    c = make_workload(name, seed=4, scale=0.125, epochs=20)
+    t = a.trace
+    arrays = {"page_size": np.int64(t.page_size), "n_pages": np.int64(t.n_pages), "epoch_s": t.epoch_s,
+              "offsets": t.offsets, "page": t.page, "count": t.count}
+    validate_trace(arrays, name)
+    assert t.n_epochs == 20 and 0 < a.fast_pages < t.n_pages
+    assert np.array_equal(t.page, b.trace.page) and np.array_equal(t.count, b.trace.count)
+    assert not (t.page.shape == c.trace.page.shape and np.array_equal(t.count, c.trace.count))
+    for e in range(t.n_epochs):  # rows of an epoch are unique pages in first-touch (page id) order
+        assert np.all(np.diff(t.epoch(e)[0]) > 0)
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_default_policy_beats_baselines_at_small_scale(name: str) -> None:
+    wl = make_workload(name, seed=0, scale=0.25, epochs=80)
+    q = {}
+    for policy in ("tierctl", "static", "nb2"):
+        r, _ = simulate(wl.trace, SimConfig(fast_pages=wl.fast_pages, policy=policy), quotas=wl.quotas)
+        q[policy] = r.quality
+    assert q["tierctl"] > q["static"]
+    assert q["tierctl"] >= q["nb2"] - 0.01  # full-size margins are in scripts/bench
+    assert q["tierctl"] > 0.85
+
+
+def test_quotas_of_multi_cgroup_are_honoured() -> None:
+    wl = make_workload("multi-cgroup", scale=0.25, epochs=60)
+    cfg = SimConfig(fast_pages=wl.fast_pages)
+    _, res = simulate(wl.trace, cfg, quotas=wl.quotas, keep_residency=True)
+    assert res is not None
+    fast = np.unpackbits(res, axis=1)[:, : wl.trace.n_pages].astype(bool)
+    owner = wl.trace.cgroup
+    per_cg = np.array([np.bincount(owner[f], minlength=3) for f in fast[-20:]])
+    batch_max = wl.quotas[0].max_pages
+    cache_min = wl.quotas[1].min_pages
+    assert batch_max is not None
+    assert per_cg[:, 0].max() <= batch_max  # once converged, batch stays within its max
+    assert per_cg[:, 1].min() >= cache_min  # and the cache keeps its guaranteed minimum
+
+
+def test_unknown_workload_hints() -> None:
+    with pytest.raises(InputError, match="did you mean 'grow'"):
+        make_workload("grwo")

@@ -1,0 +1,5 @@
+import sys
+
+from tierctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""Command-line entry point: ``tierctl <command> ...``.
+
+Every TierctlError becomes one line on stderr and its exit code (2 for bad
+input); no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tierctl import __version__
+from tierctl.cli import sim_cmd
+from tierctl.errors import TierctlError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tierctl", description="Per-cgroup tiered-memory placement controller (DRAM + CXL)."
+    )
+    parser.add_argument("--version", action="version", version=f"tierctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sim_cmd.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TierctlError as err:
+        print(f"tierctl: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""``tierctl sim``: run policies on the simulated two-tier machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+from tierctl.cli.table import render
+from tierctl.core.policies import DEFAULT_POLICY, POLICIES
+from tierctl.errors import InputError
+from tierctl.sim.runner import SimConfig, SimResult, simulate
+from tierctl.sim.trace import load_trace
+from tierctl.sim.workloads import WORKLOADS, make_workload
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "sim",
+        help="simulate a policy on a built-in workload or a trace, scored against a clairvoyant oracle",
+        description=(
+            "Run the controller on a simulated two-tier machine (node 0 = fast, node 1 = slow). "
+            "Each epoch the controller decides from what was observed in earlier epochs, then the "
+            "epoch's accesses are served. The oracle keeps each epoch's most accessed pages in the "
+            "fast tier."
+        ),
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--workload", metavar="NAME", help=f"built-in workload: {', '.join(WORKLOADS)}")
+    src.add_argument("--trace", metavar="FILE.npz", help="access trace (format in docs/formats.md)")
+    p.add_argument(
+        "--observed",
+        metavar="FILE.npz",
+        help="what the sampler saw (same format); default: thin the trace with --sample-rate",
+    )
+    p.add_argument(
+        "--fast-pages",
+        type=int,
+        metavar="K",
+        help="fast-tier capacity in pages (default for built-in workloads: their own, 25 %% of their pages)",
+    )
+    p.add_argument(
+        "--policy",
+        default=DEFAULT_POLICY,
+        metavar="NAME",
+        help=f"placement policy: {', '.join(POLICIES)} (default {DEFAULT_POLICY})",
+    )
+    p.add_argument(
+        "--sample-rate",
+        type=float,
+        default=0.01,
+        metavar="P",
+        help="probability that an access is observed (default 0.01)",
+    )
+    p.add_argument(
+        "--sample-mode",
+        choices=("all", "hint"),
+        default="all",
+        help="all: accesses on both tiers are sampled; hint: only slow-tier accesses (NUMA hint faults)",
+    )
+    p.add_argument(
+        "--migrate-limit",
+        type=int,
+        metavar="PAGES",
+        help="pages that may change tier per epoch, promotions + demotions (default 10 %% of the fast tier)",
+    )
+    p.add_argument(
+        "--half-life", type=float, default=4.0, metavar="EPOCHS", help="heat half-life in epochs (default 4)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for workloads and sampling (default 0)")
+    p.add_argument("--epochs", type=int, default=240, help="epochs of a built-in workload (default 240)")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="size factor of a built-in workload (default 1 = 64 Ki pages)",
+    )
+    p.add_argument(
+        "--residency-out",
+        metavar="FILE.npz",
+        help="write the fast-tier residency bitmap per epoch (packbits rows)",
+    )
+    p.add_argument("--save-trace", metavar="FILE.npz", help="write the workload's trace and exit")
+    p.add_argument(
+        "--compare", action="store_true", help="run every policy on every built-in workload and print a table"
+    )
+    p.add_argument("--list", action="store_true", help="list workloads and policies")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list(args)
+    if args.compare:
+        if args.trace or args.workload:
+            raise InputError("--compare runs the built-in workloads; drop --trace/--workload", "--compare")
+        return _compare(args)
+    if not (args.trace or args.workload):
+        raise InputError("give --workload NAME, --trace FILE.npz or --compare", "tierctl sim")
+    quotas = {}
+    if args.workload:
+        if args.observed:
+            raise InputError("--observed goes with --trace", "--observed")
+        wl = make_workload(args.workload, seed=args.seed, scale=args.scale, epochs=args.epochs)
+        trace, name, quotas = wl.trace, wl.name, dict(wl.quotas)
+        fast = args.fast_pages if args.fast_pages is not None else wl.fast_pages
+        if args.save_trace:
+            _write(args.save_trace, trace.save)
+            print(f"wrote {args.save_trace}: {trace.n_epochs} epochs, {trace.n_pages} pages", file=sys.stderr)
+            return 0
+    else:
+        trace, name = load_trace(args.trace), args.trace
+        if args.fast_pages is None:
+            raise InputError("required with --trace", "--fast-pages")
+        fast = args.fast_pages
+    if fast <= 0 or fast > trace.n_pages:
+        raise InputError(f"must be within 1..n_pages={trace.n_pages}, got {fast}", "--fast-pages")
+    observed = load_trace(args.observed, what="observed") if args.observed else None
+    cfg = _config(args, fast, args.policy)
+    result, residency = simulate(
+        trace, cfg, observed=observed, quotas=quotas, workload=name, keep_residency=bool(args.residency_out)
+    )
+    if args.residency_out:
+        out_path = args.residency_out
+
+        def save(f: str) -> None:
+            with open(f, "wb") as fh:
+                np.savez_compressed(fh, residency=residency)
+
+        _write(out_path, save)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(_describe(result, trace.page_size))
+    return 0
+
+
+def _config(args: argparse.Namespace, fast: int, policy: str) -> SimConfig:
+    if args.migrate_limit is not None and args.migrate_limit < 0:
+        raise InputError(f"must be >= 0, got {args.migrate_limit}", "--migrate-limit")
+    if not 0 < args.sample_rate <= 1:
+        raise InputError(f"must be within (0, 1], got {args.sample_rate}", "--sample-rate")
+    if args.half_life <= 0:
+        raise InputError(f"must be > 0, got {args.half_life}", "--half-life")
+    return SimConfig(
+        fast_pages=fast,
+        policy=policy,
+        sample_rate=args.sample_rate,
+        migrate_limit=args.migrate_limit,
+        seed=args.seed,
+        sample_mode=args.sample_mode,
+        half_life=args.half_life,
+    )
+
+
+def _write(path: str, writer: Any) -> None:
+    try:
+        writer(path)
+    except OSError as e:
+        raise InputError(f"cannot write: {e.strerror or e}", path) from None
+
+
+def _describe(r: SimResult, page_size: int) -> str:
+    lines = [
+        f"workload      {r.workload}: {r.epochs} epochs, {r.n_pages} pages of {page_size // 1024} KiB, "
+        f"fast tier {r.fast_pages} pages ({100 * r.fast_pages / r.n_pages:.1f} %)",
+        f"policy        {r.policy} (sample rate {r.sample_rate:g}, "
+        f"migrate limit {r.migrate_limit} pages/epoch)",
+        f"fast hit      {r.fast_hit_ratio:.4f}   oracle {r.oracle_hit_ratio:.4f}   "
+        f"= {r.quality:.3f} x oracle",
+        f"migrations    {r.promoted} promoted, {r.demoted} demoted",
+        f"latency       {r.mean_latency_ns:.1f} ns mean (oracle {r.oracle_latency_ns:.1f} ns), "
+        f"slowdown {r.slowdown:.3f} x all-DRAM",
+    ]
+    if len(r.per_cgroup) > 1:
+        for cg, v in r.per_cgroup.items():
+            lines.append(
+                f"  cgroup {cg:<10} fast hit {v['fast_hit_ratio']:.4f}  "
+                f"({v['accesses'] / max(r.accesses, 1):.1%} of accesses)"
+            )
+    return "\n".join(lines)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    results: list[SimResult] = []
+    for wname in WORKLOADS:
+        wl = make_workload(wname, seed=args.seed, scale=args.scale, epochs=args.epochs)
+        fast = args.fast_pages if args.fast_pages is not None else wl.fast_pages
+        for pname in POLICIES:
+            res, _ = simulate(wl.trace, _config(args, fast, pname), quotas=wl.quotas, workload=wname)
+            results.append(res)
+    if args.json:
+        print(json.dumps({"runs": [r.to_json() for r in results]}, indent=2))
+        return 0
+    rows = [
+        (
+            r.workload,
+            r.policy,
+            r.fast_hit_ratio,
+            r.oracle_hit_ratio,
+            r.quality,
+            r.promoted,
+            r.demoted,
+            f"{r.slowdown:.3f}",
+        )
+        for r in results
+    ]
+    print(
+        render(
+            ("workload", "policy", "hit", "oracle", "x oracle", "promoted", "demoted", "slowdown"),
+            rows,
+            right=[False, False, True, True, True, True, True, True],
+        )
+    )
+    print(
+        f"\nsample rate {args.sample_rate:g} ({args.sample_mode}), migrate limit "
+        f"{results[0].migrate_limit if results else '-'} pages/epoch, seed {args.seed}; "
+        "slowdown = estimated mean access latency / all-DRAM (100 ns fast, 300 ns slow)"
+    )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps({"workloads": list(WORKLOADS), "policies": list(POLICIES)}))
+        return 0
+    print("workloads:")
+    for name, fn in WORKLOADS.items():
+        doc = " ".join((fn.__doc__ or "").split())
+        print(f"  {name:<13} {doc}")
+    print("policies:")
+    for name, cls in POLICIES.items():
+        print(f"  {name:<13} {' '.join((cls.__doc__ or '').split())}")
+    return 0
