@@ -25,8 +25,12 @@ def small_trace(tmp_path: Path, **overrides: object) -> Path:
         rows.append((page, rng.integers(1, 40, size=100)))
     trace = from_epochs(rows, n_pages=256)
     arrays: dict[str, object] = {
-        "page_size": 4096, "n_pages": 256, "epoch_s": 1.0, "offsets": trace.offsets,
-        "page": trace.page, "count": trace.count,
+        "page_size": 4096,
+        "n_pages": 256,
+        "epoch_s": 1.0,
+        "offsets": trace.offsets,
+        "page": trace.page,
+        "count": trace.count,
     }
     arrays.update(overrides)
     arrays = {k: v for k, v in arrays.items() if v is not None}
@@ -51,8 +55,19 @@ def test_workload_json_has_the_documented_fields(capsys: pytest.CaptureFixture[s
 def test_residency_file_reproduces_the_reported_hit_ratio(tmp_path: Path, capsys) -> None:
     path = small_trace(tmp_path)
     res_path = tmp_path / "res.npz"
-    out = run_json(capsys, "--trace", str(path), "--fast-pages", "40", "--migrate-limit", "8",
-                   "--sample-rate", "0.2", "--residency-out", str(res_path))
+    out = run_json(
+        capsys,
+        "--trace",
+        str(path),
+        "--fast-pages",
+        "40",
+        "--migrate-limit",
+        "8",
+        "--sample-rate",
+        "0.2",
+        "--residency-out",
+        str(res_path),
+    )
     trace = load_trace(path)
     with np.load(res_path) as z:
         assert set(z.files) == {"residency"}
@@ -123,7 +138,12 @@ def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-m", "tierctl", "sim", "--trace", str(bad), "--fast-pages", "4"],
-                          capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tierctl", "sim", "--trace", str(bad), "--fast-pages", "4"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("tierctl: error: ") and "Traceback" not in proc.stderr

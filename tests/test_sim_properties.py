@@ -96,7 +96,12 @@ def test_identical_seeds_give_identical_runs(data: st.DataObject) -> None:
     a, ra = simulate(trace, cfg, keep_residency=True)
     b, rb = simulate(trace, cfg, keep_residency=True)
     assert np.array_equal(ra, rb)
-    assert (a.fast_hits, a.promoted, a.demoted, a.outcomes) == (b.fast_hits, b.promoted, b.demoted, b.outcomes)
+    assert (a.fast_hits, a.promoted, a.demoted, a.outcomes) == (
+        b.fast_hits,
+        b.promoted,
+        b.demoted,
+        b.outcomes,
+    )
 
 
 @SETTINGS
@@ -109,7 +114,8 @@ def test_causality(data: st.DataObject) -> None:
     other = data.draw(traces(min_epochs=1))
     head = trace.head(t + 1)
     tail_rows = [
-        (p[p < trace.n_pages], c[p < trace.n_pages]) for p, c in (other.epoch(e) for e in range(other.n_epochs))
+        (p[p < trace.n_pages], c[p < trace.n_pages])
+        for p, c in (other.epoch(e) for e in range(other.n_epochs))
     ]
     rows = [head.epoch(e) for e in range(t + 1)] + tail_rows
     changed = from_epochs(rows, n_pages=trace.n_pages, cgroup=trace.cgroup)
