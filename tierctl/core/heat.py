@@ -134,34 +134,44 @@ class HeatModel:
         return est
 
     # ---- derived views ----------------------------------------------------------------------
-    def bins(self, out: np.ndarray | None = None) -> np.ndarray:
-        """Log-scale bin of every page's heat (uint8): 0 = no heat, 255 = within 1/8 octave of the max.
+    def bins(
+        self,
+        out: np.ndarray | None = None,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        hmax: float | None = None,
+    ) -> np.ndarray:
+        """Log-scale bin (uint8) of the heat of pages ``start:stop``: 0 = no heat, 255 = within
+        1/8 octave of ``hmax`` (default: the current maximum over all pages).
 
-        Bin b >= 1 holds heat in [max * 2**((b-255)/8), max * 2**((b-254)/8)).
+        Bin b >= 1 holds heat in [hmax * 2**((b-256)/8), hmax * 2**((b-255)/8)).
         """
-        heat = self.heat
+        stop = self._n if stop is None else stop
+        heat = self.heat[start:stop]
         if out is None:
-            out = np.empty(self._n, dtype=np.uint8)
-        hmax = float(heat.max()) if self._n else 0.0
+            out = np.empty(heat.shape[0], dtype=np.uint8)
+        if hmax is None:
+            hmax = float(self.heat.max()) if self._n else 0.0
         if hmax <= 0.0:
             out[...] = 0
             return out
-        tmp = np.empty(self._n, dtype=np.float32)
+        tmp = np.empty(heat.shape[0], dtype=np.float32)
         with np.errstate(divide="ignore"):
             np.log2(heat, out=tmp)
         tmp -= np.float32(np.log2(hmax))
         tmp *= np.float32(BINS_PER_OCTAVE)
-        tmp += np.float32(N_BINS)  # max lands at 256 (clipped to 255); -inf (heat 0) stays -inf
+        tmp += np.float32(N_BINS)  # the max lands at 256 (clipped to 255); heat 0 stays -inf
         np.floor(tmp, out=tmp)
-        np.clip(tmp, 0, N_BINS - 1, out=tmp)
-        tmp[heat <= 0] = 0
-        tmp[(tmp == 0) & (heat > 0)] = 1  # far below the max but not zero
+        np.clip(tmp, 1, N_BINS - 1, out=tmp)  # far below the max but not zero: bin 1
         out[...] = tmp
+        out[heat <= 0] = 0
         return out
 
-    def bin_floor(self, b: np.ndarray | int) -> np.ndarray:
-        """Lower heat edge of bin(s) ``b`` (0 for bin 0)."""
-        hmax = float(self.heat.max()) if self._n else 0.0
+    def bin_floor(self, b: np.ndarray | int, *, hmax: float | None = None) -> np.ndarray:
+        """Lower heat edge of bin(s) ``b`` (0 for bin 0), for bins computed against ``hmax``."""
+        if hmax is None:
+            hmax = float(self.heat.max()) if self._n else 0.0
         b = np.asarray(b)
         edge = hmax * np.exp2((b.astype(np.float64) - N_BINS) / BINS_PER_OCTAVE)
         return np.where(b <= 0, 0.0, edge)

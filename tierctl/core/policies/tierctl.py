@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tierctl.core.census import candidates, fast_pages_of, quota_bins, relative_cuts, take_census
 from tierctl.core.heat import N_BINS
 from tierctl.core.plan import Plan
 from tierctl.core.policy import PolicyView, quota_arrays, rank_within_groups, top_k
@@ -88,10 +89,11 @@ class TierctlPolicy:
         heat = view.heat
         node, cg = mem.node, mem.cgroup
         n_cg = max(1, mem.n_cgroups)
-        fast = topo.fast_lut()[node + 1]
-        present = node >= 0
-        n_present = int(np.count_nonzero(present))
-        fast_now = int(np.count_nonzero(fast))
+        lut = topo.fast_lut()
+        census = take_census(heat, node, cg, n_cg, lut)
+        fast_c = census.fast_per_cgroup
+        fast_now = int(fast_c.sum())
+        n_present = census.present
 
         # 1. target and headroom
         if self._prev_present is not None:
@@ -104,42 +106,23 @@ class TierctlPolicy:
         )
         target = max(0, fast_now + free - headroom)
 
-        # 2. per-cgroup thresholds from heat histograms
-        bins = heat.bins()
-        key = cg.astype(np.int32)
-        key *= N_BINS
-        key += bins
-        key[~present] = n_cg * N_BINS
-        hist = np.bincount(key, minlength=n_cg * N_BINS + 1)[: n_cg * N_BINS].reshape(n_cg, N_BINS)
-        del key
-        at_least = np.zeros((n_cg, N_BINS + 1), dtype=np.int64)  # at_least[c, b]: pages of c with bin >= b
-        at_least[:, :N_BINS] = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
+        # 2. per-cgroup thresholds under the quotas
         mins, maxs = quota_arrays(view)
-        mins = np.minimum(mins, at_least[:, 0])
-        total = np.clip(at_least, mins[:, None], maxs[:, None]).sum(axis=0)
-        fits = np.flatnonzero(total <= target)
-        global_bin = int(fits[0]) if fits.size else N_BINS
-        tbin = np.full(n_cg, global_bin, dtype=np.int64)
-        col = at_least[:, global_bin]
-        over = col > maxs
-        tbin[over] = np.argmax(at_least <= maxs[:, None], axis=1)[over]
-        under = col < mins
-        tbin[under] = (at_least >= mins[:, None]).sum(axis=1)[under] - 1
-        thr = np.where(tbin >= N_BINS, np.inf, heat.bin_floor(np.maximum(tbin, 1)))
+        mins = np.minimum(mins, census.hist[:, :, :].sum(axis=(1, 2)))
+        tbin, global_bin = quota_bins(census, target, mins, maxs)
+        thr = np.where(tbin >= N_BINS, np.inf, heat.bin_floor(np.maximum(tbin, 1), hmax=census.hmax))
         # bin 0 (and an all-cold model, where every bin floor is 0) means "any heat qualifies"
         thr = np.maximum(np.where(tbin == 0, 0.0, thr), np.finfo(np.float32).tiny).astype(np.float64)
 
-        # relative bin of every page: >= 0 means "belongs in DRAM"
-        rel = bins.astype(np.int16)
-        rel -= np.minimum(tbin, N_BINS).astype(np.int16)[cg]
-        del bins
-        settled = heat.last_moved <= view.now - self.min_residency
-        pool_p = settled & present & ~fast & (heat.heat > 0)
-        pool_v = settled & fast
+        # candidates: enough pages around the thresholds for this cycle's budget (recently moved
+        # pages are skipped, so allow for them)
         budget = view.budget
-        promote_pool = _cut(rel, pool_p, budget, top=True)
-        victim_pool = _cut(rel, pool_v, budget, top=False)
-        del rel, pool_p, pool_v, settled
+        want = budget * (1 + self.min_residency) + 1
+        cut_p, cut_v = relative_cuts(census, tbin, want, want)
+        promote_pool, victim_pool = candidates(
+            census, heat, node, cg, lut, tbin, cut_p, cut_v, view.now - self.min_residency
+        )
+        del census
 
         def prio(idx: np.ndarray) -> np.ndarray:
             return heat.estimate(idx, view.now) / thr[cg[idx]]
@@ -150,8 +133,6 @@ class TierctlPolicy:
         v_idx = victim_pool[top_k(v_key, budget, largest=False)]
         v_prio = prio(v_idx)
 
-        fast_c = np.bincount(cg[fast], minlength=n_cg).astype(np.int64)
-
         # 3a. demote what exceeds a max quota (coldest first); while there are pages to promote,
         # forced demotions take at most half the budget so the room they free is used at once
         demote_parts: list[np.ndarray] = []
@@ -159,7 +140,7 @@ class TierctlPolicy:
         for c in np.flatnonzero(fast_c > maxs):
             if left <= 0:
                 break
-            mine = np.flatnonzero(fast & (cg == c))
+            mine = fast_pages_of(node, cg, lut, int(c))
             k = min(int(fast_c[c] - maxs[c]), left)
             demote_parts.append(mine[top_k(prio(mine), k, largest=False)])
             left -= k
@@ -223,19 +204,3 @@ class TierctlPolicy:
         if demote.size == 0 and promote.size == 0:
             return Plan.empty()
         return Plan.build(promote, topo.promotion_target(), demote, topo.demotion_target())
-
-
-def _cut(rel: np.ndarray, pool: np.ndarray, k: int, *, top: bool) -> np.ndarray:
-    """Indices in ``pool`` whose relative bin is among the k highest (or lowest), whole bins included."""
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    hist = np.bincount((rel[pool].astype(np.int32) + N_BINS), minlength=2 * N_BINS + 1)
-    if top:
-        cum = np.cumsum(hist[::-1])
-        reach = np.flatnonzero(cum >= k)
-        cut = (2 * N_BINS - int(reach[0])) if reach.size else 0
-        return np.flatnonzero(pool & (rel >= cut - N_BINS))
-    cum = np.cumsum(hist)
-    reach = np.flatnonzero(cum >= k)
-    cut = int(reach[0]) if reach.size else 2 * N_BINS
-    return np.flatnonzero(pool & (rel <= cut - N_BINS))
