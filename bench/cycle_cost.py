@@ -56,7 +56,9 @@ def measure(n: int, cycles: int = 5, seed: int = 0) -> dict[str, Any]:
         t0 = time.perf_counter()
         heat.decay()
         heat.ingest(batches[c], now=100 + c)
-        plan: Plan = policy.decide(PolicyView(now=100 + c, heat=heat, memory=state, budget=budget, quotas=quotas))
+        plan: Plan = policy.decide(
+            PolicyView(now=100 + c, heat=heat, memory=state, budget=budget, quotas=quotas)
+        )
         dt = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
@@ -66,9 +68,14 @@ def measure(n: int, cycles: int = 5, seed: int = 0) -> dict[str, Any]:
         peaks.append(peak)
         moves.append(len(plan))
     return {
-        "pages": n, "budget": budget, "cycle_s_median": float(np.median(times)), "cycle_s_max": float(max(times)),
-        "moves_planned_median": float(np.median(moves)), "persistent_bytes": persistent,
-        "transient_peak_bytes": int(max(peaks)), "bytes_per_page": (persistent + max(peaks)) / n,
+        "pages": n,
+        "budget": budget,
+        "cycle_s_median": float(np.median(times)),
+        "cycle_s_max": float(max(times)),
+        "moves_planned_median": float(np.median(moves)),
+        "persistent_bytes": persistent,
+        "transient_peak_bytes": int(max(peaks)),
+        "bytes_per_page": (persistent + max(peaks)) / n,
     }
 
 
@@ -78,6 +85,11 @@ def run(sizes: list[int]) -> dict[str, Any]:
     for r in rows:
         r["time_ratio_vs_smallest"] = r["cycle_s_median"] / base["cycle_s_median"]
         r["size_ratio_vs_smallest"] = r["pages"] / base["pages"]
-    return {"sizes": sizes, "rows": rows,
-            "checks": {"16M_under_1s": any(r["pages"] >= 16 << 20 and r["cycle_s_median"] <= 1.0 for r in rows),
-                       "max_bytes_per_page": max(r["bytes_per_page"] for r in rows)}}
+    return {
+        "sizes": sizes,
+        "rows": rows,
+        "checks": {
+            "16M_under_1s": any(r["pages"] >= 16 << 20 and r["cycle_s_median"] <= 1.0 for r in rows),
+            "max_bytes_per_page": max(r["bytes_per_page"] for r in rows),
+        },
+    }

@@ -147,3 +147,31 @@ def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("tierctl: error: ") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "pages"),
+    [("30%", 300), (0.5, 500), ("2M", 512), ("4 KiB", 1), (8192, 2), ("1.5G", 393216), ("0", 0)],
+)
+def test_quota_amounts_in_bytes_or_shares(value: object, pages: int) -> None:
+    from tierctl.core.policy import amount_to_pages
+
+    assert amount_to_pages(value, page_size=4096, fast_capacity=1000, where="q") == pages  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["lots", "120%", -1, 1.5, True, "-2G"])
+def test_bad_quota_amounts_name_the_field(value: object) -> None:
+    from tierctl.core.policy import amount_to_pages
+    from tierctl.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        amount_to_pages(value, page_size=4096, fast_capacity=1000, where="cache.min")  # type: ignore[arg-type]
+    assert str(err.value).startswith("cache.min: ")
+
+
+def test_quota_max_below_min_is_refused() -> None:
+    from tierctl.core.policy import quota_from
+    from tierctl.errors import InputError
+
+    with pytest.raises(InputError, match="below min"):
+        quota_from(min="50%", max="10%", page_size=4096, fast_capacity=1000, where="db")

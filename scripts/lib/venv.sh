@@ -51,10 +51,15 @@ ensure_venv() {
     stamp="$root/.venv/.tierctl-installed"
     want="$(sha256sum <"$root/pyproject.toml" | cut -d" " -f1) $extras"
     if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
-        echo "tierctl: installing into .venv (${extras:-runtime})" >&2
-        "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-        "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" ||
-            { echo "tierctl: pip install of $spec failed" >&2; return 1; }
+        echo "tierctl: installing into .venv (${extras:-runtime}); log in .venv/install.log" >&2
+        {
+            "$root/.venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+                "$root/.venv/bin/python" -m pip install --disable-pip-version-check -e "$spec"
+        } >"$root/.venv/install.log" 2>&1 || {
+            tail -n 30 "$root/.venv/install.log" >&2
+            echo "tierctl: pip install of $spec failed (full log: .venv/install.log)" >&2
+            return 1
+        }
         echo "$want" >>"$stamp"
     fi
     export PATH="$root/.venv/bin:$PATH"

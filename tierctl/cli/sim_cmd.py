@@ -172,7 +172,8 @@ def _describe(r: SimResult, page_size: int) -> str:
         f"migrate limit {r.migrate_limit} pages/epoch)",
         f"fast hit      {r.fast_hit_ratio:.4f}   oracle {r.oracle_hit_ratio:.4f}   "
         f"= {r.quality:.3f} x oracle",
-        f"migrations    {r.promoted} promoted, {r.demoted} demoted",
+        f"migrations    {r.promoted} promoted, {r.demoted} demoted "
+        f"(~{r.migration_seconds:.2f} s of slow-tier bandwidth, {r.migration_share:.2%} of the run)",
         f"latency       {r.mean_latency_ns:.1f} ns mean (oracle {r.oracle_latency_ns:.1f} ns), "
         f"slowdown {r.slowdown:.3f} x all-DRAM",
     ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierctl.core.heat import N_BINS, HeatModel
+from tierctl.core.heat import N_BINS, NEVER, HeatModel
 
 BLOCK = 1 << 18
 FAST, SLOW = 0, 1
@@ -75,6 +75,10 @@ def quota_bins(census: Census, target: int, mins: np.ndarray, maxs: np.ndarray) 
     total = np.clip(at_least, mins[:, None], maxs[:, None]).sum(axis=0)
     fits = np.flatnonzero(total <= target)
     global_bin = int(fits[0]) if fits.size else N_BINS
+    if global_bin == N_BINS and total[0] > 0:
+        # even the hottest bin holds more pages than fit: it straddles the threshold, and the
+        # swap rules choose within it and against colder fast pages
+        global_bin = int(np.flatnonzero(hist.sum(axis=0))[-1])
     tbin = np.full(n_cg, global_bin, dtype=np.int64)
     col = at_least[:, global_bin]
     over = col > maxs
@@ -122,7 +126,8 @@ def candidates(
         rel -= tb16[cgroup[lo:hi]]
         nd = node[lo:hi]
         fast = fast_lut[nd + 1]
-        settled = heat.last_moved[lo:hi] <= settled_before
+        moved = heat.last_moved[lo:hi]
+        settled = (moved <= settled_before) | (moved == NEVER)
         p = settled & ~fast & (nd >= 0) & (b > 0) & (rel >= cut_p)
         v = settled & fast & (rel <= cut_v)
         prom.append(np.flatnonzero(p) + lo)

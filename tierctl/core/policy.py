@@ -28,6 +28,60 @@ class Quota:
             raise InputError(f"max ({self.max_pages}) is below min ({self.min_pages})", "quota.max")
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def amount_to_pages(value: int | float | str, *, page_size: int, fast_capacity: int, where: str) -> int:
+    """Pages for a quota amount: bytes (int, or "512M", "2G", "1.5T"), or a share of the fast tier
+    ("30%", or a float in [0, 1])."""
+    if isinstance(value, bool):
+        raise InputError(f"expected bytes or a share, got {value!r}", where)
+    if isinstance(value, float):
+        if not 0.0 <= value <= 1.0:
+            raise InputError(f"a share must be within 0..1, got {value}", where)
+        return int(value * fast_capacity)
+    if isinstance(value, int):
+        if value < 0:
+            raise InputError(f"must be >= 0 bytes, got {value}", where)
+        return value // page_size
+    text = value.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1]) / 100.0
+            if not 0.0 <= share <= 1.0:
+                raise InputError(f"a share must be within 0..100 %, got {value!r}", where)
+            return int(share * fast_capacity)
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        number = float(text[: len(text) - len(unit)])
+    except ValueError:
+        raise InputError(
+            f"expected bytes (e.g. 512M, 2G) or a share (e.g. 30%), got {value!r}", where
+        ) from None
+    if number < 0:
+        raise InputError(f"must be >= 0, got {value!r}", where)
+    return int(number * _UNITS[unit]) // page_size
+
+
+def quota_from(
+    *,
+    min: int | float | str = 0,
+    max: int | float | str | None = None,
+    page_size: int,
+    fast_capacity: int,
+    where: str = "quota",
+) -> Quota:
+    """A Quota from amounts in bytes or shares (see ``amount_to_pages``)."""
+    lo = amount_to_pages(min, page_size=page_size, fast_capacity=fast_capacity, where=f"{where}.min")
+    hi = (
+        None
+        if max is None
+        else amount_to_pages(max, page_size=page_size, fast_capacity=fast_capacity, where=f"{where}.max")
+    )
+    if hi is not None and hi < lo:
+        raise InputError(f"max ({max}) is below min ({min})", where)
+    return Quota(lo, hi)
+
+
 @dataclass(frozen=True)
 class MemoryState:
     """Where every tracked page is now, and who owns it."""
@@ -81,13 +135,16 @@ def rank_within_groups(groups: np.ndarray) -> np.ndarray:
 
 
 def top_k(keys: np.ndarray, k: int, *, largest: bool) -> np.ndarray:
-    """Indices of the k largest (or smallest) keys, in order; ties broken by position."""
+    """Indices of the k largest (or smallest) keys, in order; ties broken by position (O(n))."""
     n = keys.shape[0]
     k = min(k, n)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     signed = -keys if largest else keys
     if k < n:
-        part = np.argpartition(signed, k - 1)[:k]
-        return part[np.lexsort((part, signed[part]))]
+        kth = signed[np.argpartition(signed, k - 1)[k - 1]]
+        better = np.flatnonzero(signed < kth)
+        tied = np.flatnonzero(signed == kth)[: k - better.shape[0]]
+        sel = np.concatenate([better, tied])
+        return sel[np.lexsort((sel, signed[sel]))]
     return np.lexsort((np.arange(n), signed))

@@ -114,32 +114,38 @@ class SimMachine:
             raise InputError(
                 f"plan row {i}: page {pages[i]} -> node {dest[i]} is outside the machine", "plan"
             )
-        _, first = np.unique(pages, return_index=True)
-        dup = np.ones(pages.shape[0], dtype=bool)
-        dup[first] = False
         left = budget
-        # runs of equal destination, in plan order
+        # runs of equal destination, in plan order; the node state carries over between runs
         bounds = np.flatnonzero(np.r_[True, dest[1:] != dest[:-1], True])
         for lo, hi in itertools.pairwise(bounds):
             p, d = pages[lo:hi], int(dest[lo])
-            cur = self.node[p]
             out = outcome[lo:hi]
-            out[cur < 0] = Outcome.NOT_PRESENT
-            out[(cur == d) | dup[lo:hi]] = Outcome.ALREADY_THERE
-            todo = np.flatnonzero((cur >= 0) & (cur != d) & ~dup[lo:hi])
+            uniq, first, inverse = np.unique(p, return_index=True, return_inverse=True)
+            rows = np.sort(first)  # first occurrence of each page in this run, in order
+            cur = self.node[p[rows]]
+            res = np.full(rows.shape[0], Outcome.OVER_BUDGET, dtype=np.int8)
+            res[cur < 0] = Outcome.NOT_PRESENT
+            res[cur == d] = Outcome.ALREADY_THERE
+            todo = np.flatnonzero((cur >= 0) & (cur != d))
+            n = min(left, todo.shape[0])
             if d == FAST:
-                room = self.spec.fast_pages - self.fast_used
-                n = min(left, room, todo.shape[0])
-                rest = todo[n:]
-                out[rest[: max(0, left - n)]] = Outcome.TARGET_FULL if left > room else Outcome.OVER_BUDGET
+                n = min(n, self.spec.fast_pages - self.fast_used)
+                if left > n:  # budget remains, the fast tier does not: every other one finds it full
+                    res[todo[n:]] = Outcome.TARGET_FULL
                 self.fast_used += n
             else:
-                n = min(left, todo.shape[0])
                 self.fast_used -= n
             moved = todo[:n]
-            out[moved] = Outcome.MOVED
-            self.node[p[moved]] = d
+            res[moved] = Outcome.MOVED
+            self.node[p[rows[moved]]] = d
             left -= n
+            # every row gets its page's outcome; a repeat of a page this run moved is already there
+            by_page = np.empty(uniq.shape[0], dtype=np.int8)
+            by_page[np.searchsorted(uniq, p[rows])] = res
+            out[:] = by_page[inverse]
+            repeat = np.ones(p.shape[0], dtype=bool)
+            repeat[rows] = False
+            out[repeat & (out == Outcome.MOVED)] = Outcome.ALREADY_THERE
         return MoveReport.from_outcomes(pages, outcome)
 
 

@@ -38,6 +38,8 @@ class SimConfig:
     policy_options: Mapping[str, Any] = field(default_factory=dict)
     fast_latency_ns: float = 100.0
     slow_latency_ns: float = 300.0
+    fast_bandwidth_mbps: float = 20_000.0
+    slow_bandwidth_mbps: float = 5_000.0
 
     def limit(self) -> int:
         return self.migrate_limit if self.migrate_limit is not None else max(1, self.fast_pages // 10)
@@ -62,6 +64,8 @@ class SimResult:
     mean_latency_ns: float
     oracle_latency_ns: float
     slowdown: float  # mean latency / all-DRAM latency
+    migration_seconds: float  # moved bytes / slow-tier bandwidth (every move reads or writes the slow tier)
+    migration_share: float  # migration_seconds / run time (epochs * epoch_s)
     per_cgroup: dict[str, dict[str, float]]
     outcomes: dict[str, int]
     seconds: float
@@ -104,7 +108,14 @@ def simulate(
     if observed is not None:
         check_observed(trace, observed, "--observed")
     owners, names = trace.owners()
-    spec = MachineSpec(cfg.fast_pages, trace.page_size, cfg.fast_latency_ns, cfg.slow_latency_ns)
+    spec = MachineSpec(
+        cfg.fast_pages,
+        trace.page_size,
+        cfg.fast_latency_ns,
+        cfg.slow_latency_ns,
+        cfg.fast_bandwidth_mbps,
+        cfg.slow_bandwidth_mbps,
+    )
     machine = SimMachine(spec, trace.n_pages, owners)
     sampler = SimSampler()
     limit = cfg.limit()
@@ -156,6 +167,7 @@ def simulate(
     oracle = best / total if total else 1.0
     lf, ls = cfg.fast_latency_ns, cfg.slow_latency_ns
     mean_lat = ratio * lf + (1 - ratio) * ls
+    mig_s = (promoted + demoted) * trace.page_size / (cfg.slow_bandwidth_mbps * 1e6)
     per_cg = {
         names[i]: {
             "accesses": float(cg_acc[i]),
@@ -181,6 +193,8 @@ def simulate(
         mean_latency_ns=mean_lat,
         oracle_latency_ns=oracle * lf + (1 - oracle) * ls,
         slowdown=mean_lat / lf,
+        migration_seconds=mig_s,
+        migration_share=mig_s / (n_epochs * trace.epoch_s) if n_epochs else 0.0,
         per_cgroup=per_cg,
         outcomes=outcomes,
         seconds=time.perf_counter() - t0,

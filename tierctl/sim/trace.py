@@ -81,8 +81,12 @@ class Trace:
 def load_trace(path: str | Path, *, what: str = "trace") -> Trace:
     where = str(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with open(path, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise InputError(f"{what} must be an .npz archive of named arrays, not a single array", where)
+            with loaded as z:
+                arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise InputError(f"{what} file not found", where) from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:

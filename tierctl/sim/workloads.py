@@ -12,15 +12,15 @@ mostly rewards Poisson luck rather than placement.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 
-from tierctl.core.policy import Quota
+from tierctl.core.policy import Quota, quota_from
 from tierctl.errors import InputError
+from tierctl.registry import pick
 from tierctl.sim.trace import Trace, from_epochs
 
 ACCESSES = 8_000_000
@@ -95,7 +95,10 @@ def multi_cgroup(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Worklo
             rate[starts[i] : starts[i + 1]] = seg
         rows.append(_draw(rng, rate))
     trace = from_epochs(rows, n_pages=n, cgroup=cgroup, cgroup_names=names)
-    quotas = {0: Quota(max_pages=int(0.15 * k)), 1: Quota(min_pages=int(0.3 * k))}
+    quotas = {
+        0: quota_from(max="15%", page_size=trace.page_size, fast_capacity=k, where="batch"),
+        1: quota_from(min="30%", page_size=trace.page_size, fast_capacity=k, where="cache"),
+    }
     return Workload("multi-cgroup", multi_cgroup.__doc__ or "", trace, k, quotas)
 
 
@@ -161,14 +164,7 @@ WORKLOADS: Mapping[str, Callable[..., Workload]] = MappingProxyType(
 
 
 def make_workload(name: str, *, seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
-    try:
-        builder = WORKLOADS[name]
-    except KeyError:
-        hint = difflib.get_close_matches(name, list(WORKLOADS), n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise InputError(
-            f"unknown workload {name!r}{extra}; known: {', '.join(WORKLOADS)}", "--workload"
-        ) from None
+    builder = pick(WORKLOADS, name, kind="workload", where="--workload")
     if scale <= 0 or epochs <= 0:
         raise InputError("scale and epochs must be > 0", "--workload")
     return builder(seed=seed, scale=scale, epochs=epochs)

@@ -6,7 +6,6 @@ mapping built once here, not a registry that modules mutate at import time.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -15,7 +14,7 @@ from tierctl.core.policies.nb2 import Nb2Policy
 from tierctl.core.policies.static import StaticPolicy
 from tierctl.core.policies.tierctl import TierctlPolicy
 from tierctl.core.policy import Policy
-from tierctl.errors import InputError
+from tierctl.registry import pick
 
 POLICIES: Mapping[str, Callable[..., Policy]] = MappingProxyType(
     {
@@ -28,12 +27,4 @@ DEFAULT_POLICY = "tierctl"
 
 
 def make_policy(name: str, **options: Any) -> Policy:
-    try:
-        factory = POLICIES[name]
-    except KeyError:
-        hint = difflib.get_close_matches(name, list(POLICIES), n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise InputError(
-            f"unknown policy {name!r}{extra}; known: {', '.join(POLICIES)}", "--policy"
-        ) from None
-    return factory(**options)
+    return pick(POLICIES, name, kind="policy", where="--policy")(**options)

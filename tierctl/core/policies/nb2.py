@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tierctl.core.heat import NEVER
 from tierctl.core.plan import Plan
 from tierctl.core.policy import PolicyView, top_k
 from tierctl.errors import InputError
@@ -41,7 +42,7 @@ class Nb2Policy:
         high = int(self.high_wmark * cap)
         last_seen = view.heat.last_seen
 
-        recent = last_seen > view.now - self.hot_threshold_cycles
+        recent = (last_seen != NEVER) & (last_seen > view.now - self.hot_threshold_cycles)
         cand = np.flatnonzero(recent & ~fast & (node >= 0))
         # most recently sampled first, then the hotter
         cand = cand[np.lexsort((-view.heat.heat[cand], -last_seen[cand]))]

@@ -108,7 +108,7 @@ class TierctlPolicy:
 
         # 2. per-cgroup thresholds under the quotas
         mins, maxs = quota_arrays(view)
-        mins = np.minimum(mins, census.hist[:, :, :].sum(axis=(1, 2)))
+        mins = np.minimum(mins, census.hist.sum(axis=(1, 2)))  # a min beyond what a cgroup has
         tbin, global_bin = quota_bins(census, target, mins, maxs)
         thr = np.where(tbin >= N_BINS, np.inf, heat.bin_floor(np.maximum(tbin, 1), hmax=census.hmax))
         # bin 0 (and an all-cold model, where every bin floor is 0) means "any heat qualifies"
@@ -129,21 +129,22 @@ class TierctlPolicy:
 
         p_idx = promote_pool[top_k(prio(promote_pool), budget, largest=True)]
         p_prio = prio(p_idx)
+        # among equally cold victims, the least recently sampled first (never = -1 sorts first)
         v_key = prio(victim_pool) + 1e-9 * (heat.last_seen[victim_pool] + 1)
         v_idx = victim_pool[top_k(v_key, budget, largest=False)]
         v_prio = prio(v_idx)
 
-        # 3a. demote what exceeds a max quota (coldest first); while there are pages to promote,
-        # forced demotions take at most half the budget so the room they free is used at once
+        # 3a. demote what exceeds a max quota (coldest first). While there are pages to promote,
+        # forced demotions (3a + 3b) take at most half the budget, so the room they free is used
+        # in the same cycle.
+        forced_cap = budget - min(p_idx.shape[0], budget // 2)
         demote_parts: list[np.ndarray] = []
-        left = budget - min(p_idx.shape[0], budget // 2)
         for c in np.flatnonzero(fast_c > maxs):
-            if left <= 0:
+            k = min(int(fast_c[c] - maxs[c]), forced_cap - sum(d.shape[0] for d in demote_parts))
+            if k <= 0:
                 break
             mine = fast_pages_of(node, cg, lut, int(c))
-            k = min(int(fast_c[c] - maxs[c]), left)
             demote_parts.append(mine[top_k(prio(mine), k, largest=False)])
-            left -= k
         forced = np.concatenate(demote_parts) if demote_parts else np.zeros(0, np.int64)
         if forced.size:
             keep = ~np.isin(v_idx, forced)
@@ -155,13 +156,11 @@ class TierctlPolicy:
         v_idx, v_prio = v_idx[v_ok], v_prio[v_ok]
 
         # 3b. restore the headroom
-        left += min(p_idx.shape[0], budget // 2)
-        forced_cap = budget - min(p_idx.shape[0], budget // 2) - forced.shape[0]
-        deficit = min(headroom - free - forced.shape[0], forced_cap)
+        deficit = min(headroom - free - forced.shape[0], forced_cap - forced.shape[0])
         n_restore = max(0, min(deficit, v_idx.shape[0]))
         restore = v_idx[:n_restore]
         v_idx, v_prio = v_idx[n_restore:], v_prio[n_restore:]
-        left -= n_restore
+        left = budget - forced.shape[0] - n_restore
         demoted_c += np.bincount(cg[restore], minlength=n_cg)
 
         # promotions allowed by max quotas, hottest first

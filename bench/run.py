@@ -1,0 +1,113 @@
+"""Run the benchmarks, write bench/results/<name>.json and print a table.
+
+Usage: python -m bench.run [quality] [cost] [--seeds 0,1,2] [--sizes 1M,4M,16M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tierctl.cli.table import render
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _size(s: str) -> int:
+    s = s.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20}.get(s[-1:], 1)
+    return int(s[:-1] if mult > 1 else s) * mult
+
+
+def _write(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def quality(seeds: list[int]) -> None:
+    from bench import quality as q
+
+    t0 = time.perf_counter()
+    out = q.run(seeds)
+    out["seconds"] = time.perf_counter() - t0
+    path = _write("quality", out)
+    rows = [
+        (s["workload"], s["policy"], s["quality_mean"], s["quality_min"], int(s["moved_mean"]))
+        for s in out["summary"]
+    ]
+    print(
+        render(
+            ("workload", "policy", "x oracle (mean)", "x oracle (min)", "pages moved"),
+            rows,
+            right=[False, False, True, True, True],
+        )
+    )
+    print(f"\nseeds {seeds}, sample rate 0.01, migrate limit 10 % of the fast tier per epoch")
+    for name, c in out["checks"].items():
+        print(
+            f"  {name:<13} default >= 0.95 x oracle: {'yes' if c['meets_0.95'] else 'NO'} "
+            f"(min {c['default_min_quality']:.3f}); ahead of static and nb2 on every seed: "
+            f"{'yes' if c['ahead_of_static_and_nb2_every_seed'] else 'NO'}"
+        )
+    print(f"-> {path}\n")
+
+
+def cost(sizes: list[int]) -> None:
+    from bench import cycle_cost
+
+    out = cycle_cost.run(sizes)
+    path = _write("cycle_cost", out)
+    rows = [
+        (
+            f"{r['pages'] / (1 << 20):g} Mi",
+            r["budget"],
+            f"{r['cycle_s_median'] * 1000:.0f} ms",
+            f"{r['time_ratio_vs_smallest']:.2f}",
+            f"{r['size_ratio_vs_smallest']:g}",
+            f"{r['bytes_per_page']:.1f}",
+        )
+        for r in out["rows"]
+    ]
+    print(
+        render(("tracked pages", "budget", "cycle (median)", "time ratio", "size ratio", "B/page peak"), rows)
+    )
+    print(f"-> {path}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    ap.add_argument("which", nargs="*", metavar="quality|cost", help="which benchmarks (default: both)")
+    ap.add_argument("--seeds", default="0,1,2", help="workload/sampling seeds for quality (default 0,1,2)")
+    ap.add_argument("--sizes", default="1M,4M,16M", help="tracked page counts for cost (default 1M,4M,16M)")
+    args = ap.parse_args(argv)
+    which = args.which or ["quality", "cost"]
+    unknown = set(which) - {"quality", "cost"}
+    if unknown:
+        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from quality, cost")
+    if "quality" in which:
+        quality([int(s) for s in args.seeds.split(",")])
+    if "cost" in which:
+        cost([_size(s) for s in args.sizes.split(",")])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
