@@ -34,3 +34,13 @@ class KernelError(TierctlError):
 
 class UnavailableError(TierctlError):
     """A component (sampler, syscall, file) cannot work on this host; ``message`` says why."""
+
+
+class PermissionDeniedError(TierctlError):
+    """The operation needs privileges the caller lacks (root, CAP_SYS_NICE, ptrace access)."""
+
+    exit_code = 2
+
+
+class NoSuchProcessError(InputError):
+    """The pid does not exist (or exited)."""
