@@ -1,0 +1,1 @@
+"""Real kernel adapters: procfs, cgroupfs, NUMA topology and the page mover, each rooted at a path."""
