@@ -1,0 +1,511 @@
+"""Readers for /proc: a process's mappings, NUMA placement, page table entries, page flags, vmstat.
+
+``ProcFS(root)`` reads below ``root`` (``/proc`` by default), so tests point it at a captured or
+synthetic tree. Every method reads the kernel's file afresh; nothing is cached.
+
+Errors: a vanished pid is :class:`NoSuchProcessError`; EACCES/EPERM is
+:class:`PermissionDeniedError` naming the privilege needed; a file the kernel does not provide
+(config option off) is :class:`UnavailableError`; a line that does not parse is
+:class:`KernelError` with ``where`` = ``file:line``; a bad argument is :class:`InputError`.
+Field meanings: Documentation/filesystems/proc.rst and Documentation/admin-guide/mm/pagemap.rst.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tierctl.errors import (
+    InputError,
+    KernelError,
+    NoSuchProcessError,
+    PermissionDeniedError,
+    TierctlError,
+    UnavailableError,
+)
+
+Pid = int | str
+"""A pid: an int >= 1, or "self" / "thread-self"."""
+
+# --- /proc/PID/pagemap entry bits (pagemap.rst) ---------------------------------------------
+PM_PFN_MASK = (1 << 55) - 1  # bits 0-54: PFN if present, swap type (0-4) + offset (5-54) if swapped
+PM_SOFT_DIRTY = 55
+PM_EXCLUSIVE = 56  # page mapped exactly once (since 4.2)
+PM_UFFD_WP = 57
+PM_FILE_OR_SHARED = 61  # file page or shared anonymous page (since 3.5)
+PM_SWAPPED = 62
+PM_PRESENT = 63
+
+# --- /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h) -------------------------
+KPF_LOCKED = 0
+KPF_REFERENCED = 2
+KPF_DIRTY = 4
+KPF_LRU = 5
+KPF_ACTIVE = 6
+KPF_SLAB = 7
+KPF_BUDDY = 10
+KPF_MMAP = 11
+KPF_ANON = 12
+KPF_SWAPBACKED = 14
+KPF_COMPOUND_HEAD = 15
+KPF_COMPOUND_TAIL = 16
+KPF_HUGE = 17  # hugetlbfs page
+KPF_UNEVICTABLE = 18
+KPF_NOPAGE = 20  # no page frame at this pfn
+KPF_KSM = 21
+KPF_THP = 22  # transparent huge page (head and tails)
+KPF_ZERO_PAGE = 24
+KPF_IDLE = 25
+
+KPAGEFLAGS_MAX_RUN = 1 << 16
+"""Most entries read by one pread of /proc/kpageflags (512 KiB)."""
+
+TIERING_COUNTERS: tuple[str, ...] = (
+    "pgpromote_success",
+    "pgpromote_candidate",
+    "pgpromote_candidate_nrl",
+    "pgdemote_kswapd",
+    "pgdemote_direct",
+    "pgdemote_khugepaged",
+    "pgdemote_proactive",
+    "numa_pte_updates",
+    "numa_huge_pte_updates",
+    "numa_hint_faults",
+    "numa_hint_faults_local",
+    "numa_pages_migrated",
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "thp_migration_success",
+    "thp_migration_fail",
+    "thp_migration_split",
+)
+"""/proc/vmstat counters about promotion, demotion, NUMA hint faults and migration (all in pages or
+events since boot). Which exist depends on the kernel: 6.12 has all but ``pgpromote_candidate_nrl``
+and ``pgdemote_proactive`` (both newer)."""
+
+_MAPS_RE = re.compile(
+    r"^(?P<start>[0-9a-f]+)-(?P<end>[0-9a-f]+) (?P<perms>[r-][w-][x-][ps]) (?P<offset>[0-9a-f]+) "
+    r"(?P<dev>[0-9a-f]+:[0-9a-f]+) (?P<inode>\d+)(?: +(?P<path>.*))?$"
+)
+# policy names from mm/mempolicy.c policy_modes[]: two contain a space
+_NUMA_MAPS_RE = re.compile(
+    r"^(?P<start>[0-9a-f]+) "
+    r"(?P<policy>(?:weighted interleave|prefer \(many\)|[a-z]+)(?:=[a-z|]+)?(?::[0-9,-]*)?)"
+    r"(?: (?P<rest>.*))?$"
+)
+_NUMA_COUNTERS = ("anon", "dirty", "mapped", "mapmax", "swapcache", "active", "writeback")
+
+
+@dataclass(frozen=True)
+class Vma:
+    """One line of /proc/PID/maps: [start, end) with permissions and backing."""
+
+    start: int
+    end: int
+    perms: str  # e.g. "rw-p": read, write, execute, p(rivate) or s(hared)
+    offset: int
+    dev: str  # "major:minor" in hex
+    inode: int
+    path: str  # file path, "[heap]", "[stack]", "[vdso]", ... or "" for anonymous memory
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def private(self) -> bool:
+        return self.perms[3] == "p"
+
+    @property
+    def anonymous(self) -> bool:
+        """No file behind it (heap, stack and nameless mappings)."""
+        return self.inode == 0
+
+    def pages(self, page_size: int = 4096) -> int:
+        """Number of pages of ``page_size`` bytes the range spans."""
+        if page_size <= 0:
+            raise InputError(f"must be > 0, got {page_size}", "page_size")
+        return self.size // page_size
+
+
+@dataclass(frozen=True)
+class NumaMap:
+    """One line of /proc/PID/numa_maps.
+
+    ``pages_per_node`` maps node -> resident pages in units of ``kernelpagesize_kb`` (4 for normal
+    and transparent huge pages, which numa_maps counts as base pages; 2048 or 1048576 for hugetlb).
+    ``kernelpagesize_kb`` is None when the mapping has no resident page: the kernel prints no
+    counts for it then. Counters absent from the line are 0, except ``active``, which the kernel
+    omits when every page is active: it then equals ``pages``.
+    """
+
+    start: int
+    policy: str  # "default", "bind:1", "interleave:0-1", "prefer (many):0-1", "bind=static:1", ...
+    pages_per_node: dict[int, int]
+    kernelpagesize_kb: int | None
+    anon: int = 0
+    dirty: int = 0
+    mapped: int = 0
+    mapmax: int = 0
+    swapcache: int = 0
+    active: int = 0
+    writeback: int = 0
+    file: str | None = None
+    tags: tuple[str, ...] = ()  # bare words: "heap", "stack", "huge" (hugetlb)
+    other: tuple[tuple[str, int], ...] = ()  # key=value counters this module does not know
+
+    @property
+    def pages(self) -> int:
+        return sum(self.pages_per_node.values())
+
+    def bytes_per_node(self) -> dict[int, int]:
+        """Resident bytes per node (``pages_per_node`` times the mapping's page size)."""
+        unit = (self.kernelpagesize_kb or 0) * 1024
+        return {n: p * unit for n, p in self.pages_per_node.items()}
+
+
+# --- vectorised pagemap decoders -------------------------------------------------------------
+def _bit(entries: np.ndarray, bit: int) -> np.ndarray:
+    return ((np.asarray(entries, dtype=np.uint64) >> np.uint64(bit)) & np.uint64(1)) == 1
+
+
+def present(entries: np.ndarray) -> np.ndarray:
+    """Bool per entry: the page is in RAM (bit 63)."""
+    return _bit(entries, PM_PRESENT)
+
+
+def swapped(entries: np.ndarray) -> np.ndarray:
+    """Bool per entry: the page is in swap (bit 62)."""
+    return _bit(entries, PM_SWAPPED)
+
+
+def file_or_shared(entries: np.ndarray) -> np.ndarray:
+    """Bool per entry: a file page or a shared anonymous page (bit 61)."""
+    return _bit(entries, PM_FILE_OR_SHARED)
+
+
+def exclusive(entries: np.ndarray) -> np.ndarray:
+    """Bool per entry: the page is mapped only here (bit 56)."""
+    return _bit(entries, PM_EXCLUSIVE)
+
+
+def soft_dirty(entries: np.ndarray) -> np.ndarray:
+    """Bool per entry: written since soft-dirty bits were last cleared (bit 55)."""
+    return _bit(entries, PM_SOFT_DIRTY)
+
+
+def pfn(entries: np.ndarray) -> np.ndarray:
+    """Page frame number (bits 0-54) of present pages, 0 elsewhere.
+
+    The kernel reports 0 for every page to readers without CAP_SYS_ADMIN.
+    """
+    e = np.asarray(entries, dtype=np.uint64)
+    return np.where(present(e), e & np.uint64(PM_PFN_MASK), np.uint64(0))
+
+
+def swap_type(entries: np.ndarray) -> np.ndarray:
+    """Swap device index (bits 0-4) of swapped pages, 0 elsewhere."""
+    e = np.asarray(entries, dtype=np.uint64)
+    return np.where(swapped(e), e & np.uint64(0x1F), np.uint64(0))
+
+
+def swap_offset(entries: np.ndarray) -> np.ndarray:
+    """Offset in the swap device (bits 5-54) of swapped pages, 0 elsewhere."""
+    e = np.asarray(entries, dtype=np.uint64)
+    return np.where(swapped(e), (e & np.uint64(PM_PFN_MASK)) >> np.uint64(5), np.uint64(0))
+
+
+def kpf(flags: np.ndarray, bit: int) -> np.ndarray:
+    """Bool per entry of /proc/kpageflags words: ``bit`` (a ``KPF_*`` constant) is set."""
+    return _bit(flags, bit)
+
+
+# --- the reader ------------------------------------------------------------------------------
+_NEEDS = {
+    "maps": "ptrace read access to the process (same user, or root / CAP_SYS_PTRACE)",
+    "numa_maps": "ptrace read access to the process (same user, or root / CAP_SYS_PTRACE)",
+    "pagemap": "ptrace read access to the process (same user, or root / CAP_SYS_PTRACE)",
+    "kpageflags": "root (CAP_SYS_ADMIN and read access to the 0400 file)",
+}
+_CONFIG = {
+    "numa_maps": "CONFIG_NUMA",
+    "pagemap": "CONFIG_PROC_PAGE_MONITOR",
+    "kpageflags": "CONFIG_PROC_PAGE_MONITOR",
+    "pressure": "CONFIG_PSI",
+}
+
+
+class ProcFS:
+    """Reads process and memory-management files below ``root`` (``/proc``)."""
+
+    def __init__(self, root: Path = Path("/proc"), *, page_size: int | None = None) -> None:
+        self.root = Path(root)
+        self.page_size = page_size if page_size is not None else os.sysconf("SC_PAGE_SIZE")
+        if self.page_size <= 0 or self.page_size & (self.page_size - 1):
+            raise InputError(f"must be a power of two, got {self.page_size}", "page_size")
+
+    # -- per-process text files ---------------------------------------------------------------
+    def maps(self, pid: Pid) -> list[Vma]:
+        """The process's mappings from /proc/PID/maps (empty for kernel threads and zombies)."""
+        path = self._pid_file(pid, "maps")
+        out = []
+        for no, line in _lines(self._read(path, pid)):
+            m = _MAPS_RE.match(line)
+            if m is None:
+                raise KernelError(f"not a maps line: {line!r}", f"{path}:{no}")
+            out.append(
+                Vma(
+                    start=int(m["start"], 16),
+                    end=int(m["end"], 16),
+                    perms=m["perms"],
+                    offset=int(m["offset"], 16),
+                    dev=m["dev"],
+                    inode=int(m["inode"]),
+                    path=m["path"] or "",
+                )
+            )
+        return out
+
+    def numa_maps(self, pid: Pid) -> list[NumaMap]:
+        """Policy and per-node resident pages of each mapping, from /proc/PID/numa_maps.
+
+        Reading it walks the process's page tables (costly for large processes). Its lines are the
+        mappings of maps() except the [vsyscall] gate area.
+        """
+        path = self._pid_file(pid, "numa_maps")
+        return [_numa_line(line, f"{path}:{no}") for no, line in _lines(self._read(path, pid))]
+
+    def comm(self, pid: Pid) -> str:
+        """The process's command name (at most 15 characters), from /proc/PID/comm."""
+        path = self._pid_file(pid, "comm")
+        text = self._read(path, pid).rstrip("\n")
+        if not text:
+            raise KernelError("empty file", str(path))
+        return text
+
+    def uid(self, pid: Pid) -> int:
+        """The process's real uid (first field of ``Uid:`` in /proc/PID/status)."""
+        path = self._pid_file(pid, "status")
+        for no, line in _lines(self._read(path, pid)):
+            if line.startswith("Uid:"):
+                fields = line.split()
+                if len(fields) < 2 or not fields[1].isdigit():
+                    raise KernelError(f"not a Uid line: {line!r}", f"{path}:{no}")
+                return int(fields[1])
+        raise KernelError("no Uid: line", str(path))
+
+    def cgroup_path(self, pid: Pid) -> str:
+        """The cgroup that accounts the process's memory, relative to its hierarchy ("" = root).
+
+        From /proc/PID/cgroup: the cgroup v1 ``memory`` controller's line when there is one (hybrid
+        and legacy hosts), else the cgroup v2 ``0::/path`` line. Pair it with CgroupFS, whose
+        paths use the same convention.
+        """
+        path = self._pid_file(pid, "cgroup")
+        v2: str | None = None
+        for no, line in _lines(self._read(path, pid)):
+            parts = line.split(":", 2)
+            if len(parts) != 3 or not parts[0].isdigit() or not parts[2].startswith("/"):
+                raise KernelError(f"not a cgroup line: {line!r}", f"{path}:{no}")
+            hier, controllers, cg = parts
+            if "memory" in controllers.split(","):
+                return cg.strip("/")
+            if hier == "0" and controllers == "":
+                v2 = cg.strip("/")
+        if v2 is None:
+            raise UnavailableError("neither a memory controller nor a cgroup v2 line", str(path))
+        return v2
+
+    def exists(self, pid: Pid) -> bool:
+        """Whether /proc/PID exists now (it may vanish right after)."""
+        return (self.root / _pid_name(pid)).is_dir()
+
+    def pids(self) -> list[int]:
+        """Every pid with a /proc/PID directory, ascending."""
+        try:
+            names = os.listdir(self.root)
+        except OSError as e:
+            raise UnavailableError(f"cannot list: {e.strerror}", str(self.root)) from None
+        return sorted(int(n) for n in names if n.isdigit())
+
+    # -- binary files --------------------------------------------------------------------------
+    def pagemap(self, pid: Pid, start_addr: int, n_pages: int) -> np.ndarray:
+        """The page-table entries of ``n_pages`` pages from ``start_addr``, one uint64 per page.
+
+        One pread of /proc/PID/pagemap (8 bytes per page). Decode with present(), swapped(), pfn(),
+        exclusive(), soft_dirty(), file_or_shared(). Unmapped pages read as 0. PFNs are 0 unless
+        the reader has CAP_SYS_ADMIN.
+        """
+        if isinstance(start_addr, bool) or not isinstance(start_addr, int) or start_addr < 0:
+            raise InputError(f"must be an address >= 0, got {start_addr!r}", "start_addr")
+        if start_addr % self.page_size:
+            raise InputError(f"{start_addr:#x} is not aligned to {self.page_size} bytes", "start_addr")
+        if isinstance(n_pages, bool) or not isinstance(n_pages, int) or n_pages < 0:
+            raise InputError(f"must be >= 0, got {n_pages!r}", "n_pages")
+        path = self._pid_file(pid, "pagemap")
+        fd = self._open(path, pid)
+        try:
+            want = 8 * n_pages
+            data = self._pread(fd, want, (start_addr // self.page_size) * 8, path, pid)
+        finally:
+            os.close(fd)
+        if len(data) != want:
+            end = start_addr + n_pages * self.page_size
+            raise InputError(f"range {start_addr:#x}-{end:#x} extends beyond the address space", str(path))
+        return np.frombuffer(data, dtype="<u8").astype(np.uint64)
+
+    def kpageflags(self, pfns: np.ndarray) -> np.ndarray:
+        """Page flags (``KPF_*`` bits) of each page frame in ``pfns``, same order, uint64.
+
+        Reads /proc/kpageflags with one pread per run of consecutive frames (at most
+        KPAGEFLAGS_MAX_RUN each). Needs root. Frames come from pfn(pagemap(...)); a 0 there means
+        "no frame known" (not present, or no CAP_SYS_ADMIN), and frame 0 is read like any other.
+        """
+        arr = np.asarray(pfns)
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "ui"):
+            raise InputError(f"must be a 1-d integer array, got {arr.dtype}{list(arr.shape)}", "pfns")
+        if arr.size == 0:
+            return np.zeros(0, dtype=np.uint64)
+        if arr.dtype.kind == "i" and int(arr.min()) < 0:
+            raise InputError("page frame numbers must be >= 0", "pfns")
+        uniq, inverse = np.unique(arr.astype(np.uint64), return_inverse=True)
+        breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        stops = np.concatenate((breaks, [uniq.size]))
+        flags = np.empty(uniq.size, dtype=np.uint64)
+        path = self.root / "kpageflags"
+        fd = self._open(path, None)
+        try:
+            for s0, s1 in zip(starts.tolist(), stops.tolist(), strict=True):
+                for a in range(s0, s1, KPAGEFLAGS_MAX_RUN):
+                    b = min(a + KPAGEFLAGS_MAX_RUN, s1)
+                    first = int(uniq[a])
+                    data = self._pread(fd, 8 * (b - a), 8 * first, path, None)
+                    if len(data) != 8 * (b - a):
+                        last = int(uniq[b - 1])
+                        raise InputError(f"frames {first}..{last} extend beyond physical memory", str(path))
+                    flags[a:b] = np.frombuffer(data, dtype="<u8")
+        finally:
+            os.close(fd)
+        return flags[inverse.reshape(-1)]
+
+    # -- global counters ------------------------------------------------------------------------
+    def vmstat(self) -> dict[str, int]:
+        """Every counter of /proc/vmstat (pages or events since boot; ``nr_*`` are current pages)."""
+        path = self.root / "vmstat"
+        out: dict[str, int] = {}
+        for no, line in _lines(self._read(path, None)):
+            parts = line.split()
+            if len(parts) != 2 or not _is_int(parts[1]):
+                raise KernelError(f"not a 'name value' line: {line!r}", f"{path}:{no}")
+            out[parts[0]] = int(parts[1])
+        if not out:
+            raise KernelError("empty file", str(path))
+        return out
+
+    def tiering_counters(self) -> dict[str, int]:
+        """The TIERING_COUNTERS this kernel has, in that order."""
+        stats = self.vmstat()
+        return {k: stats[k] for k in TIERING_COUNTERS if k in stats}
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _pid_file(self, pid: Pid, name: str) -> Path:
+        return self.root / _pid_name(pid) / name
+
+    def _read(self, path: Path, pid: Pid | None) -> str:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+                return fh.read()
+        except OSError as e:
+            raise self._error(e, path, pid) from None
+
+    def _open(self, path: Path, pid: Pid | None) -> int:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise self._error(e, path, pid) from None
+
+    def _pread(self, fd: int, n: int, offset: int, path: Path, pid: Pid | None) -> bytes:
+        try:
+            return os.pread(fd, n, offset)
+        except OSError as e:
+            raise self._error(e, path, pid) from None
+
+    def _error(self, e: OSError, path: Path, pid: Pid | None) -> TierctlError:
+        name = path.name
+        if e.errno == errno.ESRCH or (e.errno == errno.ENOENT and pid is not None and not self.exists(pid)):
+            return NoSuchProcessError(f"no process {pid}", str(path.parent))
+        if e.errno in (errno.EACCES, errno.EPERM):
+            need = _NEEDS.get(name, "read access")
+            return PermissionDeniedError(f"permission denied: reading {name} needs {need}", str(path))
+        if e.errno == errno.ENOENT:
+            hint = f" (needs {_CONFIG[name]})" if name in _CONFIG else ""
+            return UnavailableError(f"not provided by this kernel{hint}", str(path))
+        return KernelError(f"cannot read: {e.strerror or e}", str(path))
+
+
+def _pid_name(pid: Pid) -> str:
+    if isinstance(pid, bool):
+        raise InputError(f"not a pid: {pid!r}", "pid")
+    if isinstance(pid, int):
+        if pid < 1:
+            raise InputError(f"not a pid: {pid}", "pid")
+        return str(pid)
+    if pid in ("self", "thread-self"):
+        return pid
+    raise InputError(f"not a pid: {pid!r} (an int >= 1 or 'self')", "pid")
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    return [(no, line) for no, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _is_int(s: str) -> bool:
+    return s.isdigit() or (s[:1] == "-" and s[1:].isdigit())
+
+
+def _numa_line(line: str, where: str) -> NumaMap:
+    m = _NUMA_MAPS_RE.match(line)
+    if m is None:
+        raise KernelError(f"not a numa_maps line: {line!r}", where)
+    nodes: dict[int, int] = {}
+    counters: dict[str, int] = {}
+    other: list[tuple[str, int]] = []
+    tags: list[str] = []
+    file: str | None = None
+    kpsize: int | None = None
+    for tok in (m["rest"] or "").split():
+        key, eq, value = tok.partition("=")
+        if not eq:
+            tags.append(tok)
+        elif key == "file":
+            file = value
+        elif not value.isdigit():
+            raise KernelError(f"{key}={value!r} is not a count", where)
+        elif key[:1] == "N" and key[1:].isdigit():
+            nodes[int(key[1:])] = int(value)
+        elif key == "kernelpagesize_kB":
+            kpsize = int(value)
+        elif key in _NUMA_COUNTERS:
+            counters[key] = int(value)
+        else:
+            other.append((key, int(value)))
+    pages = sum(nodes.values())
+    counters.setdefault("active", pages)
+    if pages and kpsize is None:
+        raise KernelError("pages per node without kernelpagesize_kB", where)
+    return NumaMap(
+        start=int(m["start"], 16),
+        policy=m["policy"],
+        pages_per_node=nodes,
+        kernelpagesize_kb=kpsize,
+        file=file,
+        tags=tuple(tags),
+        other=tuple(other),
+        **counters,
+    )
