@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from tierctl import __version__
-from tierctl.cli import sim_cmd
+from tierctl.cli import cgroups_cmd, move_cmd, pages_cmd, sim_cmd, topology_cmd
 from tierctl.errors import TierctlError
 
 
@@ -22,6 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tierctl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sim_cmd.register(sub)
+    topology_cmd.register(sub)
+    cgroups_cmd.register(sub)
+    pages_cmd.register(sub)
+    move_cmd.register(sub)
     return parser
 
 

@@ -1,0 +1,187 @@
+"""The real mover: carries out a Plan with move_pages, honestly accounted per page.
+
+- Batches: consecutive plan rows of one process and one destination, at most
+  ``batch_pages`` each; one query and one move syscall per batch.
+- Budget: moves start while fewer than ``budget_pages`` base pages were moved in
+  this ``apply`` call (a huge page may overdraw by one unit), and a
+  bandwidth cap (MB/s, token bucket carried across calls); a batch that would
+  pass the deadline is not started. Rows not attempted are OVER_BUDGET: the
+  next cycle re-plans them (resumption).
+- THP: with a ``HugeResolver``, the subpages of a transparent huge page collapse
+  to one move of its head; every subpage gets the huge page's outcome.
+- Outcomes: the query before the move tells "already there" from "moved"; the
+  move's per-page status maps to MOVED / BUSY / NOT_PRESENT / TARGET_FULL /
+  NOT_PERMITTED; a process that exits mid-plan makes the rest of its rows GONE.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from tierctl.core.mover import MoveReport, Outcome
+from tierctl.core.plan import Plan
+from tierctl.errors import InputError, NoSuchProcessError
+from tierctl.kernel.numa import NodeFullError, NumaSyscalls
+
+
+class PageLocator(Protocol):
+    def locate(self, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pid int64, virtual address uint64) of each tracked page index."""
+        ...
+
+
+class HugeResolver(Protocol):
+    def units(self, pid: int, addrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each address, the address to move (its huge page's head, or itself) and the number
+        of base pages that unit holds (512 for a 2 MiB THP at 4 KiB, else 1)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProcessPages:
+    """Tracked pages of one process: page index i is at ``addrs[i]``."""
+
+    pid: int
+    addrs: np.ndarray  # uint64
+
+    def locate(self, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(pages.shape[0], self.pid, dtype=np.int64), self.addrs[pages]
+
+
+def classify(status: np.ndarray, dest: int) -> np.ndarray:
+    """Outcome of each page from move_pages' status after a move to ``dest``."""
+    out = np.full(status.shape[0], Outcome.BUSY, dtype=np.int8)  # on another node: not moved
+    out[status == dest] = Outcome.MOVED
+    out[(status == -errno.ENOENT) | (status == -errno.EFAULT)] = Outcome.NOT_PRESENT
+    out[status == -errno.ENOMEM] = Outcome.TARGET_FULL
+    out[(status == -errno.EACCES) | (status == -errno.EPERM)] = Outcome.NOT_PERMITTED
+    return out
+
+
+@dataclass
+class TokenBucket:
+    """Bandwidth cap in bytes/s, with a burst of one second's worth."""
+
+    rate_bps: float
+    clock: Callable[[], float] = time.monotonic
+    tokens: float = 0.0
+    last: float | None = None
+
+    def wait_time(self, nbytes: int) -> float:
+        now = self.clock()
+        if self.last is None:
+            self.tokens = self.rate_bps
+        else:
+            self.tokens = min(self.rate_bps, self.tokens + (now - self.last) * self.rate_bps)
+        self.last = now
+        return max(0.0, (nbytes - self.tokens) / self.rate_bps)
+
+    def spend(self, nbytes: int) -> None:
+        self.tokens -= nbytes
+
+
+@dataclass
+class KernelMover:
+    numa: NumaSyscalls
+    locator: PageLocator
+    page_size: int = 4096
+    batch_pages: int = 4096
+    rate_mbps: float | None = None
+    huge: HugeResolver | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    totals: dict[str, int] = field(default_factory=lambda: {o.name.lower(): 0 for o in Outcome})
+    _bucket: TokenBucket | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_pages <= 0:
+            raise InputError(f"must be > 0, got {self.batch_pages}", "mover.batch_pages")
+        if self.rate_mbps is not None:
+            if self.rate_mbps <= 0:
+                raise InputError(f"must be > 0 MB/s, got {self.rate_mbps}", "--rate")
+            self._bucket = TokenBucket(self.rate_mbps * 1e6, self.clock)
+
+    def apply(self, plan: Plan, budget_pages: int, *, deadline: float | None = None) -> MoveReport:
+        """Carry out ``plan`` in order; ``deadline`` is a ``clock()`` time after which no batch starts."""
+        n = len(plan)
+        outcome = np.full(n, Outcome.OVER_BUDGET, dtype=np.int8)
+        if n == 0:
+            return MoveReport.from_outcomes(plan.pages, outcome)
+        pids, addrs = self.locator.locate(plan.pages)
+        left = budget_pages
+        gone: set[int] = set()
+        cut = np.flatnonzero((pids[1:] != pids[:-1]) | (plan.dest[1:] != plan.dest[:-1])) + 1
+        bounds = np.r_[0, cut, n]
+        for lo, hi in itertools.pairwise(bounds):
+            pid, dest = int(pids[lo]), int(plan.dest[lo])
+            for b_lo in range(int(lo), int(hi), self.batch_pages):
+                b_hi = min(int(hi), b_lo + self.batch_pages)
+                if pid in gone:
+                    outcome[b_lo:b_hi] = Outcome.GONE
+                    continue
+                if left <= 0 or (deadline is not None and self.clock() >= deadline):
+                    continue  # stays OVER_BUDGET
+                try:
+                    used = self._batch(pid, dest, addrs[b_lo:b_hi], outcome[b_lo:b_hi], left, deadline)
+                except NoSuchProcessError:
+                    gone.add(pid)
+                    undecided = outcome[b_lo:b_hi] == Outcome.OVER_BUDGET
+                    outcome[b_lo:b_hi][undecided] = Outcome.GONE
+                    continue
+                left -= used
+        report = MoveReport.from_outcomes(plan.pages, outcome)
+        for k, v in report.counts.items():
+            self.totals[k] += v
+        return report
+
+    def _batch(
+        self, pid: int, dest: int, addrs: np.ndarray, out: np.ndarray, left: int, deadline: float | None
+    ) -> int:
+        """Move one batch, writing each row's outcome into ``out``; returns base pages moved."""
+        if self.huge is not None:
+            unit_addr, unit_size = self.huge.units(pid, addrs)
+        else:
+            unit_addr, unit_size = addrs, np.ones(addrs.shape[0], dtype=np.int64)
+        units, first, inv = np.unique(unit_addr, return_index=True, return_inverse=True)
+        sizes = unit_size[first]
+        res = np.full(units.shape[0], Outcome.OVER_BUDGET, dtype=np.int8)
+        where = self.numa.query(pid, units)
+        res[where == dest] = Outcome.ALREADY_THERE
+        absent = where < 0
+        res[absent] = classify(where[absent], dest)
+        todo = np.flatnonzero((where >= 0) & (where != dest))
+        # in plan order, a unit starts while budget remains: a huge page may overdraw by one unit
+        # (else a budget under 512 pages could never move a THP)
+        starts_at = np.cumsum(sizes[todo]) - sizes[todo]
+        todo = todo[starts_at < left]
+        moved_pages = 0
+        if todo.shape[0]:
+            nbytes = int(sizes[todo].sum()) * self.page_size
+            if self._bucket is not None:
+                wait = self._bucket.wait_time(nbytes)
+                if deadline is not None and self.clock() + wait >= deadline:
+                    todo = todo[:0]
+                elif wait > 0:
+                    self.sleep(wait)
+            if todo.shape[0]:
+                try:
+                    status = self.numa.move_pages(pid, units[todo], dest)
+                except NodeFullError:
+                    # the call stopped when the target filled up: what reached it moved, the rest
+                    # found it full
+                    status = self.numa.query(pid, units[todo])
+                    status = np.where(status == dest, dest, np.where(status >= 0, -errno.ENOMEM, status))
+                res[todo] = classify(status, dest)
+                moved = todo[res[todo] == Outcome.MOVED]
+                moved_pages = int(sizes[moved].sum())
+                if self._bucket is not None:
+                    self._bucket.spend(moved_pages * self.page_size)
+        out[:] = res[inv]
+        return moved_pages
