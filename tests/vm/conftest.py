@@ -1,0 +1,80 @@
+"""Fixtures for tests inside the two-tier guest."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHILD = Path(__file__).with_name("memchild.py")
+PAGE = 4096
+
+
+@dataclass
+class Child:
+    proc: subprocess.Popen[str]
+    addr: int
+    length: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def addrs(self, step: int = PAGE) -> np.ndarray:
+        return self.addr + np.arange(0, self.length, step, dtype=np.uint64)
+
+    def ask(self, cmd: str) -> list[str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().split()
+
+    def hash(self) -> str:
+        return self.ask("hash")[1]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self.ask("exit")
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+
+def start_child(size_mib: int, *, thp: bool | None = None, prefix: list[str] | None = None) -> Child:
+    """thp: True = MADV_HUGEPAGE, False = MADV_NOHUGEPAGE (4 KiB pages), None = system default."""
+    flag = [] if thp is None else ["--thp" if thp else "--nothp"]
+    cmd = [*(prefix or []), sys.executable, str(CHILD), str(size_mib), *flag]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    if not line or line[0] != "READY":
+        proc.kill()
+        raise RuntimeError(f"child did not start: {line}")
+    return Child(proc, int(line[1]), int(line[2]))
+
+
+@pytest.fixture
+def child_factory() -> Iterator[object]:
+    children: list[Child] = []
+
+    def make(size_mib: int, **kw: object) -> Child:
+        c = start_child(size_mib, **kw)  # type: ignore[arg-type]
+        children.append(c)
+        return c
+
+    yield make
+    for c in children:
+        c.stop()
