@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -92,20 +93,75 @@ def cost(sizes: list[int]) -> None:
     print(f"-> {path}\n")
 
 
+def mover() -> None:
+    """In the guest: measure and write; on the host: boot the guest to do it."""
+    if os.environ.get("TIERCTL_IN_GUEST") != "1":
+        root = Path(__file__).resolve().parents[1]
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(root / "scripts" / "testbed"),
+            "run",
+            "--rwdir",
+            str(RESULTS),
+            "--timeout",
+            "900",
+            "--",
+            "env",
+            "TIERCTL_IN_GUEST=1",
+            "PYTHONDONTWRITEBYTECODE=1",
+            f"PYTHONPATH={root}",
+            sys.executable,
+            "-m",
+            "bench.run",
+            "mover",
+        ]
+        rc = subprocess.run(cmd, cwd=root, check=False).returncode
+        if rc != 0:
+            raise SystemExit(f"scripts/bench: the guest run failed (exit {rc})")
+        out = json.loads((RESULTS / "mover.json").read_text())
+    else:
+        from bench import mover_bw
+
+        out = mover_bw.run()
+        _write("mover", out)
+        return
+    rows = [
+        ("THP" if r["thp"] else "4 KiB", r["batch_pages"], r["move_units"], f"{r['to_slow_mb_s']:.0f}",
+         f"{r['to_fast_mb_s']:.0f}",
+         f"{r['ratio_to_copy']:.2f}", f"{r['one_move_pages_call_mb_s']:.0f}",
+         f"{r['ratio_to_one_move_pages_call']:.2f}", f"{r['mbind_move_mb_s']:.0f}")
+        for r in out["rows"]
+    ]  # fmt: skip
+    print(render(("pages", "batch", "units", "mover->slow MB/s", "->fast MB/s", "x memcpy", "1 syscall MB/s",
+                  "x 1 syscall", "mbind MB/s"), rows))  # fmt: skip
+    print(
+        f"memcpy node0->node1 {out['copy_node0_to_node1_mb_s']:.0f} MB/s; kernel copy (process_vm_readv) "
+        f"{out['kernel_copy_node0_to_node1_mb_s']:.0f} MB/s; 256 MiB in the two-tier guest under TCG"
+    )
+    print(f"-> {RESULTS / 'mover.json'}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
-    ap.add_argument("which", nargs="*", metavar="quality|cost", help="which benchmarks (default: both)")
+    ap.add_argument(
+        "which",
+        nargs="*",
+        metavar="quality|cost|mover",
+        help="which benchmarks (default: quality and cost; mover boots the two-tier guest)",
+    )
     ap.add_argument("--seeds", default="0,1,2", help="workload/sampling seeds for quality (default 0,1,2)")
     ap.add_argument("--sizes", default="1M,4M,16M", help="tracked page counts for cost (default 1M,4M,16M)")
     args = ap.parse_args(argv)
     which = args.which or ["quality", "cost"]
-    unknown = set(which) - {"quality", "cost"}
+    unknown = set(which) - {"quality", "cost", "mover"}
     if unknown:
-        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from quality, cost")
+        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from quality, cost, mover")
     if "quality" in which:
         quality([int(s) for s in args.seeds.split(",")])
     if "cost" in which:
         cost([_size(s) for s in args.sizes.split(",")])
+    if "mover" in which:
+        mover()
     return 0
 
 

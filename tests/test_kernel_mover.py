@@ -243,3 +243,10 @@ def test_whole_call_enomem_is_resolved_by_a_query() -> None:
     numa = FullNuma({(100, int(a)): 1 for a in addrs}, room0=2)
     report = KernelMover(numa, ProcessPages(100, addrs)).apply(_plan(list(range(6)), 0), budget_pages=100)  # type: ignore[arg-type]
     assert report.outcome.tolist() == [O.MOVED] * 2 + [O.TARGET_FULL] * 4
+
+
+def test_budget_follows_plan_priority_not_address_order() -> None:
+    numa, loc = _setup(8)
+    mover = KernelMover(numa, loc)  # type: ignore[arg-type]
+    report = mover.apply(_plan([7, 6, 5, 4, 3, 2, 1, 0], 0), budget_pages=2)  # hottest first, high addresses
+    assert report.outcome.tolist() == [O.MOVED, O.MOVED] + [O.OVER_BUDGET] * 6

@@ -118,40 +118,69 @@ class KernelMover:
         left = budget_pages
         gone: set[int] = set()
         cut = np.flatnonzero((pids[1:] != pids[:-1]) | (plan.dest[1:] != plan.dest[:-1])) + 1
-        bounds = np.r_[0, cut, n]
-        for lo, hi in itertools.pairwise(bounds):
+        for lo, hi in itertools.pairwise(np.r_[0, cut, n]):
             pid, dest = int(pids[lo]), int(plan.dest[lo])
-            for b_lo in range(int(lo), int(hi), self.batch_pages):
-                b_hi = min(int(hi), b_lo + self.batch_pages)
-                if pid in gone:
-                    outcome[b_lo:b_hi] = Outcome.GONE
-                    continue
-                if left <= 0 or (deadline is not None and self.clock() >= deadline):
-                    continue  # stays OVER_BUDGET
+            if pid in gone:
+                outcome[lo:hi] = Outcome.GONE
+                continue
+            if left <= 0 or self._past(deadline):
+                continue  # stays OVER_BUDGET
+            try:
+                units, sizes, inv = self._units(pid, addrs[lo:hi])
+            except NoSuchProcessError:
+                gone.add(pid)
+                outcome[lo:hi] = Outcome.GONE
+                continue
+            res = np.full(units.shape[0], Outcome.OVER_BUDGET, dtype=np.int8)
+            # batches of at most batch_pages base pages (a huge page never splits)
+            starts = (np.cumsum(sizes) - sizes) // self.batch_pages
+            for u_lo, u_hi in itertools.pairwise(
+                np.flatnonzero(np.r_[True, starts[1:] != starts[:-1], True])
+            ):
+                if left <= 0 or self._past(deadline):
+                    break
                 try:
-                    used = self._batch(pid, dest, addrs[b_lo:b_hi], outcome[b_lo:b_hi], left, deadline)
+                    left -= self._batch(
+                        pid, dest, units[u_lo:u_hi], sizes[u_lo:u_hi], res[u_lo:u_hi], left, deadline
+                    )
                 except NoSuchProcessError:
                     gone.add(pid)
-                    undecided = outcome[b_lo:b_hi] == Outcome.OVER_BUDGET
-                    outcome[b_lo:b_hi][undecided] = Outcome.GONE
-                    continue
-                left -= used
+                    rest = res[u_lo:]
+                    rest[rest == Outcome.OVER_BUDGET] = Outcome.GONE
+                    break
+            outcome[lo:hi] = res[inv]
         report = MoveReport.from_outcomes(plan.pages, outcome)
         for k, v in report.counts.items():
             self.totals[k] += v
         return report
 
-    def _batch(
-        self, pid: int, dest: int, addrs: np.ndarray, out: np.ndarray, left: int, deadline: float | None
-    ) -> int:
-        """Move one batch, writing each row's outcome into ``out``; returns base pages moved."""
+    def _past(self, deadline: float | None) -> bool:
+        return deadline is not None and self.clock() >= deadline
+
+    def _units(self, pid: int, addrs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct units to move (huge-page heads or pages) in first-appearance (plan) order, their
+        sizes in base pages, and each row's unit index."""
         if self.huge is not None:
             unit_addr, unit_size = self.huge.units(pid, addrs)
         else:
             unit_addr, unit_size = addrs, np.ones(addrs.shape[0], dtype=np.int64)
-        units, first, inv = np.unique(unit_addr, return_index=True, return_inverse=True)
-        sizes = unit_size[first]
-        res = np.full(units.shape[0], Outcome.OVER_BUDGET, dtype=np.int8)
+        uniq, first, inv = np.unique(unit_addr, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.shape[0])
+        return uniq[order], unit_size[first[order]], rank[inv.reshape(-1)]
+
+    def _batch(
+        self,
+        pid: int,
+        dest: int,
+        units: np.ndarray,
+        sizes: np.ndarray,
+        res: np.ndarray,
+        left: int,
+        deadline: float | None,
+    ) -> int:
+        """Move one batch of units, writing their outcomes into ``res``; returns base pages moved."""
         where = self.numa.query(pid, units)
         res[where == dest] = Outcome.ALREADY_THERE
         absent = where < 0
@@ -161,27 +190,22 @@ class KernelMover:
         # (else a budget under 512 pages could never move a THP)
         starts_at = np.cumsum(sizes[todo]) - sizes[todo]
         todo = todo[starts_at < left]
-        moved_pages = 0
-        if todo.shape[0]:
-            nbytes = int(sizes[todo].sum()) * self.page_size
-            if self._bucket is not None:
-                wait = self._bucket.wait_time(nbytes)
-                if deadline is not None and self.clock() + wait >= deadline:
-                    todo = todo[:0]
-                elif wait > 0:
-                    self.sleep(wait)
-            if todo.shape[0]:
-                try:
-                    status = self.numa.move_pages(pid, units[todo], dest)
-                except NodeFullError:
-                    # the call stopped when the target filled up: what reached it moved, the rest
-                    # found it full
-                    status = self.numa.query(pid, units[todo])
-                    status = np.where(status == dest, dest, np.where(status >= 0, -errno.ENOMEM, status))
-                res[todo] = classify(status, dest)
-                moved = todo[res[todo] == Outcome.MOVED]
-                moved_pages = int(sizes[moved].sum())
-                if self._bucket is not None:
-                    self._bucket.spend(moved_pages * self.page_size)
-        out[:] = res[inv]
+        if todo.shape[0] == 0:
+            return 0
+        if self._bucket is not None:
+            wait = self._bucket.wait_time(int(sizes[todo].sum()) * self.page_size)
+            if deadline is not None and self.clock() + wait >= deadline:
+                return 0
+            if wait > 0:
+                self.sleep(wait)
+        try:
+            status = self.numa.move_pages(pid, units[todo], dest)
+        except NodeFullError:
+            # the call stopped when the target filled up: what reached it moved, the rest found it full
+            status = self.numa.query(pid, units[todo])
+            status = np.where(status == dest, dest, np.where(status >= 0, -errno.ENOMEM, status))
+        res[todo] = classify(status, dest)
+        moved_pages = int(sizes[todo][res[todo] == Outcome.MOVED].sum())
+        if self._bucket is not None:
+            self._bucket.spend(moved_pages * self.page_size)
         return moved_pages
