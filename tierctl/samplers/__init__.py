@@ -1,0 +1,1 @@
+"""Samplers: sources of page-access observations (BPF, perf, DAMON, accessed bits)."""
