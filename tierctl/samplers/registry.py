@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
+from tierctl.errors import UnavailableError
 from tierctl.registry import pick
-from tierctl.samplers.base import SourceSampler
+from tierctl.samplers.base import Availability, Health, SourceSampler, Targets, empty_raw
 
 SAMPLERS: Mapping[str, str] = MappingProxyType(
     {
@@ -25,5 +28,35 @@ SAMPLERS: Mapping[str, str] = MappingProxyType(
 
 
 def make_sampler(name: str, **options: Any) -> SourceSampler:
+    """The sampler called ``name``; a module that cannot even be loaded (a missing dependency, a
+    broken install) gives a stand-in whose probe says so, so callers treat it like any other
+    unavailable sampler."""
     module, _, cls = pick(SAMPLERS, name, kind="sampler", where="--source").partition(":")
-    return getattr(importlib.import_module(module), cls)(**options)  # type: ignore[no-any-return]
+    try:
+        factory = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as e:
+        return Unloadable(name, f"cannot load {module}: {e}")
+    return factory(**options)  # type: ignore[no-any-return]
+
+
+class Unloadable:
+    """Stands in for a sampler whose code could not be loaded."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def probe(self) -> Availability:
+        return Availability(False, self.reason)
+
+    def start(self, targets: Targets) -> None:
+        raise UnavailableError(self.reason, self.name)
+
+    def drain(self) -> np.ndarray:
+        return empty_raw()
+
+    def stop(self) -> None:
+        return None
+
+    def health(self) -> Health:
+        return Health()
