@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.cli.table import render
+from tierctl.kernel.idlist import format_list
 from tierctl.kernel.topology import KernelTopology, SysfsTopology
 
 COLUMNS = (
@@ -106,16 +107,7 @@ def describe(kt: KernelTopology) -> str:
 
 def _ids(ids: Any) -> str:
     """[0, 1, 2, 5] -> "0-2,5" (kernel list syntax)."""
-    ids = sorted(ids)
-    parts: list[str] = []
-    i = 0
-    while i < len(ids):
-        j = i
-        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
-            j += 1
-        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
-        i = j + 1
-    return ",".join(parts)
+    return format_list(ids)
 
 
 def _val(v: Any) -> str:

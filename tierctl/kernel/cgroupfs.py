@@ -35,6 +35,7 @@ from tierctl.errors import (
     TierctlError,
     UnavailableError,
 )
+from tierctl.kernel.idlist import format_list, parse_list
 
 
 class Layout(Enum):
@@ -423,33 +424,11 @@ class CgroupFS:
 
 def format_nodes(nodes: Iterable[int]) -> str:
     """Nodes as a kernel list: [0, 1, 3] -> "0-1,3"."""
-    given = list(nodes)
-    for n in given:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InputError(f"not a node number: {n!r}", "nodes")
-    vals = sorted(set(given))
-    runs: list[str] = []
-    i = 0
-    while i < len(vals):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        runs.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
-        i = j + 1
-    return ",".join(runs)
+    return format_list(nodes, "nodes")
 
 
 def _parse_nodes(text: str, f: Path) -> tuple[int, ...]:
-    text = text.strip()
-    if not text:
-        return ()
-    out: list[int] = []
-    for part in text.split(","):
-        lo, dash, hi = part.partition("-")
-        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
-            raise KernelError(f"not a node list: {text!r}", f"{f}:1")
-        out.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
-    return tuple(out)
+    return tuple(parse_list(text, f"{f}:1"))
 
 
 def _norm(path: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 
 from tierctl.core.topology import Node, Topology
 from tierctl.errors import KernelError
+from tierctl.kernel.idlist import parse_list
 
 NODE_DIR = "devices/system/node"
 TIERING_DIR = "devices/virtual/memory_tiering"
@@ -43,33 +44,11 @@ HMAT_ATTRS = ("read_latency", "write_latency", "read_bandwidth", "write_bandwidt
 
 _TIER_DIR = re.compile(r"memory_tier(\d+)")
 _NODE_DIR = re.compile(r"node(\d+)")
-_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 _MEMINFO = re.compile(r"Node\s+(\d+)\s+(\S+):\s+(\d+)(?:\s+(kB))?")
 
 
 # ---------------------------------------------------------------------------------------------
 # parsers of kernel text formats
-
-
-def parse_list(text: str, where: str = "list") -> list[int]:
-    """Kernel list syntax ("0-3,8,10-11", "" = empty) -> sorted unique ids.
-
-    Raises KernelError (at ``where``) on anything else: a bad token or a reversed range.
-    """
-    text = text.strip()
-    if not text:
-        return []
-    out: set[int] = set()
-    for token in text.split(","):
-        m = _RANGE.fullmatch(token.strip())
-        if not m:
-            raise KernelError(f"not a list of ids (like 0-3,8): {text!r}", where)
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) is not None else lo
-        if hi < lo:
-            raise KernelError(f"reversed range {token.strip()!r} in {text!r}", where)
-        out.update(range(lo, hi + 1))
-    return sorted(out)
 
 
 def parse_meminfo_line(line: str, where: str = "meminfo") -> tuple[int, str, int]:
