@@ -141,6 +141,36 @@ def mover() -> None:
     print(f"-> {RESULTS / 'mover.json'}\n")
 
 
+def overhead(seconds: float) -> None:
+    from bench import sampler_overhead
+
+    out = sampler_overhead.run(["bpf-fault", "bpf-perf", "damon", "idle"], seconds=seconds)
+    path = _write("sampler_overhead", out)
+    rows = []
+    for r in out["results"]:
+        if r["available"]:
+            rows.append(
+                (
+                    r["workload"],
+                    r["sampler"],
+                    f"{r['slowdown']:+.1%}",
+                    int(r["rows_per_run"]),
+                    int(r["dropped_per_run"]),
+                    r["reason"][:60],
+                )
+            )
+        else:
+            rows.append((r["workload"], r["sampler"], "n/a", "-", "-", r["reason"][:60]))
+    print(
+        render(
+            ("workload", "sampler", "slowdown", "rows", "dropped", "how / why not"),
+            rows,
+            right=[False, False, True, True, True, False],
+        )
+    )
+    print(f"-> {path}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
     ap.add_argument(
@@ -152,16 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="workload/sampling seeds for quality (default 0,1,2)")
     ap.add_argument("--sizes", default="1M,4M,16M", help="tracked page counts for cost (default 1M,4M,16M)")
     args = ap.parse_args(argv)
-    which = args.which or ["quality", "cost"]
-    unknown = set(which) - {"quality", "cost", "mover"}
+    which = args.which or ["quality", "cost", "overhead"]
+    unknown = set(which) - {"quality", "cost", "mover", "overhead"}
     if unknown:
-        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from quality, cost, mover")
+        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from quality, cost, mover, overhead")
     if "quality" in which:
         quality([int(s) for s in args.seeds.split(",")])
     if "cost" in which:
         cost([_size(s) for s in args.sizes.split(",")])
     if "mover" in which:
         mover()
+    if "overhead" in which:
+        overhead(args.seconds)
     return 0
 
 
