@@ -1,0 +1,62 @@
+"""``bpf-fault``: user page faults per (cgroup, process, page), from exceptions:page_fault_user.
+
+bpf/fault_sampler.c counts each fault into a bounded hash keyed by (cgroup id, tgid, fault flags,
+virtual page); drain() empties it in one batch. A fault is a first touch (or a protection fault:
+write to a read-only or NUMA-hinting PTE), not every access: this sampler sees allocation and, with
+NUMA balancing's hinting faults or protection changes, re-touches. It also counts
+migrate:mm_migrate_pages by reason (``migrations()``) when the kernel has that tracepoint.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from tierctl.errors import UnavailableError
+from tierctl.samplers import bpf_layout as L
+from tierctl.samplers.bpf_loader import BccSampler, tracepoint_available
+
+
+class FaultSampler(BccSampler):
+    name = "bpf-fault"
+    program = "fault_sampler"
+
+    def __init__(self, *, migrations: bool = True, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.want_migrations = migrations
+        self.with_migrations = False
+
+    def _needs_tracefs(self) -> bool:
+        return True  # bcc reads the tracepoint's format file at compile time
+
+    def _check_source(self, bcc: ModuleType) -> str:
+        ok, why = tracepoint_available("exceptions", "page_fault_user")
+        if not ok:
+            raise UnavailableError(why)
+        self.with_migrations = False
+        what = "tracepoint exceptions:page_fault_user"
+        if why.startswith("tracefs not mounted"):
+            what += f" ({why})"
+        if self.want_migrations:
+            ok_m, why_m = tracepoint_available("migrate", "mm_migrate_pages")
+            self.with_migrations = ok_m
+            what += " + migrate:mm_migrate_pages" if ok_m else f" (no migration counts: {why_m})"
+        return what
+
+    def _defines(self) -> dict[str, int | str]:
+        d = super()._defines()
+        if self.with_migrations:
+            d["TIERCTL_WITH_MIGRATE"] = 1
+        return d
+
+    def migrations(self) -> np.ndarray:
+        """Cumulative mm_migrate_pages counts, MIGRATE_VAL_DTYPE[MR_SLOTS] indexed by MigrateReason."""
+        out = np.zeros(int(L.MigrateReason.SLOTS), L.MIGRATE_VAL_DTYPE)
+        if self._bpf is None or not self.with_migrations:
+            return out
+        t = self._table(L.MAP_MIGRATIONS)
+        for i in range(len(out)):
+            v = t[t.Key(i)]
+            out[i] = (v.calls, v.succeeded, v.failed)
+        return out
