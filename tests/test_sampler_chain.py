@@ -153,3 +153,15 @@ def test_registry_names_and_hint() -> None:
     assert list(SAMPLERS) == ["bpf-perf", "bpf-fault", "damon", "idle"]
     with pytest.raises(InputError, match="did you mean 'damon'"):
         make_sampler("daemon")
+
+
+def test_start_up_cost_is_not_charged_to_the_watchdog() -> None:
+    t = [0.0]
+    s = Fake("s")
+    s.h = Health(cpu_seconds=5.0)  # compiling a BPF program at start took 5 s of CPU
+    chain = SamplerChain([s], clock=lambda: t[0])
+    chain.start(Targets())
+    t[0] = 10.0
+    s.h = Health(cpu_seconds=5.05)  # 0.5 % of a core since start
+    assert chain.watchdog() == []
+    assert chain.running == ["s"]

@@ -35,16 +35,21 @@ def register(sub: Any) -> None:
         description="Run the best available sampler (or --source) on a process or a "
         "cgroup and report the hottest pages and the totals per node.",
     )
-    who = q.add_mutually_exclusive_group(required=True)
+    who = q.add_mutually_exclusive_group()
     who.add_argument("--pid", help="process id")
     who.add_argument(
         "--cgroup", metavar="PATH", help="cgroup path below the cgroup root, e.g. system.slice/x"
     )
     q.add_argument("--source", metavar="NAME", help=f"one sampler: {', '.join(SAMPLERS)} (default: the best)")
-    q.add_argument("--seconds", type=float, required=True, help="how long to sample")
+    q.add_argument("--seconds", type=float, help="how long to sample")
     q.add_argument("--top", type=int, default=10, metavar="N", help="pages to list (default 10)")
     q.add_argument("--regions", action="store_true", help="aggregate per 2 MiB region instead of per page")
     q.add_argument("--cgroup-root", type=Path, default=Path("/sys/fs/cgroup"), help=argparse.SUPPRESS)
+    q.add_argument(
+        "--print-bpf",
+        action="store_true",
+        help="print the BPF program(s) the sampler would compile (with --source: that one) and exit",
+    )
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_sample)
 
@@ -92,6 +97,17 @@ def _targets(args: argparse.Namespace) -> tuple[Targets, list[int], str]:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    if args.print_bpf:
+        from tierctl.samplers.bpf_loader import PROGRAMS, print_bpf
+
+        names = [args.source] if args.source else [aliases[0] for aliases in PROGRAMS.values()]
+        for name in names:
+            print(print_bpf(name))
+        return 0
+    if args.pid is None and args.cgroup is None:
+        raise InputError("give --pid PID or --cgroup PATH (or --print-bpf)", "tierctl sample")
+    if args.seconds is None:
+        raise InputError("required", "--seconds")
     if args.seconds <= 0:
         raise InputError(f"must be > 0, got {args.seconds}", "--seconds")
     targets, pids, what = _targets(args)
@@ -116,7 +132,10 @@ def run_sample(args: argparse.Namespace) -> int:
     rows = np.concatenate(parts) if parts else np.zeros(0, RAW_SAMPLE_DTYPE)
     rows = rows[np.isin(rows["pid"], np.array(pids, dtype=np.uint32))]
     out = summarize(rows, top=args.top, regions=args.regions)
-    used = next(s for s in status if s.name in chain.running or s.state == "stopped")
+    # the sampler that ran (status was taken before stop); if it was detached mid-run, that one
+    used = next((s for s in status if s.state == "running"), None) or next(
+        s for s in status if s.state == "detached"
+    )
     out.update(
         {
             "target": what,

@@ -90,6 +90,11 @@ class SamplerChain:
                 continue
             e.state, e.reason = State.RUNNING, avail.reason
             running += 1
+            try:  # the watchdog measures from here: starting (compiling, attaching) is not sampling
+                e.last = e.sampler.health()
+            except Exception as err:
+                self._detach(e, f"health check failed: {type(err).__name__}: {err}")
+                running -= 1
         self._last_check = self.clock()
         return self.status()
 
