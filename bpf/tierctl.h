@@ -52,6 +52,9 @@ enum tierctl_sample_flags {
 	TIERCTL_SAMPLE_FAULT_MASK = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 4),
 	TIERCTL_SAMPLE_FAULT = 1 << 16, /* from exceptions:page_fault_user */
 	TIERCTL_SAMPLE_PERF = 1 << 17,  /* from a perf event's sample data address */
+	TIERCTL_SAMPLE_DAMON = 1 << 18, /* from DAMON regions (user space; reserved here) */
+	TIERCTL_SAMPLE_IDLE = 1 << 19,  /* from idle page tracking (user space) */
+	TIERCTL_SAMPLE_SOFT_DIRTY = 1 << 20, /* from soft-dirty bits: writes only (user space) */
 };
 
 /* Indices of the per-CPU counters array (summed over CPUs by Python). */

@@ -42,6 +42,9 @@ class SampleFlag(IntFlag):
     FAULT_MASK = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 4)
     FAULT = 1 << 16
     PERF = 1 << 17
+    DAMON = 1 << 18
+    IDLE = 1 << 19
+    SOFT_DIRTY = 1 << 20
 
 
 class Counter(IntEnum):

@@ -1,0 +1,258 @@
+"""Record-first writes of kernel knobs, restored when tierctl stops (or on its next start after a crash).
+
+``KnobGuard(state_file, root)`` writes knobs below ``root`` (``/`` on the real machine, a fake tree in
+tests); knob paths are the absolute paths the kernel documents (``/proc/sys/kernel/numa_balancing``,
+``/sys/kernel/debug/sched/numa_balancing/scan_size_mb``, a cgroup's ``memory.high`` ...).
+
+- ``set(knob, value)``: the first time a knob is set, its current value is read and recorded, and the
+  record is persisted to ``state_file`` (write a temporary file, fsync, rename: a crash leaves either
+  the old or the new record, never half of one) *before* the knob is written. Later sets of the same
+  knob keep the first original. The value the kernel reads back after the write is what ``verify``
+  expects (``demotion_enabled`` takes ``1`` and reads back ``true``).
+- ``restore_all()``: writes every original back, last recorded first, and clears the record. A knob
+  that disappeared meanwhile (its cgroup removed, debugfs unmounted) is reported ``gone`` and dropped;
+  a knob that cannot be written stays in the record so a later run can try again.
+- ``verify()``: the knobs whose current value differs from what was set (someone else changed them).
+- ``pending()``: the record a previous run left behind (it crashed or was killed before restoring).
+  A new guard adopts that record: its ``restore_all()`` restores those knobs too, and ``set()`` of such a
+  knob keeps the original from the old record rather than reading tierctl's own leftover value.
+
+Values are compared and recorded as the kernel prints them, stripped; a selection list like
+``always [madvise] never`` (transparent_hugepage/enabled) records the selected word.
+
+Errors name the knob (``where``): :class:`UnavailableError` when the file does not exist,
+:class:`PermissionDeniedError` on EACCES/EPERM, :class:`KernelError` when the kernel rejects a value,
+:class:`InputError` for a state file that does not parse or a knob path that is not absolute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
+
+STATE_VERSION = 1
+_SELECTED = re.compile(r"\[([^\]\s]+)\]")
+
+
+@dataclass(frozen=True)
+class KnobRecord:
+    knob: str  # absolute path as the kernel documents it
+    original: str  # value before tierctl first wrote it
+    expected: str  # value tierctl last wrote, as the kernel read it back
+
+
+@dataclass(frozen=True)
+class Drift:
+    knob: str
+    expected: str
+    actual: str | None  # None: the knob no longer exists
+
+
+@dataclass(frozen=True)
+class Restored:
+    knob: str
+    value: str  # the original written back (or that could not be)
+    outcome: str  # "restored" | "gone" | "failed"
+    error: str = ""
+
+
+class KnobGuard:
+    """Writes knobs below ``root`` after recording their originals in ``state_file``."""
+
+    def __init__(self, state_file: Path, root: Path = Path("/")) -> None:
+        self.state_file = Path(state_file)
+        self.root = Path(root)
+        self._records: list[KnobRecord] = self._load()
+
+    # -- public API ---------------------------------------------------------------------------
+    def get(self, knob: str) -> str:
+        """The knob's current value (the selected word of a ``[x]`` list)."""
+        return _normalise(self._read(knob))
+
+    def set(self, knob: str, value: str | int) -> str:
+        """Record the original (once, persisted), then write ``value``; returns the value read back."""
+        knob = _check_knob(knob)
+        text = str(value).strip()
+        idx = self._index(knob)
+        new = idx is None
+        if idx is None:
+            original = self.get(knob)
+            self._records.append(KnobRecord(knob, original, original))
+            idx = len(self._records) - 1
+            self._save()
+        try:
+            self._write(knob, text)
+        except TierctlError:
+            if new:  # nothing changed: forget the record again
+                del self._records[idx]
+                self._save()
+            raise
+        try:
+            actual = self.get(knob)
+        except TierctlError:
+            actual = text
+        rec = self._records[idx]
+        self._records[idx] = KnobRecord(knob, rec.original, actual)
+        self._save()
+        return actual
+
+    def restore_all(self) -> list[Restored]:
+        """Write every original back, last recorded first; keeps only the failures in the record."""
+        out: list[Restored] = []
+        kept: list[KnobRecord] = []
+        for rec in reversed(self._records):
+            try:
+                self._write(rec.knob, rec.original)
+            except UnavailableError as e:
+                out.append(Restored(rec.knob, rec.original, "gone", e.message))
+            except TierctlError as e:
+                out.append(Restored(rec.knob, rec.original, "failed", e.message))
+                kept.append(rec)
+            else:
+                out.append(Restored(rec.knob, rec.original, "restored"))
+        self._records = list(reversed(kept))
+        self._save()
+        return out
+
+    def verify(self) -> list[Drift]:
+        """Knobs whose current value differs from the value tierctl set (or that disappeared)."""
+        drifts = []
+        for rec in self._records:
+            try:
+                actual: str | None = self.get(rec.knob)
+            except UnavailableError:
+                actual = None
+            if actual != rec.expected:
+                drifts.append(Drift(rec.knob, rec.expected, actual))
+        return drifts
+
+    def pending(self) -> list[KnobRecord]:
+        """What ``state_file`` holds now: knobs set and not yet restored (by this or an earlier run)."""
+        return self._load()
+
+    @property
+    def records(self) -> list[KnobRecord]:
+        """This guard's record (adopted from the state file, plus what it set), in recording order."""
+        return list(self._records)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def path_of(self, knob: str) -> Path:
+        return self.root / _check_knob(knob).lstrip("/")
+
+    def _index(self, knob: str) -> int | None:
+        for i, rec in enumerate(self._records):
+            if rec.knob == knob:
+                return i
+        return None
+
+    def _read(self, knob: str) -> str:
+        path = self.path_of(knob)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()
+        except OSError as e:
+            raise _error(e, knob, "read") from None
+
+    def _write(self, knob: str, text: str) -> None:
+        path = self.path_of(knob)
+        try:
+            # no O_CREAT: a knob that vanished must not come back as a regular file
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        except OSError as e:
+            raise _error(e, knob, "write") from None
+        try:
+            data = (text + "\n").encode()
+            if os.write(fd, data) != len(data):
+                raise KernelError(f"short write of {text!r}", knob)
+        except OSError as e:
+            raise _error(e, knob, f"write {text!r} to") from None
+        finally:
+            os.close(fd)
+
+    def _load(self) -> list[KnobRecord]:
+        try:
+            text = self.state_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise InputError(f"cannot read the knob record: {e.strerror}", str(self.state_file)) from None
+        try:
+            data = json.loads(text)
+            if data.get("version") != STATE_VERSION:
+                raise ValueError(f"version {data.get('version')!r}, expected {STATE_VERSION}")
+            recs = [KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"])) for k in data["knobs"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise InputError(f"not a tierctl knob record: {e}", str(self.state_file)) from None
+        for r in recs:
+            _check_knob(r.knob)
+        return recs
+
+    def _save(self) -> None:
+        if not self._records:
+            try:
+                self.state_file.unlink(missing_ok=True)
+            except OSError as e:
+                raise KernelError(
+                    f"cannot remove the knob record: {e.strerror}", str(self.state_file)
+                ) from None
+            return
+        data = {
+            "version": STATE_VERSION,
+            "pid": os.getpid(),
+            "time": time.time(),
+            "knobs": [
+                {"knob": r.knob, "original": r.original, "expected": r.expected} for r in self._records
+            ],
+        }
+        folder = self.state_file.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.state_file.name}.", dir=folder)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh, indent=1)
+                    fh.write("\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.state_file)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            raise KernelError(f"cannot write the knob record: {e.strerror}", str(self.state_file)) from None
+
+
+def _check_knob(knob: str) -> str:
+    p = PurePosixPath(knob)
+    if not p.is_absolute() or ".." in p.parts:
+        raise InputError(f"a knob is an absolute path without '..', got {knob!r}", "knob")
+    return str(p)
+
+
+def _normalise(text: str) -> str:
+    text = text.strip()
+    m = _SELECTED.search(text)
+    return m.group(1) if m else text
+
+
+def _error(e: OSError, knob: str, verb: str) -> TierctlError:
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return UnavailableError("no such knob on this kernel (or it disappeared)", knob)
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return PermissionDeniedError(f"permission denied: cannot {verb} the knob (root needed)", knob)
+    return KernelError(f"cannot {verb} the knob: {e.strerror or e}", knob)
