@@ -176,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "which",
         nargs="*",
-        metavar="quality|cost|mover",
-        help="which benchmarks (default: quality and cost; mover boots the two-tier guest)",
+        metavar="quality|cost|mover|overhead",
+        help="which benchmarks (default: quality, cost and overhead; mover boots the two-tier guest)",
     )
+    ap.add_argument("--seconds", type=float, default=5.0, help="overhead: seconds per run (default 5)")
     ap.add_argument("--seeds", default="0,1,2", help="workload/sampling seeds for quality (default 0,1,2)")
     ap.add_argument("--sizes", default="1M,4M,16M", help="tracked page counts for cost (default 1M,4M,16M)")
     args = ap.parse_args(argv)
