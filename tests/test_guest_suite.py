@@ -33,7 +33,7 @@ def test_vm_suite_in_the_two_tier_guest(tmp_path: Path) -> None:
         str(REPO / "scripts" / "testbed"), "run", "--rwdir", str(out),
         "--timeout", str(GUEST_TIMEOUT_S), "--",
         "env", "TIERCTL_IN_GUEST=1", "PYTHONDONTWRITEBYTECODE=1", f"PYTHONPATH={REPO}",
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE",
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", "-o", "junit_family=xunit1",
         f"--junitxml={junit}", str(REPO / "tests"),
     ]  # fmt: skip
     proc = subprocess.run(

@@ -13,19 +13,46 @@ from types import ModuleType
 
 import numpy as np
 
-from tierctl.errors import UnavailableError
+from tierctl.errors import TierctlError, UnavailableError
+from tierctl.kernel.knobs import KnobGuard
 from tierctl.samplers import bpf_layout as L
+from tierctl.samplers.base import Targets
 from tierctl.samplers.bpf_loader import BccSampler, tracepoint_available
+from tierctl.samplers.hint import HintFaults
 
 
 class FaultSampler(BccSampler):
     name = "bpf-fault"
     program = "fault_sampler"
 
-    def __init__(self, *, migrations: bool = True, **kw: object) -> None:
+    def __init__(
+        self, *, migrations: bool = True, hint_faults: KnobGuard | None = None, **kw: object
+    ) -> None:
+        """``hint_faults``: a KnobGuard to turn on NUMA hint faults on slow-tier pages with (see
+        tierctl/samplers/hint.py) while sampling; the knobs are restored by stop()."""
         super().__init__(**kw)  # type: ignore[arg-type]
         self.want_migrations = migrations
         self.with_migrations = False
+        self._hint = HintFaults(hint_faults) if hint_faults is not None else None
+
+    def start(self, targets: Targets) -> None:
+        super().start(targets)
+        if self._hint is not None:
+            try:
+                for note in self._hint.apply():
+                    self._health.notes.append(note)
+            except TierctlError:
+                super().stop()
+                raise
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            if self._hint is not None:
+                failed = [r for r in self._hint.restore() if r.outcome == "failed"]
+                for r in failed:
+                    self._health.notes.append(f"could not restore {r.knob} to {r.value!r}: {r.error}")
 
     def _needs_tracefs(self) -> bool:
         return True  # bcc reads the tracepoint's format file at compile time
