@@ -70,7 +70,8 @@ enum tierctl_config {
 	TIERCTL_CFG_ENABLED = 0,        /* 0 until Python has written the filters: count nothing */
 	TIERCTL_CFG_FILTER_PIDS = 1,    /* 1: count only tgids in the filter_pids hash */
 	TIERCTL_CFG_FILTER_CGROUPS = 2, /* 1: count only cgroup ids in filter_cgroups */
-	TIERCTL_CFG_NR = 3,
+	TIERCTL_CFG_SAMPLE_SHIFT = 3,   /* k: keep one wanted event in 2^k, at random (0 = all) */
+	TIERCTL_CFG_NR = 4,
 };
 /* With both filters on, an event counts when its pid OR its cgroup is a target. */
 

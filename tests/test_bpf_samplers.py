@@ -528,3 +528,24 @@ def test_bpf_stats_fall_back_to_the_sysctl_and_restore_it(tmp_path: Path, monkey
     stats.acquire()
     stats.release()
     assert knob.read_text() == "1\n"
+
+
+@needs_bcc
+@pytest.mark.parametrize("cls", [FaultSampler, PerfAddrSampler], ids=["fault", "perf"])
+def test_throttle_keeps_one_event_in_2k_and_counts_estimate_them(cls, child_factory, started) -> None:
+    n = 16384
+    child = child_factory(n)
+    s = cls()
+    started.append(s)
+    s.start(Targets(pids=(child.pid,)))
+    assert s.throttle() and s.throttle()  # 1 in 4
+    child.touch()
+    mine = in_mapping(s.drain(), child)
+    # ~n/4 pages sampled (binomial: sd ~55), each counted as 4 events
+    assert abs(len(mine) - n / 4) < 6 * 55, len(mine)
+    assert set(mine["count"].tolist()) == {4}
+    assert abs(int(mine["count"].sum()) - n) < 0.1 * n
+    assert any("1 in 4" in note for note in s.health().notes)
+    for _ in range(4):
+        s.throttle()
+    assert not s.throttle()  # 1 in 64 is the floor

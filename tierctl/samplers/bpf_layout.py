@@ -65,7 +65,8 @@ class Config(IntEnum):
     ENABLED = 0
     FILTER_PIDS = 1
     FILTER_CGROUPS = 2
-    NR = 3
+    SAMPLE_SHIFT = 3
+    NR = 4
 
 
 class MigrateReason(IntEnum):

@@ -52,6 +52,7 @@ DIST_PACKAGES: tuple[str, ...] = ("/usr/lib/python3/dist-packages",)
 MODULES_DIR = Path("/lib/modules")
 TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+MAX_SAMPLE_SHIFT = 6  # the watchdog may lower a sampler's rate down to 1 event in 64
 
 # program file -> the sampler names that use it (print_bpf accepts either)
 PROGRAMS = {"fault_sampler": ("bpf-fault", "fault"), "addr_sampler": ("bpf-perf", "perf")}
@@ -176,12 +177,14 @@ def _program_file(name: str) -> str:
 
 
 def program_text(name: str, source: str | None = None) -> str:
-    """The program as compiled: bpf/<name>.c with bpf/tierctl.h inlined (line numbers in compiler
-    messages refer to this text)."""
+    """The program as compiled: bpf/<name>.c with bpf/tierctl.h and bpf/tierctl_prog.h inlined (line
+    numbers in compiler messages refer to this text)."""
     stem = _program_file(name)
     text = source if source is not None else (BPF_DIR / f"{stem}.c").read_text()
-    header = (BPF_DIR / "tierctl.h").read_text()
-    return text.replace('#include "tierctl.h"', header.rstrip("\n"), 1)
+    for inc in ("tierctl.h", "tierctl_prog.h"):
+        header = (BPF_DIR / inc).read_text()
+        text = text.replace(f'#include "{inc}"', header.rstrip("\n"), 1)
+    return text
 
 
 def program_cflags(defines: Mapping[str, int | str], headers: HeaderTree | None = None) -> list[str]:
@@ -650,6 +653,7 @@ class BccSampler:
         self._health = Health()
         self._stats_held = False
         self._tracefs_held = False
+        self._shift = 0  # events kept: 1 in 2**shift (throttle)
         self._keys = np.zeros(0, L.KEY_DTYPE)
         self._vals = np.zeros(0, L.VAL_DTYPE)
         self.compile_seconds = 0.0
@@ -773,9 +777,20 @@ class BccSampler:
         if n < 0:
             n = drain_iterate(self._lib, fd, self._keys, self._vals)
         raw = L.rows_to_raw(self._keys[:n], self._vals[:n])
+        if self._shift:  # one event in 2^shift was kept: counts estimate the events
+            raw["count"] <<= np.uint64(self._shift)
         self._health.samples += len(raw)
         self._health.cpu_seconds += time.thread_time() - t0
         return raw
+
+    def throttle(self) -> bool:
+        """Lower the sampling rate by half (the watchdog's first resort); False when it cannot."""
+        if self._bpf is None or self._shift >= MAX_SAMPLE_SHIFT:
+            return False
+        self._shift += 1
+        self._config(L.Config.SAMPLE_SHIFT, self._shift)
+        self._health.notes.append(f"rate lowered: 1 in {1 << self._shift} events kept, counts scaled")
+        return True
 
     def stop(self) -> None:
         if self._bpf is not None:
