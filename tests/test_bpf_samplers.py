@@ -515,7 +515,7 @@ def test_bpf_stats_fall_back_to_the_sysctl_and_restore_it(tmp_path: Path, monkey
     knob.write_text("0\n")
     monkeypatch.setattr(BL, "BPF_STATS_SYSCTL", knob)
     monkeypatch.setattr(BL, "BPF_ENABLE_STATS", 0x7FFF)  # no such bpf command: EINVAL
-    stats = BL._BpfStats()
+    stats = BL.BpfStats()
     how = stats.acquire()
     assert "bpf_stats_enabled (was 0, restored at stop)" in how
     assert knob.read_text() == "1\n"

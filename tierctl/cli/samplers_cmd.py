@@ -19,7 +19,7 @@ from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Availability, Health, Targets
 from tierctl.samplers.chain import SamplerChain
-from tierctl.samplers.registry import SAMPLERS, make_sampler
+from tierctl.samplers.registry import SAMPLERS, make_sampler, make_samplers
 
 PAGE_SHIFT = 12
 
@@ -111,7 +111,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise InputError(f"must be > 0, got {args.seconds}", "--seconds")
     targets, pids, what = _targets(args)
-    samplers = [make_sampler(args.source)] if args.source else [make_sampler(n) for n in SAMPLERS]
+    samplers = make_samplers([args.source] if args.source else list(SAMPLERS))
     chain = SamplerChain(samplers, max_running=1)
     chain.start(targets)
     if not chain.running:

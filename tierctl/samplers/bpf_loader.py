@@ -57,7 +57,9 @@ MAX_SAMPLE_SHIFT = 6  # the watchdog may lower a sampler's rate down to 1 event 
 # program file -> the sampler names that use it (print_bpf accepts either)
 PROGRAMS = {"fault_sampler": ("bpf-fault", "fault"), "addr_sampler": ("bpf-perf", "perf")}
 
-_lock = threading.Lock()  # compile-time environment and fd redirection are process-wide
+# bcc's compile-time environment variables and fd redirection are process-wide, so the lock that
+# serialises them is too (it holds no data).
+_lock = threading.Lock()
 
 
 # ----------------------------------------------------------------------------------------- bcc
@@ -344,7 +346,7 @@ def tracepoint_available(category: str, event: str) -> tuple[bool, str]:
     return False, f"the kernel has no tracepoint {category}:{event} ({d}/events/{category}/{event} missing)"
 
 
-class _TracefsMount:
+class TracefsMount:
     """Mounts tracefs at /sys/kernel/tracing when nothing is mounted, for as long as someone needs it."""
 
     def __init__(self) -> None:
@@ -374,16 +376,13 @@ class _TracefsMount:
                     self.mounted_by_us = False
 
 
-TRACEFS = _TracefsMount()
-
-
 # ---------------------------------------------------------------------------------- BPF stats
 BPF_SYSCALL_NR = 321  # x86-64
 BPF_ENABLE_STATS = 32  # enum bpf_cmd, Linux 5.8
 BPF_STATS_RUN_TIME = 0
 
 
-class _BpfStats:
+class BpfStats:
     """Kernel run-time accounting of BPF programs, on while any sampler holds it.
 
     Prefers the BPF_ENABLE_STATS command (5.8): stats stay on while its fd is open, no knob is
@@ -436,7 +435,14 @@ class _BpfStats:
                 self.old_sysctl = None
 
 
-BPF_STATS = _BpfStats()
+class BpfHost:
+    """What the BPF samplers of one process share: tracefs (mounted while any of them needs it)
+    and kernel BPF run-time stats (on while any of them runs). The service makes one and hands it
+    to each sampler; a sampler made without one gets its own."""
+
+    def __init__(self) -> None:
+        self.tracefs = TracefsMount()
+        self.stats = BpfStats()
 
 
 def prog_run_ns(fd: int) -> int | None:
@@ -633,6 +639,7 @@ class BccSampler:
         source: str | None = None,
         drain_mode: str = "auto",
         bpf_stats: bool = True,
+        host: BpfHost | None = None,
     ) -> None:
         if max_entries < 1 or max_targets < 1:
             raise InputError("max_entries and max_targets must be positive")
@@ -647,6 +654,7 @@ class BccSampler:
         self.source = source
         self.drain_mode = drain_mode
         self.want_bpf_stats = bpf_stats
+        self.host = host or BpfHost()
         self._bpf: Any = None
         self._lib: Any = None
         self._compiled: Compiled | None = None
@@ -705,7 +713,7 @@ class BccSampler:
         self._health = Health()
         try:
             if self._needs_tracefs():  # before _check(): it looks the tracepoints up in tracefs
-                note = TRACEFS.acquire()
+                note = self.host.tracefs.acquire()
                 self._tracefs_held = True
                 if note:
                     self._health.notes.append(note)
@@ -722,7 +730,7 @@ class BccSampler:
             self._keys = np.zeros(self.max_entries, L.KEY_DTYPE)
             self._vals = np.zeros(self.max_entries, L.VAL_DTYPE)
             if self.want_bpf_stats:
-                self._health.notes.append(BPF_STATS.acquire())
+                self._health.notes.append(self.host.stats.acquire())
                 self._stats_held = True
             self._config(L.Config.ENABLED, 1)
         except BaseException:
@@ -810,10 +818,10 @@ class BccSampler:
             atexit.unregister(bpf.cleanup)
         if self._stats_held:
             self._stats_held = False
-            BPF_STATS.release()
+            self.host.stats.release()
         if self._tracefs_held:
             self._tracefs_held = False
-            TRACEFS.release()
+            self.host.tracefs.release()
 
     def _refresh_health(self) -> None:
         if self._bpf is None:

@@ -7,7 +7,7 @@ so a host without bcc never imports the BPF ones.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -37,6 +37,22 @@ def make_sampler(name: str, **options: Any) -> SourceSampler:
     except (ImportError, AttributeError) as e:
         return Unloadable(name, f"cannot load {module}: {e}")
     return factory(**options)  # type: ignore[no-any-return]
+
+
+def make_samplers(names: Sequence[str]) -> list[SourceSampler]:
+    """Samplers for ``names``; the BPF ones share one BpfHost (tracefs mount, BPF stats)."""
+    host = None
+    out = []
+    for name in names:
+        if name.startswith("bpf-"):
+            if host is None:
+                from tierctl.samplers.bpf_loader import BpfHost
+
+                host = BpfHost()
+            out.append(make_sampler(name, host=host))
+        else:
+            out.append(make_sampler(name))
+    return out
 
 
 class Unloadable:
