@@ -56,3 +56,28 @@ def test_hint_faults_sample_the_retouched_slow_region_only(tmp_path: Path, capsy
     assert ((flags & want) == want).all() and not (flags & int(SampleFlag.PROT)).any()
     assert vmstat1["pgpromote_success"] == vmstat0["pgpromote_success"]  # the kernel promoted nothing
     assert {k: guard.get(k) for k in before} == before and guard.pending() == []  # knobs restored
+
+
+def test_without_bcc_the_chain_falls_back_to_damon_and_says_why(tmp_path: Path) -> None:
+    from tests.vm.test_vm_nonbpf import Child as Toucher
+    from tierctl.samplers.chain import SamplerChain
+    from tierctl.samplers.damon import DamonSampler
+    from tierctl.samplers.perf_addr import PerfAddrSampler
+
+    no_bcc = (str(tmp_path),)  # bcc "removed": its package is found nowhere
+    c = Toucher(8, 8)
+    chain = SamplerChain(
+        [PerfAddrSampler(bcc_search=no_bcc), FaultSampler(bcc_search=no_bcc), DamonSampler()], max_running=1
+    )
+    try:
+        chain.start(Targets(pids=(c.pid,)))
+        status = {s.name: s for s in chain.status()}
+        assert status["bpf-perf"].state == status["bpf-fault"].state == "unavailable"
+        assert status["bpf-fault"].reason.startswith("bcc is not installed")
+        assert chain.running == ["damon"]
+        c.touch(3)
+        rows = chain.drain()
+    finally:
+        chain.stop()
+        c.kill()
+    assert rows.shape[0] > 0 and set(rows["pid"].tolist()) == {c.proc.pid}
