@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +78,16 @@ def test_without_bcc_the_chain_falls_back_to_damon_and_says_why(tmp_path: Path) 
         assert status["bpf-perf"].state == status["bpf-fault"].state == "unavailable"
         assert status["bpf-fault"].reason.startswith("bcc is not installed")
         assert chain.running == ["damon"]
-        c.touch(3)
-        rows = chain.drain()
+        # DAMON reports the latest aggregation interval: drain while the child is touching, with a
+        # busy second process (under TCG accessed bits are set on TLB refills; see test_vm_nonbpf)
+        spinner = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+        c.send("loop")
+        rows = np.zeros(0, dtype=chain.drain().dtype)
+        for _ in range(10):
+            time.sleep(0.5)
+            rows = np.concatenate([rows, chain.drain()])
+        spinner.kill()
+        spinner.wait()
     finally:
         chain.stop()
         c.kill()
