@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from tierctl import __version__
-from tierctl.cli import cgroups_cmd, move_cmd, pages_cmd, samplers_cmd, sim_cmd, topology_cmd
+from tierctl.cli import cgroups_cmd, move_cmd, pages_cmd, profile_cmd, samplers_cmd, sim_cmd, topology_cmd
 from tierctl.errors import TierctlError
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     pages_cmd.register(sub)
     move_cmd.register(sub)
     samplers_cmd.register(sub)
+    profile_cmd.register(sub)
     return parser
 
 

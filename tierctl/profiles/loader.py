@@ -1,0 +1,560 @@
+"""Load profile files: TOML -> checked, frozen ``Profile`` objects, or every problem at once.
+
+``load_profiles(paths)`` reads every file (a directory means its ``*.toml`` files, not recursive),
+checks every key of every file, then the set as a whole (unique names, a catch-all exists, no
+profile hidden behind a catch-all), and either returns a ``ProfileSet`` or raises one
+``ProfileError`` listing ALL problems as ``file:line: key: message``.
+
+Line numbers: tomllib does not keep them, so ``key_lines`` scans the source text for table headers
+(``[placement]``, ``[[match]]``) and ``key = value`` lines.  Limits: a key inside an inline table
+(``placement = { fast_min = "1G" }``) or inside a multi-line array gets the line of the enclosing
+key; a problem with a value inside an array (one bad sampler name) gets the line of the array's key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from tierctl.core.policy import amount_to_pages
+from tierctl.errors import InputError
+from tierctl.profiles.match import ProfileSet
+from tierctl.profiles.schema import (
+    DEFAULT_HYSTERESIS,
+    PINS,
+    THP_MODES,
+    MatchRule,
+    Placement,
+    Profile,
+    ProfileError,
+    ProfileProblem,
+    amount_kind,
+)
+from tierctl.samplers.registry import SAMPLERS
+
+TOP_KEYS = ("name", "description", "priority", "match", "placement", "pressure")
+MATCH_KEYS = ("cgroup", "unit", "comm", "user")
+PLACEMENT_KEYS = (
+    "fast_min",
+    "fast_max",
+    "priority",
+    "pin",
+    "hot_threshold",
+    "headroom",
+    "promote_rate_mbps",
+    "demote_rate_mbps",
+    "hysteresis",
+    "thp",
+    "samplers",
+)
+PRESSURE_RESERVED = "reserved for the pressure issue; not supported yet"
+MAX_HEADROOM_SHARE = 0.5
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+KeyPath = tuple[str | int, ...]
+
+
+# ---------------------------------------------------------------------------------------------------
+# line numbers
+
+
+_BARE = r"[A-Za-z0-9_-]+"
+_QUOTED = r'"(?:[^"\\]|\\.)*"|\'[^\']*\''
+_KEY = rf"(?:{_BARE}|{_QUOTED})(?:\s*\.\s*(?:{_BARE}|{_QUOTED}))*"
+_AOT_RE = re.compile(rf"\[\[\s*({_KEY})\s*\]\]")
+_TABLE_RE = re.compile(rf"\[\s*({_KEY})\s*\]")
+_ASSIGN_RE = re.compile(rf"({_KEY})\s*=(.*)")
+_PART_RE = re.compile(rf"\s*({_BARE}|{_QUOTED})\s*(?:\.|$)")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = []
+    for m in _PART_RE.finditer(text):
+        p = m.group(1)
+        parts.append(p[1:-1] if p[:1] in "\"'" else p)
+    return tuple(parts)
+
+
+def key_lines(text: str) -> dict[KeyPath, int]:
+    """Line (1-based) of every table header and ``key =`` line, by key path; ``[[t]]`` tables are
+    numbered (``("match", 0)``, ``("match", 1)`` ...).  Skips comments and multi-line strings."""
+    lines: dict[KeyPath, int] = {}
+    table: KeyPath = ()
+    aot_count: dict[KeyPath, int] = {}
+    closing: str | None = None  # the delimiter of an open multi-line string
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if closing is not None:
+            if line.count(closing) % 2 == 1:
+                closing = None
+            continue
+        if not line or line.startswith("#"):
+            continue
+        if m := _AOT_RE.match(line):
+            path = _split_key(m.group(1))
+            idx = aot_count.get(path, 0)
+            aot_count[path] = idx + 1
+            table = (*path, idx)
+            lines.setdefault(table, no)
+        elif m := _TABLE_RE.match(line):
+            table = _split_key(m.group(1))
+            lines.setdefault(table, no)
+        elif m := _ASSIGN_RE.match(line):
+            lines.setdefault((*table, *_split_key(m.group(1))), no)
+            value = m.group(2)
+            for delim in ('"""', "'''"):
+                if value.count(delim) % 2 == 1:
+                    closing = delim
+                    break
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------
+# checking one file
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    for t, name in ((int, "integer"), (float, "float"), (str, "string"), (list, "array"), (dict, "table")):
+        if isinstance(value, t):
+            return name
+    if isinstance(value, datetime | date | time):
+        return "datetime"
+    return type(value).__name__
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return _type_name(value)
+    return f"{_type_name(value)} {value!r}"
+
+
+def _hint(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+
+
+def key_text(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "-"
+
+
+class _Bad(Exception):
+    """A value failed its check; the problem is already recorded."""
+
+
+@dataclass
+class _FileCheck:
+    file: str
+    lines: dict[KeyPath, int]
+    problems: list[ProfileProblem] = field(default_factory=list)
+
+    def line(self, path: KeyPath) -> int:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.lines:
+                return self.lines[path[:n]]
+        return 1
+
+    def add(self, path: KeyPath, message: str) -> None:
+        self.problems.append(ProfileProblem(self.file, self.line(path), key_text(path), message))
+
+    def bad(self, path: KeyPath, message: str) -> _Bad:
+        self.add(path, message)
+        return _Bad()
+
+    def unknown_keys(self, table: dict[str, Any], known: Sequence[str], path: KeyPath) -> None:
+        for k in table:
+            if k not in known:
+                self.add((*path, k), f"unknown key {k!r}{_hint(k, known)}")
+
+    def get(
+        self, table: dict[str, Any], key: str, path: KeyPath, check: Callable[..., Any], default: Any
+    ) -> Any:
+        """``check(value, path)`` of ``table[key]`` if present, else ``default``; on a problem, ``_Bad``."""
+        if key not in table:
+            return default
+        return check(table[key], (*path, key))
+
+    # value checks: each returns the checked value or raises _Bad ------------------------------------
+
+    def string(self, value: Any, path: KeyPath, *, empty_ok: bool = False) -> str:
+        if not isinstance(value, str):
+            raise self.bad(path, f"expected a string, got {_got(value)}")
+        if not empty_ok and not value.strip():
+            raise self.bad(path, "must not be empty")
+        return value
+
+    def integer(self, value: Any, path: KeyPath) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.bad(path, f"expected an integer, got {_got(value)}")
+        return value
+
+    def number(self, value: Any, path: KeyPath, *, minimum: float, strict: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.bad(path, f"expected a number, got {_got(value)}")
+        if value < minimum or (strict and value == minimum):
+            raise self.bad(path, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        return float(value)
+
+    def choice(self, value: Any, path: KeyPath, choices: Sequence[str]) -> str:
+        if not isinstance(value, str):
+            raise self.bad(path, f"expected one of {', '.join(map(repr, choices))}, got {_got(value)}")
+        if value not in choices:
+            close = difflib.get_close_matches(value, list(choices), n=1)
+            extra = f" (did you mean {close[0]!r}?)" if close else ""
+            raise self.bad(path, f"must be one of {', '.join(map(repr, choices))}, got {value!r}{extra}")
+        return value
+
+    def amount(self, value: Any, path: KeyPath, *, max_share: float = 1.0) -> int | float | str:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise self.bad(path, f"expected bytes (e.g. 512M, 2G) or a share (e.g. 30%), got {_got(value)}")
+        try:
+            amount_to_pages(value, page_size=1, fast_capacity=0, where=key_text(path))
+        except InputError as e:
+            raise self.bad(path, e.message) from None
+        if amount_kind(value) == "share" and _share(value) > max_share:
+            raise self.bad(path, f"a share must be within 0..{max_share:g}, got {value!r}")
+        return value
+
+
+def _share(value: int | float | str) -> float:
+    if isinstance(value, str):
+        return float(value.strip().removesuffix("%")) / 100.0
+    return float(value)
+
+
+def _bytes(value: int | float | str) -> int:
+    return amount_to_pages(value, page_size=1, fast_capacity=0, where="")
+
+
+def _magnitude(value: int | float | str) -> float:
+    return _share(value) if amount_kind(value) == "share" else float(_bytes(value))
+
+
+@dataclass
+class _Parsed:
+    """What one file gave: its profile when it had no problem, and what the set checks need."""
+
+    file: str
+    profile: Profile | None
+    name: str | None
+    name_line: int
+    catch_all: bool | None  # None: the file could not be read or parsed
+    problems: list[ProfileProblem]
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+
+def _comm(fc: _FileCheck, value: Any, path: KeyPath) -> re.Pattern[str]:
+    src = fc.string(value, path)
+    try:
+        return re.compile(src)
+    except re.error as e:
+        raise fc.bad(path, f"invalid regex {src!r}: {e}") from None
+
+
+def _user(fc: _FileCheck, value: Any, path: KeyPath) -> str | int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise fc.bad(path, f"expected a user name or a uid, got {_got(value)}")
+    if isinstance(value, int) and not 0 <= value < 2**32 - 1:
+        raise fc.bad(path, f"a uid must be within 0..4294967294, got {value}")
+    if isinstance(value, str) and not value.strip():
+        raise fc.bad(path, "must not be empty")
+    return value
+
+
+def _cgroup_glob(fc: _FileCheck, value: Any, path: KeyPath) -> str:
+    glob = fc.string(value, path)
+    if not glob.startswith(("/", "*")):
+        raise fc.bad(
+            path,
+            "must start with '/' or '*' (a path below the cgroup root, as in /proc/PID/cgroup), "
+            f"got {glob!r}",
+        )
+    return glob
+
+
+def _match_rules(fc: _FileCheck, value: Any) -> tuple[MatchRule, ...]:
+    path: KeyPath = ("match",)
+    if isinstance(value, dict):
+        raise fc.bad(path, "expected an array of tables ([[match]]), got a table ([match])")
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise fc.bad(path, f"expected an array of tables ([[match]]), got {_got(value)}")
+    if not value:
+        raise fc.bad(path, "an empty match list matches nothing; leave 'match' out for a catch-all")
+    rules: list[MatchRule] = []
+    failed = False
+    for i, table in enumerate(value):
+        tp: KeyPath = ("match", i)
+        n_before = len(fc.problems)
+        fc.unknown_keys(table, MATCH_KEYS, tp)
+        if not table:
+            known = ", ".join(MATCH_KEYS)
+            fc.add(tp, f"empty match table (give one of {known}; no [[match]] at all = catch-all)")
+        fields: dict[str, Any] = {}
+        for key, check in (
+            ("cgroup", lambda v, p: _cgroup_glob(fc, v, p)),
+            ("unit", fc.string),
+            ("comm", lambda v, p: _comm(fc, v, p)),
+            ("user", lambda v, p: _user(fc, v, p)),
+        ):
+            with contextlib.suppress(_Bad):
+                fields[key] = fc.get(table, key, tp, check, None)
+        if len(fc.problems) != n_before:
+            failed = True
+            continue
+        comm_re = fields.pop("comm")
+        rules.append(
+            MatchRule(
+                index=i,
+                line=fc.line(tp),
+                comm=None if comm_re is None else comm_re.pattern,
+                comm_re=comm_re,
+                **fields,
+            )
+        )
+    if failed:
+        raise _Bad()
+    return tuple(rules)
+
+
+def _samplers(fc: _FileCheck, value: Any, path: KeyPath) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise fc.bad(path, f"expected an array of sampler names, got {_got(value)}")
+    ok = True
+    for s in value:
+        if s not in SAMPLERS:
+            fc.add(path, f"unknown sampler {s!r}{_hint(s, list(SAMPLERS))}")
+            ok = False
+    for s in sorted({s for s in value if value.count(s) > 1}):
+        fc.add(path, f"sampler {s!r} is listed twice")
+        ok = False
+    if not ok:
+        raise _Bad()
+    return tuple(value)
+
+
+def _hot_threshold(fc: _FileCheck, value: Any, path: KeyPath) -> float | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise fc.bad(path, f'expected "auto" or a number > 0, got {_got(value)}')
+    return fc.number(value, path, minimum=0, strict=True)
+
+
+def _headroom(fc: _FileCheck, value: Any, path: KeyPath) -> int | float | str:
+    if value == "auto":
+        return "auto"
+    return fc.amount(value, path, max_share=MAX_HEADROOM_SHARE)
+
+
+def _placement(fc: _FileCheck, value: Any) -> Placement:
+    path: KeyPath = ("placement",)
+    if not isinstance(value, dict):
+        raise fc.bad(path, f"expected a table ([placement]), got {_got(value)}")
+    n_before = len(fc.problems)
+    fc.unknown_keys(value, PLACEMENT_KEYS, path)
+    checks: dict[str, tuple[Callable[..., Any], Any]] = {
+        "fast_min": (fc.amount, 0),
+        "fast_max": (fc.amount, None),
+        "priority": (fc.integer, 0),
+        "pin": (lambda v, p: fc.choice(v, p, PINS), "auto"),
+        "hot_threshold": (lambda v, p: _hot_threshold(fc, v, p), "auto"),
+        "headroom": (lambda v, p: _headroom(fc, v, p), "auto"),
+        "promote_rate_mbps": (lambda v, p: fc.number(v, p, minimum=0, strict=True), None),
+        "demote_rate_mbps": (lambda v, p: fc.number(v, p, minimum=0, strict=True), None),
+        "hysteresis": (lambda v, p: fc.number(v, p, minimum=0, strict=False), DEFAULT_HYSTERESIS),
+        "thp": (lambda v, p: fc.choice(v, p, THP_MODES), "keep"),
+        "samplers": (lambda v, p: _samplers(fc, v, p), None),
+    }
+    out: dict[str, Any] = {}
+    for key, (check, default) in checks.items():
+        try:
+            out[key] = fc.get(value, key, path, check, default)
+        except _Bad:
+            out[key] = _Bad
+    lo, hi = out["fast_min"], out["fast_max"]
+    same_kind = lo is not _Bad and hi not in (_Bad, None) and amount_kind(lo) == amount_kind(hi)
+    if same_kind and _magnitude(lo) > _magnitude(hi):
+        fc.add((*path, "fast_min"), f"fast_min ({lo}) is above fast_max ({hi})")
+    if out["pin"] == "slow" and lo is not _Bad and _magnitude(lo) > 0:
+        fc.add((*path, "fast_min"), f"pin = 'slow' keeps nothing in the fast tier; fast_min ({lo}) conflicts")
+    if len(fc.problems) != n_before:
+        raise _Bad()
+    return Placement(**out)
+
+
+def _pressure(fc: _FileCheck, value: Any) -> None:
+    path: KeyPath = ("pressure",)
+    if not isinstance(value, dict):
+        raise fc.bad(path, f"expected a table ([pressure]), got {_got(value)}")
+    for k in value:
+        fc.add((*path, k), PRESSURE_RESERVED)
+    if value:
+        raise _Bad()
+
+
+_TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END_RE = re.compile(r"\s*\(at end of document\)\s*$")
+
+
+def _syntax_problem(file: str, text: str, err: tomllib.TOMLDecodeError) -> ProfileProblem:
+    msg = str(err)
+    lineno = getattr(err, "lineno", None)
+    colno = getattr(err, "colno", None)
+    if m := _TOML_POS_RE.search(msg):
+        lineno, colno = int(m.group(1)), int(m.group(2))
+        msg = msg[: m.start()]
+    elif m := _TOML_END_RE.search(msg):
+        lineno, colno = max(1, len(text.splitlines())), None
+        msg = msg[: m.start()] + " (at end of file)"
+    else:
+        msg = getattr(err, "msg", msg)
+    where = f" (column {colno})" if colno else ""
+    return ProfileProblem(file, int(lineno or 1), "toml", f"invalid TOML: {msg}{where}")
+
+
+def parse_profile(file: str, text: str) -> _Parsed:
+    """Check one file's text; never raises for a problem in the file."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        return _Parsed(file, None, None, 0, None, [_syntax_problem(file, text, e)])
+    fc = _FileCheck(file, key_lines(text))
+    fc.unknown_keys(data, TOP_KEYS, ())
+    stem = Path(file).stem
+    name: str | None = None
+    try:
+        name = fc.get(data, "name", (), fc.string, stem)
+        if not _NAME_RE.fullmatch(name or ""):
+            what = "name" if "name" in data else f"file name {stem!r} (no 'name' key)"
+            raise fc.bad(("name",), f"{what} must be letters, digits, '.', '_' or '-', got {name!r}")
+    except _Bad:
+        name = None
+    parts: dict[str, Any] = {}
+    for key, check, default in (
+        ("description", lambda v, p: fc.string(v, p, empty_ok=True), ""),
+        ("priority", fc.integer, 0),
+        ("match", lambda v, p: _match_rules(fc, v), ()),
+        ("placement", lambda v, p: _placement(fc, v), Placement()),
+        ("pressure", lambda v, p: _pressure(fc, v), None),
+    ):
+        with contextlib.suppress(_Bad):
+            parts[key] = fc.get(data, key, (), check, default)
+    parts.pop("pressure", None)
+    profile = None
+    if not fc.problems and name is not None:
+        profile = Profile(name=name, file=file, **parts)
+    fc.problems.sort(key=lambda p: p.line)  # stable: same-line problems keep their order
+    name_line = fc.lines.get(("name",), 1)
+    return _Parsed(file, profile, name, name_line, "match" not in data, fc.problems, fc.lines)
+
+
+def read_profile(path: Path) -> _Parsed:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        problem = ProfileProblem(file, 0, "file", f"cannot read: {e.strerror or e}")
+        return _Parsed(file, None, None, 0, None, [problem])
+    except UnicodeDecodeError as e:
+        problem = ProfileProblem(file, 0, "file", f"cannot read: not UTF-8 ({e.reason} at byte {e.start})")
+        return _Parsed(file, None, None, 0, None, [problem])
+    return parse_profile(file, text)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the set
+
+
+def profile_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[ProfileProblem]]:
+    """The files to load: each directory's ``*.toml`` (sorted, not recursive), each file as given;
+    the same file named twice is loaded once."""
+    files: list[Path] = []
+    problems: list[ProfileProblem] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(q for q in p.glob("*.toml") if q.is_file())
+            if not found:
+                problems.append(ProfileProblem(str(p), 0, "file", "no profiles (*.toml) in this directory"))
+        else:
+            found = [p]
+        for q in found:
+            key = q.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(q)
+    return files, problems
+
+
+def check_profiles(paths: Iterable[Path | str]) -> tuple[ProfileSet, list[ProfileProblem]]:
+    """Every profile that loaded cleanly, and every problem of every file and of the set."""
+    paths = list(paths)
+    files, problems = profile_files(paths)
+    parsed = [read_profile(f) for f in files]
+    for p in parsed:
+        problems.extend(p.problems)
+    # unique names
+    first: dict[str, _Parsed] = {}
+    dup_files: set[str] = set()
+    for p in parsed:
+        if p.name is None:
+            continue
+        if p.name in first:
+            other = first[p.name]
+            problems.append(
+                ProfileProblem(
+                    p.file, p.name_line, "name", f"duplicate profile name {p.name!r} (also in {other.file})"
+                )
+            )
+            dup_files.add(p.file)
+        else:
+            first[p.name] = p
+    good = ProfileSet([p.profile for p in parsed if p.profile is not None and p.file not in dup_files])
+    lines = {p.file: p.lines for p in parsed}
+    # a catch-all must exist (unless a file that could not be parsed might be it)
+    if parsed and all(p.catch_all is False for p in parsed):
+        where = str(paths[0]) if len(paths) == 1 else ", ".join(map(str, paths))
+        problems.append(
+            ProfileProblem(
+                where,
+                0,
+                "match",
+                "no catch-all profile (one without [[match]] tables); workloads that match nothing would "
+                "have no profile — add one like profiles/default.toml",
+            )
+        )
+    # nothing hidden behind a catch-all
+    catch_all = next((p for p in good if p.is_catch_all), None)
+    if catch_all is not None:
+        for p in good.profiles[good.profiles.index(catch_all) + 1 :]:
+            problems.append(
+                ProfileProblem(
+                    p.file,
+                    lines[p.file].get(("priority",), 1),
+                    "priority",
+                    f"never used: catch-all profile {catch_all.name!r} ({catch_all.file}, priority "
+                    f"{catch_all.priority}) is tried first; "
+                    f"give this profile a priority above {catch_all.priority}",
+                )
+            )
+    return good, problems
+
+
+def load_profiles(paths: Iterable[Path | str]) -> ProfileSet:
+    """The checked set, or a ``ProfileError`` listing every problem."""
+    profiles, problems = check_profiles(paths)
+    if problems:
+        raise ProfileError(problems)
+    return profiles
