@@ -313,3 +313,21 @@ def test_estimate_forgets_pages_after_the_ring_is_full() -> None:
     est = h.estimate(np.array([0, 1]), now=5)
     assert est[0] == 2.0
     assert est[1] == pytest.approx(2.0 / (1 - 0.5**5))
+
+
+def test_remap_follows_pages_into_a_new_page_space() -> None:
+    from tierctl.core.heat import NEVER
+
+    h = HeatModel(4)
+    h.heat[:] = [1, 2, 3, 4]
+    h.last_seen[:] = [10, 11, 12, 13]
+    h.note_moved(np.array([2]), 7)
+    h.note_new(np.array([3]), 12)
+    h.remap(np.array([2, -1, 0, 4]), 6)  # page 1 is gone, two new pages appear (1, 3, 5)
+    assert h.n_pages == 6
+    assert h.heat.tolist() == [3, 0, 1, 0, 4, 0]
+    assert h.last_seen.tolist() == [12, NEVER, 10, NEVER, 13, NEVER]
+    assert h.last_moved.tolist() == [7, NEVER, NEVER, NEVER, NEVER, NEVER]
+    assert h.estimate(np.array([4]), 12)[0] > 4  # the young page moved with its correction
+    with pytest.raises(InputError):
+        h.remap(np.array([0, 0, 1, 2, 3, 4]), 6)  # two pages onto one

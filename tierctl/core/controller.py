@@ -78,7 +78,9 @@ class Controller:
         t0 = time.perf_counter()
         batch = self.sampler.drain()
         state = self.memory.snapshot()
-        if state.node.shape[0] != self.heat.n_pages:
+        if state.remap is not None:
+            self.heat.remap(state.remap, state.node.shape[0])
+        elif state.node.shape[0] != self.heat.n_pages:
             self.heat.resize(state.node.shape[0])
         self.heat.decay()
         if state.new_pages is not None:

@@ -64,6 +64,28 @@ class HeatModel:
             self._last_moved[n_pages : self._n] = NEVER
         self._n = n_pages
 
+    def remap(self, old_to_new: np.ndarray, n_pages: int) -> None:
+        """Re-index after the tracked page space changed: page i becomes ``old_to_new[i]`` (-1: gone).
+        Pages new to the space start cold and unseen."""
+        if old_to_new.shape[0] != self._n:
+            raise InputError(f"remap has {old_to_new.shape[0]} entries for {self._n} pages", "heat.remap")
+        keep = old_to_new >= 0
+        dest = old_to_new[keep]
+        if dest.size and (dest.max() >= n_pages or np.unique(dest).shape[0] != dest.shape[0]):
+            raise InputError("remap targets must be unique and below n_pages", "heat.remap")
+        heat = np.zeros(n_pages, dtype=np.float32)
+        seen = np.full(n_pages, NEVER, dtype=np.int32)
+        moved = np.full(n_pages, NEVER, dtype=np.int32)
+        heat[dest] = self.heat[keep]
+        seen[dest] = self.last_seen[keep]
+        moved[dest] = self.last_moved[keep]
+        self._heat, self._last_seen, self._last_moved, self._n = heat, seen, moved, n_pages
+        young = [(t, old_to_new[p[p < old_to_new.shape[0]]]) for t, p in self._young]
+        self._young.clear()
+        for t, p in young:
+            if (p >= 0).any():
+                self._young.append((t, p[p >= 0]))
+
     @property
     def heat(self) -> np.ndarray:
         return self._heat[: self._n]

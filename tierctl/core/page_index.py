@@ -38,10 +38,13 @@ class PageIndex:
 
     def lookup(self, pid: np.ndarray, vpn: np.ndarray) -> np.ndarray:
         """Tracked index of each (pid, vpn), -1 where the page is not tracked."""
-        k = make_keys(pid, vpn)
-        pos = np.searchsorted(self.keys, k)
+        return self.lookup_keys(make_keys(pid, vpn))
+
+    def lookup_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Tracked index of each key (``pid << 40 | vpn``), -1 where not tracked."""
+        pos = np.searchsorted(self.keys, keys)
         ok = pos < self.keys.shape[0]
-        ok[ok] = self.keys[pos[ok]] == k[ok]
+        ok[ok] = self.keys[pos[ok]] == keys[ok]
         return np.where(ok, pos, -1).astype(np.int64)
 
     def locate(self, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

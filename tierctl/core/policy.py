@@ -91,6 +91,9 @@ class MemoryState:
     n_cgroups: int
     topology: Topology  # with current free pages per node
     new_pages: np.ndarray | None = None  # pages that became present since the previous snapshot
+    # when the tracked page space changed since the previous snapshot: for each page tracked then,
+    # its index now (-1 = gone); the controller re-indexes the heat model with it
+    remap: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
