@@ -212,6 +212,7 @@ def test_move_report_counts_sum_to_plan_length() -> None:
         "target_full": 2,
         "not_permitted": 0,
         "over_budget": 0,
+        "dry_run": 0,
     }
     assert report.outcome.dtype == np.int8
 

@@ -11,7 +11,16 @@ import sys
 from collections.abc import Sequence
 
 from tierctl import __version__
-from tierctl.cli import cgroups_cmd, move_cmd, pages_cmd, profile_cmd, samplers_cmd, sim_cmd, topology_cmd
+from tierctl.cli import (
+    cgroups_cmd,
+    daemon_cmd,
+    move_cmd,
+    pages_cmd,
+    profile_cmd,
+    samplers_cmd,
+    sim_cmd,
+    topology_cmd,
+)
 from tierctl.errors import TierctlError
 
 
@@ -28,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     move_cmd.register(sub)
     samplers_cmd.register(sub)
     profile_cmd.register(sub)
+    daemon_cmd.register(sub)
     return parser
 
 

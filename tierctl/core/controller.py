@@ -76,12 +76,13 @@ class Controller:
 
     def cycle(self, now: int) -> CycleReport:
         t0 = time.perf_counter()
-        batch = self.sampler.drain()
+        # the page space first: samples are mapped to tracked pages as they are now
         state = self.memory.snapshot()
         if state.remap is not None:
             self.heat.remap(state.remap, state.node.shape[0])
         elif state.node.shape[0] != self.heat.n_pages:
             self.heat.resize(state.node.shape[0])
+        batch = self.sampler.drain()
         self.heat.decay()
         if state.new_pages is not None:
             self.heat.note_new(state.new_pages, now - 1)

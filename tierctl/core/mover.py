@@ -20,6 +20,7 @@ class Outcome(enum.IntEnum):
     TARGET_FULL = 5
     NOT_PERMITTED = 6
     OVER_BUDGET = 7  # not attempted this cycle: the budget ran out first
+    DRY_RUN = 8  # planned, deliberately not attempted
 
 
 @dataclass
@@ -43,3 +44,10 @@ class Mover(Protocol):
     def apply(self, plan: Plan, budget_pages: int) -> MoveReport:
         """Carry out ``plan`` in order, moving at most ``budget_pages`` pages."""
         ...
+
+
+class DryRunMover:
+    """Plans are reported, nothing moves (``tierctl daemon --dry-run``)."""
+
+    def apply(self, plan: Plan, budget_pages: int) -> MoveReport:
+        return MoveReport.from_outcomes(plan.pages, np.full(len(plan), Outcome.DRY_RUN, dtype=np.int8))

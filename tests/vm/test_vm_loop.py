@@ -1,0 +1,57 @@
+"""The control loop on the real kernel: a hot set left on the slow node comes back to DRAM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.vm.test_vm_nonbpf import Child
+from tierctl.cli import main
+from tierctl.kernel.knobs import KnobGuard
+from tierctl.kernel.numa import NumaSyscalls
+from tierctl.samplers.hint import SETTINGS
+from tierctl.service.kernel_loop import KernelLoop, LoopConfig
+
+pytestmark = pytest.mark.vm
+PAGE = 4096
+
+
+def test_loop_promotes_the_hot_set_and_leaves_the_cold_on_the_slow_node(
+    tmp_path: Path, capsys, record_property
+) -> None:
+    c = Child(48, 16)  # 48 MiB touched once, 16 MiB that the child keeps touching
+    loop = None
+    try:
+        assert main(["move", str(c.pid), "--to", "slow"]) == 0
+        capsys.readouterr()
+        state = tmp_path / "knobs.json"
+        before = {k: KnobGuard(state).get(k) for k, _, _ in SETTINGS if Path(k).exists()}
+        loop = KernelLoop(lambda: [(c.pid, "")], LoopConfig(samplers=["bpf-fault"], hint_faults_state=state))
+        loop.start()
+        assert loop.chain.running == ["bpf-fault"]
+        c.send("loop")
+        reports = []
+        for _ in range(8):
+            time.sleep(1.0)
+            reports.append(loop.cycle())
+        numa = NumaSyscalls()
+        hot = np.arange(c.hot[0], c.hot[1], PAGE, dtype=np.uint64)
+        cold = np.arange(c.cold[0], c.cold[1], PAGE, dtype=np.uint64)
+        on_fast_hot = float((numa.query(c.pid, hot) == 0).mean())
+        on_fast_cold = float((numa.query(c.pid, cold) == 0).mean())
+    finally:
+        if loop is not None:
+            loop.stop()
+        c.kill()
+    promoted = sum(r.promoted for r in reports)
+    record_property("hot_on_fast", on_fast_hot)
+    record_property("cold_on_fast", on_fast_cold)
+    record_property("promoted", promoted)
+    print(f"\nloop: hot set on DRAM {on_fast_hot:.1%}, cold {on_fast_cold:.1%}, promoted {promoted}")
+    assert on_fast_hot >= 0.9  # the hot 16 MiB is back in DRAM
+    assert on_fast_cold <= 0.05  # the cold 48 MiB stayed on the slow node
+    assert promoted <= 1.1 * (16 << 20) // PAGE + 512  # no more than the hot set (+ a few stray pages)
+    assert {k: KnobGuard(state).get(k) for k in before} == before  # every knob restored
