@@ -1,7 +1,7 @@
 """The controller's memory view over real processes: tracked pages, their nodes and cgroups.
 
-Each snapshot rebuilds the tracked page space from the target processes' present
-pages (pagemap), finds every page's node with one move_pages query per process,
+Each snapshot rebuilds the tracked page space from the target processes' present,
+exclusively mapped pages (pagemap), finds every page's node with one move_pages query per process,
 and tells the controller how the space changed (``remap``, ``new_pages``) so the
 heat model follows the pages. A process that exits between listing and reading is
 skipped and counted, never raised. The view is also the mover's page locator.
@@ -42,6 +42,7 @@ class KernelMemoryView:
         self.vanished = 0  # processes that exited while being read
         self.unplaceable = 0  # present pages move_pages cannot place (not tracked)
         self._snapshots = 0
+        self.last: MemoryState | None = None  # the latest snapshot (for status views)
 
     def _cgroup_index(self, path: str) -> int:
         try:
@@ -54,7 +55,9 @@ class KernelMemoryView:
         keys, nodes, cgs = [], [], []
         for pid, cgroup in self.targets():
             try:
-                addrs = present_pages(self.procfs, pid, page_size=self.procfs.page_size)
+                # pages only this process maps: shared ones (libraries, COW after fork) cannot be
+                # moved by move_pages without MPOL_MF_MOVE_ALL, so tracking them only wastes moves
+                addrs = present_pages(self.procfs, pid, page_size=self.procfs.page_size, exclusive_only=True)
                 where = self.numa.query(pid, addrs)
             except NoSuchProcessError:
                 self.vanished += 1
@@ -78,7 +81,7 @@ class KernelMemoryView:
         first = self._snapshots == 0
         self._snapshots += 1
         self.index = index
-        return MemoryState(
+        self.last = MemoryState(
             node=node,
             cgroup=cgroup,
             n_cgroups=max(1, len(self.cgroups)),
@@ -86,6 +89,7 @@ class KernelMemoryView:
             new_pages=None if first else np.flatnonzero(fresh),  # at start, ages are unknown
             remap=remap,
         )
+        return self.last
 
     def locate(self, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.index.locate(pages)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tierctl.errors import InputError
-from tierctl.kernel.procfs import ProcFS, Vma, present
+from tierctl.kernel.procfs import ProcFS, Vma, exclusive, present
 
 # mappings move_pages cannot or must not touch
 UNMOVABLE = ("[vsyscall]", "[vvar]", "[vdso]", "[vvar_vclock]", "[uprobes]")
@@ -38,10 +38,16 @@ def movable_vmas(procfs: ProcFS, pid: int) -> list[Vma]:
 
 
 def present_pages(
-    procfs: ProcFS, pid: int, within: AddressRange | None = None, *, page_size: int = 4096
+    procfs: ProcFS,
+    pid: int,
+    within: AddressRange | None = None,
+    *,
+    page_size: int = 4096,
+    exclusive_only: bool = False,
 ) -> np.ndarray:
     """Addresses (uint64, ascending) of the resident pages of ``pid``'s movable mappings,
-    restricted to ``within`` when given (which must overlap a mapping)."""
+    restricted to ``within`` when given (which must overlap a mapping). ``exclusive_only``: only
+    pages no other process maps (move_pages moves shared ones only with MPOL_MF_MOVE_ALL)."""
     parts = []
     overlaps = False
     for v in movable_vmas(procfs, pid):
@@ -53,7 +59,8 @@ def present_pages(
         overlaps = True
         n = -(-(hi - lo) // page_size)
         entries = procfs.pagemap(pid, lo, n)
-        idx = np.flatnonzero(present(entries))
+        keep = present(entries) & exclusive(entries) if exclusive_only else present(entries)
+        idx = np.flatnonzero(keep)
         parts.append(np.uint64(lo) + idx.astype(np.uint64) * np.uint64(page_size))
     if within is not None and not overlaps:
         raise InputError(

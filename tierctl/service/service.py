@@ -1,0 +1,312 @@
+"""The daemon's Service: discovery, profiles, overrides, the loop, and what the front ends read.
+
+One object, no globals. Each ``cycle()``: discover the managed cgroups and their
+processes, match each cgroup to its profile, turn profiles and operator overrides
+into per-cgroup quotas (pin fast = everything may stay fast, pin slow = nothing
+may), and run one loop cycle. ``reload()`` is transactional: the new profile set
+is validated in full and swapped in only when it has no problem. Every mutation
+of the overrides is persisted before it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierctl import __version__
+from tierctl.core.policy import Quota, amount_to_pages
+from tierctl.errors import InputError, TierctlError
+from tierctl.kernel.cgroupfs import CgroupFS
+from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.topology import SysfsTopology
+from tierctl.profiles import ProfileSet, Workload, load_profiles
+from tierctl.service.contract import API_VERSION
+from tierctl.service.kernel_loop import KernelLoop, LoopConfig
+from tierctl.service.overrides import Overrides, OverrideStore, check_tier
+
+ALL_PAGES = 1 << 40
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    profiles_dir: Path
+    state_dir: Path = Path("/var/lib/tierctl")  # overrides live here (survive restarts and reboots)
+    scope: tuple[str, ...] = ()  # cgroup path prefixes to manage; () = every cgroup with processes
+    cgroup_root: Path = Path("/sys/fs/cgroup")
+    dry_run: bool = False
+    hint_faults: bool = False
+    budget_pages: int = 65536
+    rate_mbps: float | None = None
+    samplers: tuple[str, ...] = ("bpf-perf", "bpf-fault", "damon", "idle")
+    loop_options: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    def __init__(self, cfg: DaemonConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.started = clock()
+        self.profiles: ProfileSet = load_profiles([cfg.profiles_dir])  # ProfileError: refuse to start
+        self.store = OverrideStore(cfg.state_dir / "overrides.json")
+        self.overrides: Overrides = self.store.load()
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
+        self.seq = 0
+        if self.store.problem:
+            self._event("overrides", message=self.store.problem)
+        self.cgroupfs = CgroupFS(cfg.cgroup_root)
+        self.procfs = ProcFS()
+        self.topo = SysfsTopology()
+        self.matches: dict[str, str] = {}  # cgroup -> profile name
+        self.loop = KernelLoop(
+            self._targets,
+            LoopConfig(
+                dry_run=cfg.dry_run,
+                rate_mbps=cfg.rate_mbps,
+                budget_pages=cfg.budget_pages,
+                samplers=list(cfg.samplers),
+                hint_faults_state=(cfg.state_dir / "knobs.json") if cfg.hint_faults else None,
+            ),
+        )
+        self.last_cycle_s = 0.0
+        self.cycles = 0
+        self.moved = {"promoted": 0, "demoted": 0}
+
+    # ---- the loop ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        for s in self.loop.start():
+            self._event("sampler", sampler=s.name, state=s.state, reason=s.reason)
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self._event("stopped")
+
+    def cycle(self) -> None:
+        if self.overrides.paused:
+            self.loop.chain.drain()  # keep the maps from filling; decide nothing
+            return
+        self.loop.controller.quotas = self._quotas()
+        rep = self.loop.cycle()
+        self.cycles += 1
+        self.last_cycle_s = rep.seconds
+        self.moved["promoted"] += rep.promoted
+        self.moved["demoted"] += rep.demoted
+        if rep.promoted or rep.demoted:
+            self._event("migrated", cycle=rep.now, promoted=rep.promoted, demoted=rep.demoted)
+        for e in self.loop.watchdog_events:
+            self._event("watchdog", message=e)
+        self.loop.watchdog_events.clear()
+
+    def _in_scope(self, path: str) -> bool:
+        return not self.cfg.scope or any(
+            path == s or path.startswith(s.rstrip("/") + "/") for s in self.cfg.scope
+        )
+
+    def _targets(self) -> list[tuple[int, str]]:
+        out, matches = [], {}
+        for path in self.cgroupfs.list():
+            norm = "/" + path.strip("/")
+            if not self._in_scope(norm):
+                continue
+            try:
+                pids = self.cgroupfs.pids(path)
+            except TierctlError:
+                continue  # vanished between list and read
+            if not pids:
+                continue
+            m = self.profiles.match(Workload(cgroup=norm))
+            matches[norm] = m.profile.name if m else "-"
+            out += [(pid, norm) for pid in pids]
+        self.matches = matches
+        return out
+
+    def _quotas(self) -> dict[int, Quota]:
+        topo = self.topo.read().topology
+        cap, page = topo.fast_capacity, topo.page_size
+        out = {}
+        by_name = {p.name: p for p in self.profiles}
+        for i, path in enumerate(self.loop.view.cgroups):
+            pin = self.overrides.pins.get(path)
+            if pin == "fast":
+                out[i] = Quota(min_pages=ALL_PAGES)
+            elif pin == "slow":
+                out[i] = Quota(0, 0)
+            else:
+                prof = by_name.get(self.matches.get(path, ""))
+                q = prof.placement.quota(page, cap) if prof else Quota()
+                over = self.overrides.quotas.get(path)
+                if over:
+                    lo = amount_to_pages(
+                        over.get("fast_min") or 0, page_size=page, fast_capacity=cap, where=path
+                    )
+                    hi = over.get("fast_max")
+                    hi_p = (
+                        None
+                        if hi is None
+                        else amount_to_pages(hi, page_size=page, fast_capacity=cap, where=path)
+                    )
+                    q = Quota(lo, hi_p if hi_p is None or hi_p >= lo else lo)
+                out[i] = q
+        return out
+
+    # ---- reads -------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        state = "paused" if self.overrides.paused else ("dry-run" if self.cfg.dry_run else "running")
+        return {
+            "version": __version__,
+            "api": API_VERSION,
+            "state": state,
+            "cycle": self.cycles,
+            "uptime_s": self.clock() - self.started,
+            "tracked_pages": int(self.loop.view.index.keys.shape[0]),
+            "last_cycle_s": self.last_cycle_s,
+            "moved": dict(self.moved),
+            "samplers": [
+                {"name": s.name, "state": s.state, "reason": s.reason} for s in self.loop.chain.status()
+            ],
+            "profiles": self.profiles.names(),
+            "overrides": self.overrides.to_json(),
+        }
+
+    def topology(self) -> dict[str, Any]:
+        return self.topo.read().to_json()
+
+    def _per_cgroup(self) -> dict[str, dict[str, Any]]:
+        view = self.loop.view
+        st = view.last
+        out: dict[str, dict[str, Any]] = {}
+        if st is None or st.node.shape[0] == 0:
+            return out
+        page = self.procfs.page_size
+        fast = st.topology.fast_lut()[st.node + 1]
+        heat = self.loop.controller.heat.heat
+        stats = getattr(self.loop.controller.policy, "stats", None)
+        for i, path in enumerate(view.cgroups):
+            mine = st.cgroup == i
+            if not mine.any():
+                continue
+            nodes = np.bincount(st.node[mine].astype(np.int64))
+            h = heat[mine] if heat.shape[0] == mine.shape[0] else np.zeros(int(mine.sum()))
+            thr = float(stats.thresholds[i]) if stats is not None and i < len(stats.thresholds) else np.inf
+            total_heat = float(h.sum())
+            out[path] = {
+                "path": path,
+                "profile": self.matches.get(path, "-"),
+                "override": self.overrides.pins.get(path, "auto"),
+                "bytes_per_node": {str(n): int(c) * page for n, c in enumerate(nodes) if c},
+                "fast_bytes": int(np.count_nonzero(fast[mine])) * page,
+                "slow_bytes": int(np.count_nonzero(~fast[mine])) * page,
+                "hot_bytes": int(np.count_nonzero(h >= thr)) * page,
+                "est_fast_hit_ratio": float(h[fast[mine]].sum() / total_heat) if total_heat > 0 else None,
+            }
+        return out
+
+    def cgroups(self) -> list[dict[str, Any]]:
+        return sorted(self._per_cgroup().values(), key=lambda c: -c["fast_bytes"])
+
+    def cgroup_detail(self, path: str) -> dict[str, Any]:
+        path = "/" + path.strip("/")
+        info = self._per_cgroup().get(path)
+        if info is None:
+            raise InputError("not a managed cgroup with memory", path)
+        st = self.loop.view.last
+        assert st is not None
+        i = self.loop.view.cgroups.index(path)
+        mine = np.flatnonzero(st.cgroup == i)
+        fast = st.topology.fast_lut()[st.node[mine] + 1]
+        heat = self.loop.controller.heat.heat[mine]
+        edges = np.r_[0.0, np.logspace(0, 6, 13)]
+        pids, _ = self.loop.view.locate(mine)
+        procs = []
+        for pid in np.unique(pids):
+            sel = pids == pid
+            counts = np.bincount(st.node[mine][sel].astype(np.int64))
+            procs.append(
+                {
+                    "pid": int(pid),
+                    "comm": self._comm(int(pid)),
+                    "pages_per_node": {str(n): int(c) for n, c in enumerate(counts) if c},
+                }
+            )
+        return {
+            **info,
+            "heat_edges": edges.tolist(),
+            "heat_histogram": {
+                "fast": np.histogram(heat[fast], edges)[0].tolist(),
+                "slow": np.histogram(heat[~fast], edges)[0].tolist(),
+            },
+            "processes": procs,
+            "recent_migrations": [e for e in self.events if e["kind"] == "migrated"][-20:],
+        }
+
+    def _comm(self, pid: int) -> str:
+        try:
+            return self.procfs.comm(pid)
+        except TierctlError:
+            return "?"
+
+    def events_since(self, seq: int) -> tuple[int, list[dict[str, Any]]]:
+        return self.seq, [e for e in self.events if e["seq"] > seq]
+
+    # ---- mutations ----------------------------------------------------------------------------------
+    def _commit(self, kind: str, **info: Any) -> dict[str, Any]:
+        self.store.save(self.overrides)  # persisted before acknowledged
+        self._event(kind, **info)
+        return self.overrides.to_json()
+
+    def _known(self, path: str) -> str:
+        norm = "/" + path.strip("/")
+        if not (self.cfg.cgroup_root / norm.lstrip("/")).is_dir():
+            raise InputError("no such cgroup", norm)
+        return norm
+
+    def pin(self, path: str, tier: str) -> dict[str, Any]:
+        path, tier = self._known(path), check_tier(tier)
+        if tier == "auto":
+            self.overrides.pins.pop(path, None)
+        else:
+            self.overrides.pins[path] = tier
+        return self._commit("pin", cgroup=path, tier=tier)
+
+    def unpin(self, path: str) -> dict[str, Any]:
+        return self.pin(path, "auto")
+
+    def set_quota(self, path: str, fast_min: str | int | None, fast_max: str | int | None) -> dict[str, Any]:
+        path = self._known(path)
+        for name, v in (("fast_min", fast_min), ("fast_max", fast_max)):
+            if v is not None:
+                amount_to_pages(v, page_size=4096, fast_capacity=1, where=name)  # validates the form
+        if fast_min is None and fast_max is None:
+            self.overrides.quotas.pop(path, None)
+        else:
+            self.overrides.quotas[path] = {"fast_min": fast_min, "fast_max": fast_max}
+        return self._commit("quota", cgroup=path, fast_min=fast_min, fast_max=fast_max)
+
+    def pause(self) -> dict[str, Any]:
+        self.overrides.paused = True
+        return self._commit("paused")
+
+    def resume(self) -> dict[str, Any]:
+        self.overrides.paused = False
+        return self._commit("resumed")
+
+    def migrate_now(self, path: str | None) -> dict[str, Any]:
+        if path is not None:
+            self._known(path)
+        self.cycle()
+        return {"cycle": self.cycles, "moved": dict(self.moved)}
+
+    def reload(self) -> dict[str, Any]:
+        new = load_profiles([self.cfg.profiles_dir])  # ProfileError (every problem) keeps the running set
+        self.profiles = new
+        self._event("reloaded", profiles=new.names())
+        return {"profiles": new.names()}
+
+    def _event(self, kind: str, **info: Any) -> None:
+        self.seq += 1
+        self.events.append({"seq": self.seq, "time": time.time(), "kind": kind, **info})
