@@ -1,4 +1,4 @@
-"""``tierctl daemon``: the control loop in the foreground (so far: a given number of cycles)."""
+"""``tierctl daemon``: the controller in the foreground (systemd Type=notify)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 from tierctl.cli.kernel_args import pid_arg
 from tierctl.errors import InputError
-from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.procfs import ProcFS
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 
@@ -19,23 +18,32 @@ from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "daemon",
-        help="run the control loop on this machine (foreground)",
-        description="Run the control loop on the target processes: sample, decide, move. "
-        "This version runs a fixed number of cycles (--once, --cycles N); the long-running "
-        "daemon with its socket API, profiles and signals comes next.",
+        help="run the controller (foreground; systemd Type=notify)",
+        description="Run the control loop: discover the cgroups in scope, match their profiles, "
+        "sample, decide and move every cycle. SIGHUP reloads the profiles (a broken set is "
+        "refused and the running one kept); SIGTERM/SIGINT stop cleanly and restore every "
+        "kernel knob. With --pid, manage just those processes (no profiles).",
     )
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--pid", action="append", default=None, help="a target process (repeatable)")
-    who.add_argument(
-        "--cgroup",
+    p.add_argument(
+        "--profiles", type=Path, metavar="DIR", help="profiles directory (default: the shipped set)"
+    )
+    p.add_argument(
+        "--scope",
         action="append",
         default=None,
-        metavar="PATH",
-        help="a target cgroup below the cgroup root (repeatable)",
+        metavar="CGROUP",
+        help="manage only cgroups below this path (repeatable; default: all with processes)",
     )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("/var/lib/tierctl"),
+        help="where overrides and recorded knobs are kept (default /var/lib/tierctl)",
+    )
+    p.add_argument("--pid", action="append", default=None, help="ad hoc: manage these processes only")
     runs = p.add_mutually_exclusive_group()
-    runs.add_argument("--once", action="store_true", help="run one cycle (after one cycle of sampling)")
-    runs.add_argument("--cycles", type=int, metavar="N", help="run N cycles")
+    runs.add_argument("--once", action="store_true", help="run one cycle and exit")
+    runs.add_argument("--cycles", type=int, metavar="N", help="run N cycles and exit")
     p.add_argument("--cycle-seconds", type=float, default=1.0, help="cycle period (default 1 s)")
     p.add_argument("--dry-run", action="store_true", help="plan, but never move a page")
     p.add_argument("--rate", type=float, metavar="MBPS", help="migration bandwidth cap")
@@ -44,37 +52,48 @@ def register(sub: Any) -> None:
         action="store_true",
         help="turn on NUMA hint faults for sampling (knobs recorded and restored)",
     )
-    p.add_argument("--state-dir", type=Path, default=Path("/run/tierctl"), help=argparse.SUPPRESS)
-    p.add_argument("--json", action="store_true", help="one JSON object per cycle")
+    p.add_argument("--json", action="store_true", help="--pid mode: one JSON object per cycle")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.once and not args.cycles:
-        raise InputError(
-            "the long-running daemon is not built yet: give --once or --cycles N", "tierctl daemon"
-        )
     if args.cycles is not None and args.cycles <= 0:
         raise InputError(f"must be > 0, got {args.cycles}", "--cycles")
     if args.cycle_seconds <= 0:
         raise InputError(f"must be > 0, got {args.cycle_seconds}", "--cycle-seconds")
-    procfs = ProcFS()
     if args.pid:
-        fixed = [(pid_arg(p), "") for p in args.pid]
-        for pid, _ in fixed:
-            if not procfs.exists(pid):
-                raise InputError(f"no process {pid}", "--pid")
+        return run_pids(args)
+    return run_service(args)
 
-        def targets() -> list[tuple[int, str]]:
-            return [(pid, procfs.cgroup_path(pid) if procfs.exists(pid) else "") for pid, _ in fixed]
-    else:
-        fs = CgroupFS()
-        paths = list(args.cgroup)
-        for path in paths:
-            fs.pids(path)  # InputError naming the cgroup when it does not exist
 
-        def targets() -> list[tuple[int, str]]:
-            return [(pid, path) for path in paths for pid in fs.pids(path)]
+def run_service(args: argparse.Namespace) -> int:
+    from tierctl.profiles import default_profiles_dir
+    from tierctl.service.daemon import run_daemon
+    from tierctl.service.service import DaemonConfig, Service
+
+    cfg = DaemonConfig(
+        profiles_dir=args.profiles or default_profiles_dir(),
+        state_dir=args.state_dir,
+        scope=tuple("/" + s.strip("/") for s in (args.scope or ())),
+        dry_run=args.dry_run,
+        hint_faults=args.hint_faults,
+        rate_mbps=args.rate,
+    )
+    service = Service(cfg)
+    return run_daemon(service, cycle_s=args.cycle_seconds, cycles=1 if args.once else args.cycles)
+
+
+def run_pids(args: argparse.Namespace) -> int:
+    if not args.once and not args.cycles:
+        raise InputError("with --pid, give --once or --cycles N", "tierctl daemon")
+    procfs = ProcFS()
+    fixed = [pid_arg(p) for p in args.pid]
+    for pid in fixed:
+        if not procfs.exists(pid):
+            raise InputError(f"no process {pid}", "--pid")
+
+    def targets() -> list[tuple[int, str]]:
+        return [(pid, procfs.cgroup_path(pid) if procfs.exists(pid) else "") for pid in fixed]
 
     state = None
     if args.hint_faults:
@@ -86,14 +105,13 @@ def run(args: argparse.Namespace) -> int:
         loop.stop()
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in status)
         raise InputError(f"no sampler could start ({reasons})", "tierctl daemon")
-    n = 1 if args.once else args.cycles
     try:
-        for _ in range(n):
+        for _ in range(1 if args.once else args.cycles):
             time.sleep(args.cycle_seconds)
             rep = loop.cycle()
             out = {
                 "cycle": rep.now,
-                "tracked_pages": loop.view.index.keys.shape[0],
+                "tracked_pages": int(loop.view.index.keys.shape[0]),
                 "samples": rep.samples,
                 "planned_promotions": rep.planned_promotions,
                 "planned_demotions": rep.planned_demotions,
@@ -110,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"cycle {rep.now}: {out['tracked_pages']} pages tracked, {rep.samples} samples, planned "
                     f"+{rep.planned_promotions}/-{rep.planned_demotions}, "
-                    f"moved +{rep.promoted}/-{rep.demoted} "
-                    f"({rep.seconds * 1000:.0f} ms){' [dry run]' if args.dry_run else ''}",
+                    f"moved +{rep.promoted}/-{rep.demoted}"
+                    f" ({rep.seconds * 1000:.0f} ms){' [dry run]' if args.dry_run else ''}",
                     flush=True,
                 )
     finally:

@@ -1,0 +1,103 @@
+"""The daemon's main loop: cycles on a period, signals, and the front ends around one Service.
+
+SIGTERM / SIGINT: finish the cycle, stop the front ends, detach samplers, restore
+every knob, exit 0. SIGHUP: reload the profiles transactionally (problems are
+logged and the running set stays). Signals only set flags; all work happens in
+the loop, so a signal never interrupts a migration half-way.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+from tierctl.errors import TierctlError
+from tierctl.service.service import Service
+
+
+class FrontEnd(Protocol):
+    def start(self) -> Any: ...
+
+    def stop(self) -> Any: ...
+
+
+@dataclass
+class _Flags:
+    stop: bool = False
+    reload: bool = False
+    signals: list[int] = field(default_factory=list)
+
+
+def run_daemon(
+    service: Service,
+    *,
+    cycle_s: float = 1.0,
+    cycles: int | None = None,
+    front_ends: tuple[FrontEnd, ...] = (),
+    notify: Callable[[str], Any] | None = None,
+    log: TextIO = sys.stderr,
+    install_signals: bool = True,
+) -> int:
+    flags = _Flags()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        flags.signals.append(signum)
+        if signum == signal.SIGHUP:
+            flags.reload = True
+        else:
+            flags.stop = True
+
+    previous = {}
+    if install_signals:
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            previous[s] = signal.signal(s, on_signal)
+    started: list[FrontEnd] = []
+    try:
+        service.start()
+        for fe in front_ends:
+            fe.start()
+            started.append(fe)
+        if notify:
+            notify("READY=1")
+        n = 0
+        next_at = time.monotonic()
+        while not flags.stop and (cycles is None or n < cycles):
+            next_at += cycle_s
+            while not flags.stop and (left := next_at - time.monotonic()) > 0:
+                time.sleep(min(left, 0.1))
+                if flags.reload:
+                    flags.reload = False
+                    _reload(service, log)
+            if flags.stop:
+                break
+            try:
+                service.cycle()
+            except TierctlError as e:  # a failed cycle is logged; the daemon goes on
+                print(f"tierctl daemon: cycle failed: {e}", file=log, flush=True)
+            n += 1
+            if notify:
+                notify(f"STATUS=cycle {service.cycles}, {service.status()['tracked_pages']} pages tracked")
+        return 0
+    finally:
+        if notify:
+            notify("STOPPING=1")
+        for fe in reversed(started):
+            try:
+                fe.stop()
+            except Exception as e:  # stopping one front end must not keep the knobs unrestored
+                print(f"tierctl daemon: stopping {type(fe).__name__} failed: {e}", file=log, flush=True)
+        service.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _reload(service: Service, log: TextIO) -> None:
+    try:
+        names = service.reload()["profiles"]
+        print(f"tierctl daemon: profiles reloaded: {', '.join(names)}", file=log, flush=True)
+    except TierctlError as e:
+        print(f"tierctl daemon: reload refused, running set kept:\n{e}", file=log, flush=True)
