@@ -433,15 +433,21 @@ def test_header_resolution_order(tmp_path: Path, monkeypatch) -> None:
     assert h.cflags == (f"-DLINUX_VERSION_CODE={(6 << 16) + (18 << 8) + 44}",)
     with pytest.raises(UnavailableError, match=r"no kernel headers for 6\.18\.44-x"):
         BL.find_headers("kernel", release="6.18.44-x", modules_dir=mods)
-    # a build dir with headers wins over the shipped tree (and bcc must not be pointed elsewhere)
+    # auto prefers the shipped tree even where the kernel's headers exist (10-20x faster to compile)
     _tree(mods / "6.12.1" / "build")
-    h = BL.find_headers(release="6.12.1", modules_dir=mods)
-    assert h.kind == "kernel" and dict(h.env) == {"BCC_KERNEL_SOURCE": None}
+    assert BL.find_headers(release="6.12.1", modules_dir=mods).kind == "shipped"
+    h = BL.find_headers("kernel", release="6.12.1", modules_dir=mods)
+    assert h.kind == "kernel" and dict(h.env) == {"BCC_KERNEL_SOURCE": None}  # bcc not pointed elsewhere
     # Debian's split: build/ (generated) + source/ (the headers), as bcc reads them
     (mods / "6.12.2" / "build").mkdir(parents=True)
     _tree(mods / "6.12.2" / "source")
-    assert BL.find_headers(release="6.12.2", modules_dir=mods).kind == "kernel"
+    assert BL.find_headers("kernel", release="6.12.2", modules_dir=mods).kind == "kernel"
     assert BL.find_headers("shipped", release="6.12.2", modules_dir=mods).kind == "shipped"
+    # without the shipped tree, auto falls back to the kernel's
+    monkeypatch.setattr(BL, "SHIPPED_HEADERS", tmp_path / "gone")
+    assert BL.find_headers(release="6.12.1", modules_dir=mods).kind == "kernel"
+    monkeypatch.undo()
+    monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
     # a user's BCC_KERNEL_SOURCE comes first
     monkeypatch.setenv("BCC_KERNEL_SOURCE", str(_tree(tmp_path / "mine")))
     assert BL.find_headers(release="6.12.1", modules_dir=mods).kind == "env"
