@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from tierctl import __version__
 from tierctl.cli import (
     cgroups_cmd,
+    client_cmds,
     daemon_cmd,
     move_cmd,
     pages_cmd,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     samplers_cmd.register(sub)
     profile_cmd.register(sub)
     daemon_cmd.register(sub)
+    client_cmds.register(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,15 @@ def register(sub: Any) -> None:
         action="store_true",
         help="turn on NUMA hint faults for sampling (knobs recorded and restored)",
     )
+    p.add_argument(
+        "--metrics-listen",
+        metavar="[HOST:]PORT",
+        help="serve Prometheus/OpenMetrics on this address (off by default; host 127.0.0.1)",
+    )
+    p.add_argument(
+        "--socket", type=Path, help="API socket (default $TIERCTL_SOCKET or /run/tierctl/tierctl.sock)"
+    )
+    p.add_argument("--no-socket", action="store_true", help="serve no API socket")
     p.add_argument("--json", action="store_true", help="--pid mode: one JSON object per cycle")
     p.set_defaults(func=run)
 
@@ -80,7 +90,29 @@ def run_service(args: argparse.Namespace) -> int:
         rate_mbps=args.rate,
     )
     service = Service(cfg)
-    return run_daemon(service, cycle_s=args.cycle_seconds, cycles=1 if args.once else args.cycles)
+    front_ends: list[Any] = []
+    if args.metrics_listen:
+        from tierctl.service.metrics import MetricsServer, parse_listen, snapshot_from_service
+
+        host, port = parse_listen(args.metrics_listen)
+        front_ends.append(
+            MetricsServer(lambda: snapshot_from_service(service, cycle_times=service.cycle_times), host, port)
+        )
+    from tierctl.api.client import default_socket
+    from tierctl.api.server import ApiServer
+    from tierctl.service.sdnotify import SdNotify
+
+    lock = threading.Lock()
+    if not args.no_socket:
+        front_ends.insert(0, ApiServer(service, args.socket or default_socket(), service_lock=lock))
+    return run_daemon(
+        service,
+        cycle_s=args.cycle_seconds,
+        cycles=1 if args.once else args.cycles,
+        front_ends=tuple(front_ends),
+        notify=SdNotify().notify,
+        lock=lock,
+    )
 
 
 def run_pids(args: argparse.Namespace) -> int:

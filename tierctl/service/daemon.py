@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,8 +42,10 @@ def run_daemon(
     notify: Callable[[str], Any] | None = None,
     log: TextIO = sys.stderr,
     install_signals: bool = True,
+    lock: threading.Lock | None = None,
 ) -> int:
     flags = _Flags()
+    lock = lock or threading.Lock()  # shared with the front ends: one caller in the Service at a time
 
     def on_signal(signum: int, _frame: Any) -> None:
         flags.signals.append(signum)
@@ -71,15 +74,18 @@ def run_daemon(
                 time.sleep(min(left, 0.1))
                 if flags.reload:
                     flags.reload = False
-                    _reload(service, log)
+                    with lock:
+                        _reload(service, log)
             if flags.stop:
                 break
             try:
-                service.cycle()
+                with lock:
+                    service.cycle()
             except TierctlError as e:  # a failed cycle is logged; the daemon goes on
                 print(f"tierctl daemon: cycle failed: {e}", file=log, flush=True)
             n += 1
-            if notify:
+            if notify:  # every cycle: the watchdog ping (WatchdogSec in the unit) and a status line
+                notify("WATCHDOG=1")
                 notify(f"STATUS=cycle {service.cycles}, {service.status()['tracked_pages']} pages tracked")
         return 0
     finally:

@@ -28,6 +28,7 @@ from tierctl.kernel.topology import SysfsTopology
 from tierctl.profiles import ProfileSet, Workload, load_profiles
 from tierctl.service.contract import API_VERSION
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
+from tierctl.service.metrics import CycleTimes
 from tierctl.service.overrides import Overrides, OverrideStore, check_tier
 
 ALL_PAGES = 1 << 40
@@ -74,6 +75,7 @@ class Service:
             ),
         )
         self.last_cycle_s = 0.0
+        self.cycle_times = CycleTimes()
         self.cycles = 0
         self.moved = {"promoted": 0, "demoted": 0}
 
@@ -94,6 +96,7 @@ class Service:
         rep = self.loop.cycle()
         self.cycles += 1
         self.last_cycle_s = rep.seconds
+        self.cycle_times.observe(rep.seconds)
         self.moved["promoted"] += rep.promoted
         self.moved["demoted"] += rep.demoted
         if rep.promoted or rep.demoted:
@@ -165,9 +168,21 @@ class Service:
             "uptime_s": self.clock() - self.started,
             "tracked_pages": int(self.loop.view.index.keys.shape[0]),
             "last_cycle_s": self.last_cycle_s,
-            "moved": dict(self.moved),
+            "cycle_seconds": self.cycle_times.to_json(),
+            "moved": {**self.moved, "outcomes": dict(self.loop.controller.totals.outcomes)},
             "samplers": [
-                {"name": s.name, "state": s.state, "reason": s.reason} for s in self.loop.chain.status()
+                {
+                    "name": s.name,
+                    "state": s.state,
+                    "reason": s.reason,
+                    "health": {
+                        "samples": s.health.samples,
+                        "dropped": s.health.dropped,
+                        "cpu_seconds": s.health.cpu_seconds,
+                        "bpf_run_ns": s.health.bpf_run_ns,
+                    },
+                }
+                for s in self.loop.chain.status()
             ],
             "profiles": self.profiles.names(),
             "overrides": self.overrides.to_json(),
