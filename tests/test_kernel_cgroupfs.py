@@ -488,3 +488,11 @@ def test_vm_cgroup_lifecycle_on_cgroup_v2(tmp_path: Path, capsys: pytest.Capture
             child.wait()
         fs.remove(name)
     assert name not in fs.list()
+
+
+def test_exists(tmp_path: Path) -> None:
+    root = tmp_path / "cg"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpuset memory\n")
+    fs = CgroupFS(root)
+    assert fs.exists("a/b") and fs.exists("/a") and not fs.exists("a/c") and not fs.exists("../x")

@@ -124,6 +124,14 @@ class CgroupFS:
             out.extend(d if rel == "." else f"{rel}/{d}" for d in dirnames)
         return sorted(out, key=lambda p: p.split("/"))
 
+    def exists(self, path: str) -> bool:
+        """Whether cgroup ``path`` exists (in the memory hierarchy on hybrid hosts)."""
+        try:
+            self._dir(self.memory_root, path)
+        except InputError:
+            return False
+        return True
+
     def has_memory(self, path: str) -> bool:
         """Whether the cgroup has memory accounting files (v2: the memory controller is enabled)."""
         d = self._dir(self.memory_root, path)

@@ -276,7 +276,7 @@ class Service:
 
     def _known(self, path: str) -> str:
         norm = "/" + path.strip("/")
-        if not (self.cfg.cgroup_root / norm.lstrip("/")).is_dir():
+        if not self.cgroupfs.exists(norm.lstrip("/")):
             raise InputError("no such cgroup", norm)
         return norm
 
