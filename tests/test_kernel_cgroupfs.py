@@ -496,3 +496,10 @@ def test_exists(tmp_path: Path) -> None:
     (root / "cgroup.controllers").write_text("cpuset memory\n")
     fs = CgroupFS(root)
     assert fs.exists("a/b") and fs.exists("/a") and not fs.exists("a/c") and not fs.exists("../x")
+
+
+def test_cgroup_id_is_the_v2_directory_inode(tmp_path: Path) -> None:
+    root = tmp_path / "cg"
+    (root / "a").mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpuset memory\n")
+    assert CgroupFS(root).cgroup_id("a") == (root / "a").stat().st_ino

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from tierctl.cli.table import render
 from tierctl.errors import InputError, NoSuchProcessError, TierctlError
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.numa import NumaSyscalls
+from tierctl.kernel.procfs import ProcFS
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Availability, Health, Targets
 from tierctl.samplers.chain import SamplerChain
 from tierctl.samplers.registry import SAMPLERS, make_sampler, make_samplers
@@ -84,15 +84,14 @@ def run_samplers(args: argparse.Namespace) -> int:
 def _targets(args: argparse.Namespace) -> tuple[Targets, list[int], str]:
     if args.pid is not None:
         pid = pid_arg(args.pid)
-        if not Path(f"/proc/{pid}").exists():
+        if not ProcFS().exists(pid):
             raise NoSuchProcessError(f"no process {pid}", "--pid")
         return Targets(pids=(pid,)), [pid], f"pid {pid}"
     fs = CgroupFS(args.cgroup_root)
     pids = fs.pids(args.cgroup)
     if not pids:
         raise InputError("the cgroup has no processes to sample", args.cgroup)
-    cg_dir = args.cgroup_root / args.cgroup.strip("/")
-    cg_id = os.stat(cg_dir).st_ino if fs.v2 else 0
+    cg_id = fs.cgroup_id(args.cgroup)
     return Targets(pids=tuple(pids), cgroup_ids=(cg_id,) if cg_id else ()), pids, f"cgroup {args.cgroup}"
 
 

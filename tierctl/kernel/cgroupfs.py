@@ -132,6 +132,17 @@ class CgroupFS:
             return False
         return True
 
+    def cgroup_id(self, path: str) -> int:
+        """The cgroup's v2 id (its directory's inode: what bpf_get_current_cgroup_id returns); 0 on a
+        layout without a unified memory hierarchy, where no id names the memory cgroup."""
+        if not self.v2:
+            return 0
+        d = self._dir(self.memory_root, path)
+        try:
+            return d.stat().st_ino
+        except OSError as e:
+            raise KernelError(f"cannot stat: {e.strerror}", str(d)) from None
+
     def has_memory(self, path: str) -> bool:
         """Whether the cgroup has memory accounting files (v2: the memory controller is enabled)."""
         d = self._dir(self.memory_root, path)

@@ -45,6 +45,7 @@ import numpy as np
 from tierctl.errors import InputError, UnavailableError
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers.base import Availability, Health, Targets, empty_raw
+from tierctl.samplers.targets import TargetResolver
 
 BPF_DIR = Path(os.environ.get("TIERCTL_BPF_DIR") or Path(__file__).resolve().parents[2] / "bpf")
 SHIPPED_HEADERS = BPF_DIR / "include"
@@ -487,19 +488,9 @@ def cgroup_id(path: str | Path) -> int:
 
 
 def pid_cgroup_path(pid: int, root: Path | None = None) -> Path | None:
-    """The v2 cgroup directory of a process, from the ``0::`` line of /proc/PID/cgroup."""
+    """The v2 cgroup directory of a process (see targets.TargetResolver.cgroup_dir)."""
     root = root or cgroup2_root()
-    if root is None:
-        return None
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("0::"):
-            rel = line[3:].strip().lstrip("/")
-            return root / rel if rel else root
-    return None
+    return None if root is None else TargetResolver(cgroup_root=root).cgroup_dir(pid)
 
 
 def pid_cgroup_id(pid: int) -> int | None:

@@ -50,24 +50,30 @@ class TargetResolver:
                     out.update(_read_pids(Path(dirpath) / "cgroup.procs"))
         return sorted(out)
 
-    def cgroup_id(self, pid: int) -> int:
-        """Inode number of the process's cgroup v2 directory (what bpf_get_current_cgroup_id gives); 0 if
-        unknown (no v2 line, no v2 mount, the process or the directory gone)."""
+    def cgroup_dir(self, pid: int) -> Path | None:
+        """The process's cgroup v2 directory (from the ``0::`` line of /proc/PID/cgroup); None if unknown
+        (no v2 line, no v2 mount, the process gone)."""
         root = self.v2_root()
         if root is None:
-            return 0
+            return None
         try:
             text = (self.proc_root / str(pid) / "cgroup").read_text(encoding="utf-8", errors="replace")
         except OSError:
-            return 0
+            return None
         for line in text.splitlines():
             if line.startswith("0::/"):
                 rel = line[4:].strip().strip("/")
-                try:
-                    return (root / rel).stat().st_ino if rel else root.stat().st_ino
-                except OSError:
-                    return 0
-        return 0
+                return root / rel if rel else root
+        return None
+
+    def cgroup_id(self, pid: int) -> int:
+        """Inode number of the process's cgroup v2 directory (what bpf_get_current_cgroup_id gives); 0 if
+        unknown."""
+        d = self.cgroup_dir(pid)
+        try:
+            return d.stat().st_ino if d is not None else 0
+        except OSError:
+            return 0
 
 
 def _read_pids(path: Path) -> list[int]:
