@@ -129,7 +129,8 @@ class Service:
         return out
 
     def _quotas(self) -> dict[int, Quota]:
-        topo = self.topo.read().topology
+        last = self.loop.view.last  # the loop's latest snapshot already read the topology
+        topo = last.topology if last is not None else self.topo.read().topology
         cap, page = topo.fast_capacity, topo.page_size
         out = {}
         by_name = {p.name: p for p in self.profiles}
