@@ -22,14 +22,12 @@ import numpy as np
 from tierctl import __version__
 from tierctl.core.policy import Quota, amount_to_pages
 from tierctl.errors import InputError, TierctlError
-from tierctl.kernel.cgroupfs import CgroupFS
-from tierctl.kernel.procfs import ProcFS
-from tierctl.kernel.topology import SysfsTopology
 from tierctl.profiles import ProfileSet, Workload, load_profiles
 from tierctl.service.contract import API_VERSION
-from tierctl.service.kernel_loop import KernelLoop, LoopConfig
+from tierctl.service.kernel_loop import LoopConfig
 from tierctl.service.metrics import CycleTimes
 from tierctl.service.overrides import Overrides, OverrideStore, check_tier
+from tierctl.service.platform import KernelPlatform, Platform
 
 ALL_PAGES = 1 << 40
 
@@ -49,9 +47,17 @@ class DaemonConfig:
 
 
 class Service:
-    def __init__(self, cfg: DaemonConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: DaemonConfig,
+        *,
+        platform: Platform | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.wall = wall  # event time stamps
         self.started = clock()
         self.profiles: ProfileSet = load_profiles([cfg.profiles_dir])  # ProfileError: refuse to start
         self.store = OverrideStore(cfg.state_dir / "overrides.json")
@@ -60,11 +66,12 @@ class Service:
         self.seq = 0
         if self.store.problem:
             self._event("overrides", message=self.store.problem)
-        self.cgroupfs = CgroupFS(cfg.cgroup_root)
-        self.procfs = ProcFS()
-        self.topo = SysfsTopology()
+        self.platform: Platform = platform or KernelPlatform(cfg.cgroup_root)
+        self.cgroupfs = self.platform.cgroups
+        self.procfs = self.platform.procs
+        self.topo = self.platform.topology
         self.matches: dict[str, str] = {}  # cgroup -> profile name
-        self.loop = KernelLoop(
+        self.loop = self.platform.make_loop(
             self._targets,
             LoopConfig(
                 dry_run=cfg.dry_run,
@@ -89,6 +96,7 @@ class Service:
         self._event("stopped")
 
     def cycle(self) -> None:
+        self.platform.advance()  # a simulated machine plays its next epoch; the kernel runs by itself
         if self.overrides.paused:
             self.loop.chain.drain()  # keep the maps from filling; decide nothing
             return
@@ -167,7 +175,7 @@ class Service:
             "state": state,
             "cycle": self.cycles,
             "uptime_s": self.clock() - self.started,
-            "tracked_pages": int(self.loop.view.index.keys.shape[0]),
+            "tracked_pages": self._tracked(),
             "last_cycle_s": self.last_cycle_s,
             "cycle_seconds": self.cycle_times.to_json(),
             "moved": {**self.moved, "outcomes": dict(self.loop.controller.totals.outcomes)},
@@ -189,6 +197,10 @@ class Service:
             "overrides": self.overrides.to_json(),
         }
 
+    def _tracked(self) -> int:
+        st = self.loop.view.last
+        return 0 if st is None else int(np.count_nonzero(st.node >= 0))
+
     def topology(self) -> dict[str, Any]:
         return self.topo.read().to_json()
 
@@ -203,7 +215,7 @@ class Service:
         heat = self.loop.controller.heat.heat
         stats = getattr(self.loop.controller.policy, "stats", None)
         for i, path in enumerate(view.cgroups):
-            mine = st.cgroup == i
+            mine = (st.cgroup == i) & (st.node >= 0)  # present pages (a simulated machine has others)
             if not mine.any():
                 continue
             nodes = np.bincount(st.node[mine].astype(np.int64))
@@ -233,10 +245,11 @@ class Service:
         st = self.loop.view.last
         assert st is not None
         i = self.loop.view.cgroups.index(path)
-        mine = np.flatnonzero(st.cgroup == i)
+        mine = np.flatnonzero((st.cgroup == i) & (st.node >= 0))
         fast = st.topology.fast_lut()[st.node[mine] + 1]
-        heat = self.loop.controller.heat.heat[mine]
-        edges = np.r_[0.0, np.logspace(0, 6, 13)]
+        edges = np.r_[0.0, np.logspace(0, 8, 17)]
+        # the top bin also counts everything hotter (its right edge is closed): no page is left out
+        heat = np.minimum(self.loop.controller.heat.heat[mine], edges[-1])
         pids, _ = self.loop.view.locate(mine)
         procs = []
         for pid in np.unique(pids):
@@ -325,4 +338,4 @@ class Service:
 
     def _event(self, kind: str, **info: Any) -> None:
         self.seq += 1
-        self.events.append({"seq": self.seq, "time": time.time(), "kind": kind, **info})
+        self.events.append({"seq": self.seq, "time": self.wall(), "kind": kind, **info})

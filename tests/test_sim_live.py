@@ -1,0 +1,129 @@
+"""The daemon's Service on the simulated two-tier machine: overrides, pause, reload, persistence, views."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tierctl.errors import InputError
+from tierctl.profiles.schema import ProfileError
+from tierctl.service.service import Service
+from tierctl.sim.live import REPO_PROFILES, sim_service
+
+CACHE = "/system.slice/redis-server.service"
+BATCH = "/batch.slice/nightly-etl.service"
+DB = "/system.slice/postgresql@16-main.service"
+
+
+def _svc(tmp_path: Path, **kw: object) -> Service:
+    profiles = tmp_path / "profiles"
+    if not profiles.exists():
+        shutil.copytree(REPO_PROFILES, profiles)
+    svc = sim_service(
+        "multi-cgroup", state_dir=tmp_path / "state", profiles_dir=profiles, epochs=60, wall=lambda: 1e9, **kw
+    )
+    svc.start()
+    return svc
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory) -> Service:
+    svc = _svc(tmp_path_factory.mktemp("warm"))
+    for _ in range(30):
+        svc.cycle()
+    return svc
+
+
+def _by_path(svc: Service) -> dict[str, dict]:
+    return {c["path"]: c for c in svc.cgroups()}
+
+
+def test_profiles_match_the_simulated_cgroups(warm: Service) -> None:
+    got = {p: c["profile"] for p, c in _by_path(warm).items()}
+    assert got == {CACHE: "latency-cache", BATCH: "batch", DB: "database"}
+    assert warm.status()["state"] == "running" and warm.status()["cycle"] == 30
+
+
+def test_the_controller_places_the_hot_sets(warm: Service) -> None:
+    cg = _by_path(warm)
+    # the batch job allocated first and filled DRAM; its profile caps it at 15 % of the fast tier
+    fast = sum(c["fast_bytes"] for c in cg.values())
+    assert cg[BATCH]["fast_bytes"] <= 0.15 * fast + 4096
+    assert cg[CACHE]["est_fast_hit_ratio"] > 0.9
+    assert warm.status()["moved"]["promoted"] > 0 and warm.status()["moved"]["demoted"] > 0
+    assert [e for e in warm.events if e["kind"] == "migrated"]
+
+
+def test_detail_shows_heat_by_tier_and_the_process(warm: Service) -> None:
+    d = warm.cgroup_detail(CACHE)
+    n_pages = d["processes"][0]["pages_per_node"]
+    assert d["processes"][0]["comm"] == "redis-server"
+    assert sum(n_pages.values()) * 4096 == d["fast_bytes"] + d["slow_bytes"]
+    assert sum(d["heat_histogram"]["fast"]) * 4096 == d["fast_bytes"]
+    with pytest.raises(InputError, match="not a managed cgroup"):
+        warm.cgroup_detail("/nope.slice")
+
+
+def test_pin_slow_drains_the_cgroup_and_survives_a_restart(tmp_path: Path) -> None:
+    svc = _svc(tmp_path)
+    for _ in range(10):
+        svc.cycle()
+    assert _by_path(svc)[CACHE]["fast_bytes"] > 0
+    svc.pin(CACHE, "slow")
+    for _ in range(15):
+        svc.cycle()
+    assert _by_path(svc)[CACHE]["fast_bytes"] == 0
+    assert _by_path(svc)[CACHE]["override"] == "slow"
+    again = _svc(tmp_path)  # same state dir: the override is back before the first cycle
+    assert again.overrides.pins == {CACHE: "slow"}
+    again.unpin(CACHE)
+    assert _svc(tmp_path).overrides.pins == {}
+
+
+def test_pause_keeps_the_machine_running_but_moves_nothing(tmp_path: Path) -> None:
+    svc = _svc(tmp_path)
+    svc.cycle()
+    svc.pause()
+    moved = dict(svc.moved)
+    epoch = svc.platform.loop.epoch  # type: ignore[attr-defined]
+    for _ in range(5):
+        svc.cycle()
+    assert svc.moved == moved and svc.status()["state"] == "paused"
+    assert svc.platform.loop.epoch == epoch + 5  # type: ignore[attr-defined]
+    svc.resume()
+    for _ in range(3):
+        svc.cycle()
+    assert svc.moved != moved
+
+
+def test_reload_is_transactional(tmp_path: Path) -> None:
+    svc = _svc(tmp_path)
+    names = svc.profiles.names()
+    (tmp_path / "profiles" / "broken.toml").write_text("[placement]\npin = 'warm'\n")
+    with pytest.raises(ProfileError, match=r"broken\.toml"):
+        svc.reload()
+    assert svc.profiles.names() == names
+    (tmp_path / "profiles" / "broken.toml").unlink()
+    assert svc.reload()["profiles"] == names
+
+
+def test_mutations_check_the_cgroup_and_the_tier(tmp_path: Path) -> None:
+    svc = _svc(tmp_path)
+    with pytest.raises(InputError, match="no such cgroup"):
+        svc.pin("/no.slice/x.service", "fast")
+    with pytest.raises(InputError):
+        svc.pin(CACHE, "warm")
+    svc.set_quota(CACHE, "10%", None)
+    assert svc.status()["overrides"]["quotas"][CACHE] == {"fast_min": "10%", "fast_max": None}
+    assert [e["kind"] for e in svc.events][-1] == "quota" and svc.events[-1]["time"] == 1e9
+
+
+def test_dry_run_plans_but_never_moves(tmp_path: Path) -> None:
+    svc = _svc(tmp_path, dry_run=True)
+    for _ in range(10):
+        svc.cycle()
+    assert svc.status()["state"] == "dry-run"
+    assert svc.moved == {"promoted": 0, "demoted": 0}
+    assert svc.status()["moved"]["outcomes"].get("dry_run", 0) > 0

@@ -1,0 +1,95 @@
+"""What the Service runs on: the real kernel, or a simulated machine (``tierctl.sim.live``).
+
+A platform hands the Service its adapters — cgroups (``list``/``pids``/``exists``),
+processes (``comm``/``page_size``), topology (``read()``) — and builds the control
+loop. ``advance()`` lets the world run up to the next cycle: the real kernel runs
+by itself (nothing to do); a simulated machine plays one epoch of its workload,
+whether the controller is paused or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from tierctl.core.controller import Controller
+from tierctl.kernel.cgroupfs import CgroupFS
+from tierctl.kernel.memview import Target
+from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.topology import KernelTopology, SysfsTopology
+from tierctl.samplers.chain import SamplerStatus
+from tierctl.service.kernel_loop import KernelLoop, LoopConfig
+
+
+class Cgroups(Protocol):
+    def list(self) -> list[str]: ...
+
+    def pids(self, path: str) -> list[int]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+
+class Processes(Protocol):
+    @property
+    def page_size(self) -> int: ...
+
+    def comm(self, pid: int) -> str: ...
+
+
+class TopologySource(Protocol):
+    def read(self) -> KernelTopology: ...
+
+
+class Chain(Protocol):
+    def drain(self) -> Any: ...
+
+    def status(self) -> list[SamplerStatus]: ...
+
+
+class View(Protocol):
+    cgroups: list[str]
+    last: Any  # MemoryState | None
+
+    def locate(self, pages: Any) -> tuple[Any, Any]: ...
+
+
+class Loop(Protocol):
+    view: Any  # View
+    chain: Any  # Chain
+    controller: Controller
+    watchdog_events: list[str]
+
+    def start(self) -> list[SamplerStatus]: ...
+
+    def cycle(self) -> Any: ...  # CycleReport
+
+    def stop(self) -> None: ...
+
+
+class Platform(Protocol):
+    name: str
+    cgroups: Cgroups
+    procs: Processes
+    topology: TopologySource
+
+    def make_loop(self, targets: Callable[[], Sequence[Target]], cfg: LoopConfig) -> Loop: ...
+
+    def advance(self) -> None: ...
+
+
+class KernelPlatform:
+    """The running kernel, through the adapters in ``tierctl.kernel``."""
+
+    name = "kernel"
+
+    def __init__(self, cgroup_root: Path = Path("/sys/fs/cgroup")) -> None:
+        self.cgroups = CgroupFS(cgroup_root)
+        self.procs = ProcFS()
+        self.topology = SysfsTopology()
+
+    def make_loop(self, targets: Callable[[], Sequence[Target]], cfg: LoopConfig) -> Loop:
+        return KernelLoop(targets, cfg, procfs=self.procs, topology=self.topology)
+
+    def advance(self) -> None:
+        return None
