@@ -127,3 +127,48 @@ def test_dry_run_plans_but_never_moves(tmp_path: Path) -> None:
     assert svc.status()["state"] == "dry-run"
     assert svc.moved == {"promoted": 0, "demoted": 0}
     assert svc.status()["moved"]["outcomes"].get("dry_run", 0) > 0
+
+
+def _fast_pages_of(svc: Service, path: str) -> int:
+    loop = svc.platform.loop  # type: ignore[attr-defined]
+    i = loop.view.cgroups.index(path)
+    return int(((loop.machine.cgroup == i) & (loop.machine.node == 0)).sum())
+
+
+def test_a_profiles_rate_limits_bound_each_cycle(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    shutil.copytree(REPO_PROFILES, profiles)
+    text = (profiles / "latency-cache.toml").read_text()
+    assert "promote_rate_mbps = " in text
+    lines = [
+        "promote_rate_mbps = 0.4" if ln.startswith("promote_rate_mbps") else ln for ln in text.splitlines()
+    ]
+    (profiles / "latency-cache.toml").write_text("\n".join(lines) + "\n")
+    svc = _svc(tmp_path)
+    limit = int(0.4e6 // 4096)  # 97 pages per 1 s epoch
+    for _ in range(2):  # first touches (and the first discovery: profiles match from cycle 2 on)
+        svc.cycle()
+    gains = []
+    for _ in range(20):
+        before = _fast_pages_of(svc, CACHE)
+        svc.cycle()
+        gains.append(_fast_pages_of(svc, CACHE) - before)
+    assert max(gains) <= limit and max(gains) == limit  # bounded, and the limit is what binds
+    assert svc.loop.controller.totals.rate_limited > 0
+
+
+def test_a_fixed_threshold_above_every_page_keeps_the_cgroup_out(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    shutil.copytree(REPO_PROFILES, profiles)
+    text = (profiles / "latency-cache.toml").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("hot_threshold", "fast_min", "pin"))]
+    i = lines.index("[placement]")
+    lines[i + 1 : i + 1] = ["hot_threshold = 1e12"]
+    (profiles / "latency-cache.toml").write_text("\n".join(lines) + "\n")
+    svc = _svc(tmp_path)
+    first = None
+    for n in range(25):
+        svc.cycle()
+        if n == 0:
+            first = _fast_pages_of(svc, CACHE)
+    assert first is not None and _fast_pages_of(svc, CACHE) <= first  # never promoted, only demoted

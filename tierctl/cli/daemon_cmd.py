@@ -88,6 +88,7 @@ def run_service(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         hint_faults=args.hint_faults,
         rate_mbps=args.rate,
+        cycle_s=args.cycle_seconds,
     )
     service = Service(cfg)
     front_ends: list[Any] = []

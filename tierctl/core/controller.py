@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from tierctl.core.heat import HeatModel
+from tierctl.core.limits import limit_plan
 from tierctl.core.mover import Mover, Outcome
 from tierctl.core.plan import PROMOTE
 from tierctl.core.policy import MemoryState, Policy, PolicyView, Quota
@@ -40,6 +41,7 @@ class CycleReport:
     demoted: int
     outcomes: dict[str, int]
     seconds: float
+    rate_limited: int = 0  # planned moves dropped by per-cgroup rate limits this cycle
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Totals:
     samples: int = 0
     promoted: int = 0
     demoted: int = 0
+    rate_limited: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -90,6 +93,7 @@ class Controller:
         plan = self.policy.decide(
             PolicyView(now=now, heat=self.heat, memory=state, budget=self.budget_pages, quotas=self.quotas)
         )
+        plan, limited = limit_plan(plan, state.cgroup, self.quotas)  # per-cgroup rate limits
         report = self.mover.apply(plan, self.budget_pages)
         self.heat.note_moved(report.moved, now)
         self.totals.cycles += 1
@@ -102,6 +106,7 @@ class Controller:
         demoted = int(np.count_nonzero(moved)) - promoted
         self.totals.promoted += promoted
         self.totals.demoted += demoted
+        self.totals.rate_limited += limited
         n_prom = int(np.count_nonzero(is_prom))
         return CycleReport(
             now=now,
@@ -112,4 +117,5 @@ class Controller:
             demoted=demoted,
             outcomes=report.counts,
             seconds=time.perf_counter() - t0,
+            rate_limited=limited,
         )

@@ -20,12 +20,25 @@ class Quota:
 
     min_pages: int = 0
     max_pages: int | None = None
+    # the rest of a workload's placement (its profile): None = the policy's own choice
+    threshold: float | None = None  # fixed hot threshold (heat); None = self-tuning
+    hysteresis: float | None = None  # margin a slow page needs to replace one of this cgroup's
+    promote_pages: int | None = None  # promotions per cycle (a rate limit turned into pages)
+    demote_pages: int | None = None  # demotions per cycle
 
     def __post_init__(self) -> None:
         if self.min_pages < 0:
             raise InputError(f"min must be >= 0, got {self.min_pages}", "quota.min")
         if self.max_pages is not None and self.max_pages < self.min_pages:
             raise InputError(f"max ({self.max_pages}) is below min ({self.min_pages})", "quota.max")
+        if self.threshold is not None and not self.threshold > 0:
+            raise InputError(f"must be > 0, got {self.threshold}", "quota.threshold")
+        if self.hysteresis is not None and not self.hysteresis >= 0:
+            raise InputError(f"must be >= 0, got {self.hysteresis}", "quota.hysteresis")
+        for name in ("promote_pages", "demote_pages"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise InputError(f"must be >= 0 pages, got {v}", f"quota.{name}")
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -122,6 +135,20 @@ def quota_arrays(view: PolicyView) -> tuple[np.ndarray, np.ndarray]:
             if q.max_pages is not None:
                 maxs[idx] = q.max_pages
     return mins, maxs
+
+
+def placement_arrays(view: PolicyView, hysteresis: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cgroup fixed thresholds (NaN = self-tuning) and hysteresis (the policy's where unset)."""
+    c = view.memory.n_cgroups
+    thr = np.full(c, np.nan)
+    hyst = np.full(c, float(hysteresis))
+    for idx, q in view.quotas.items():
+        if 0 <= idx < c:
+            if q.threshold is not None:
+                thr[idx] = q.threshold
+            if q.hysteresis is not None:
+                hyst[idx] = q.hysteresis
+    return thr, hyst
 
 
 def rank_within_groups(groups: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from tierctl import __version__
 from tierctl.core.policy import Quota, amount_to_pages
 from tierctl.errors import InputError, TierctlError
 from tierctl.profiles import ProfileSet, Workload, load_profiles
+from tierctl.profiles.schema import Placement
 from tierctl.service.contract import API_VERSION
 from tierctl.service.kernel_loop import LoopConfig
 from tierctl.service.metrics import CycleTimes
@@ -42,6 +43,7 @@ class DaemonConfig:
     hint_faults: bool = False
     budget_pages: int = 65536
     rate_mbps: float | None = None
+    cycle_s: float = 1.0  # the cycle period: turns profiles' MB/s rate limits into pages per cycle
     samplers: tuple[str, ...] = ("bpf-perf", "bpf-fault", "damon", "idle")
     loop_options: dict[str, Any] = field(default_factory=dict)
 
@@ -144,13 +146,15 @@ class Service:
         by_name = {p.name: p for p in self.profiles}
         for i, path in enumerate(self.loop.view.cgroups):
             pin = self.overrides.pins.get(path)
-            if pin == "fast":
-                out[i] = Quota(min_pages=ALL_PAGES)
+            prof = by_name.get(self.matches.get(path, ""))
+            extra = self._placement(prof.placement, page) if prof else {}
+            if pin == "fast":  # a pin overrides the profile's quota, not its rate limits
+                out[i] = Quota(min_pages=ALL_PAGES, **extra)
             elif pin == "slow":
-                out[i] = Quota(0, 0)
+                out[i] = Quota(0, 0, **extra)
             else:
-                prof = by_name.get(self.matches.get(path, ""))
                 q = prof.placement.quota(page, cap) if prof else Quota()
+                q = Quota(q.min_pages, q.max_pages, **extra)
                 over = self.overrides.quotas.get(path)
                 if over:
                     lo = amount_to_pages(
@@ -162,9 +166,22 @@ class Service:
                         if hi is None
                         else amount_to_pages(hi, page_size=page, fast_capacity=cap, where=path)
                     )
-                    q = Quota(lo, hi_p if hi_p is None or hi_p >= lo else lo)
+                    q = Quota(lo, hi_p if hi_p is None or hi_p >= lo else lo, **extra)
                 out[i] = q
         return out
+
+    def _placement(self, pl: Placement, page: int) -> dict[str, Any]:
+        """The parts of a profile's placement the policy applies per cgroup, besides min/max."""
+
+        def pages(mbps: float | None) -> int | None:
+            return None if mbps is None else int(mbps * 1e6 * self.cfg.cycle_s // page)
+
+        return {
+            "threshold": None if pl.hot_threshold == "auto" else float(pl.hot_threshold),
+            "hysteresis": pl.hysteresis,
+            "promote_pages": pages(pl.promote_rate_mbps),
+            "demote_pages": pages(pl.demote_rate_mbps),
+        }
 
     # ---- reads -------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -247,6 +247,7 @@ def sim_service(
         profiles_dir=profiles_dir or REPO_PROFILES,
         state_dir=state_dir,
         dry_run=dry_run,
+        cycle_s=w.trace.epoch_s,
         samplers=("sim",),
     )
     return Service(cfg, platform=platform, clock=clock, wall=wall)

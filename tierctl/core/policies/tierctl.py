@@ -27,7 +27,7 @@ import numpy as np
 from tierctl.core.census import candidates, fast_pages_of, quota_bins, relative_cuts, take_census
 from tierctl.core.heat import N_BINS
 from tierctl.core.plan import Plan
-from tierctl.core.policy import PolicyView, quota_arrays, rank_within_groups, top_k
+from tierctl.core.policy import PolicyView, placement_arrays, quota_arrays, rank_within_groups, top_k
 from tierctl.errors import InputError
 
 
@@ -113,6 +113,8 @@ class TierctlPolicy:
         thr = np.where(tbin >= N_BINS, np.inf, heat.bin_floor(np.maximum(tbin, 1), hmax=census.hmax))
         # bin 0 (and an all-cold model, where every bin floor is 0) means "any heat qualifies"
         thr = np.maximum(np.where(tbin == 0, 0.0, thr), np.finfo(np.float32).tiny).astype(np.float64)
+        fixed, hyst = placement_arrays(view, self.hysteresis)
+        thr = np.where(np.isnan(fixed), thr, fixed)  # a profile's fixed threshold replaces the tuned one
 
         # candidates: enough pages around the thresholds for this cycle's budget (recently moved
         # pages are skipped, so allow for them)
@@ -165,6 +167,7 @@ class TierctlPolicy:
 
         # promotions allowed by max quotas, hottest first
         p_ok = rank_within_groups(cg[p_idx]) < (maxs - fast_c + demoted_c)[cg[p_idx]]
+        p_ok &= np.isnan(fixed[cg[p_idx]]) | (p_prio >= 1.0)  # a fixed threshold: only hot pages come in
         p_idx, p_prio = p_idx[p_ok], p_prio[p_ok]
 
         # 3c. fill free room above the headroom
@@ -183,7 +186,9 @@ class TierctlPolicy:
         v_sd = np.sqrt(heat.unit * v_raw) * v_prio[:m] / np.maximum(v_raw, 1e-30)
         noise = self.noise_z * np.hypot(p_sd, v_sd)
         good = p_heat >= self.min_evidence * heat.unit
-        good &= (v_prio[:m] < 1.0) & (p_prio[:m] > (1.0 + self.hysteresis) * v_prio[:m])
+        # the larger hysteresis of the two cgroups: a workload's margin protects its pages both ways
+        margin = np.maximum(hyst[cg[p_idx[:m]]], hyst[cg[v_idx[:m]]])
+        good &= (v_prio[:m] < 1.0) & (p_prio[:m] > (1.0 + margin) * v_prio[:m])
         good &= p_prio[:m] - v_prio[:m] > noise
         n_swap = int(np.argmin(good)) if not good.all() else m
         swap_in, swap_out = p_idx[:n_swap], v_idx[:n_swap]
