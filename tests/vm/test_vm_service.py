@@ -42,6 +42,16 @@ def test_service_pins_persist_and_reload_is_transactional(tmp_path: Path, capsys
     fs.create(f"{base}/batch")
     profiles = tmp_path / "profiles"
     shutil.copytree(REPO / "profiles", profiles)
+    # two workloads under two different profiles; batch's demotions are rate-limited to 8 MB/s
+    (profiles / "t-crit.toml").write_text(
+        'name = "t-crit"\npriority = 200\n[[match]]\ncgroup = "/tierctl-svc-*/crit"\n'
+        '[placement]\nfast_min = "16M"\n'
+    )
+    (profiles / "t-batch.toml").write_text(
+        'name = "t-batch"\npriority = 200\n[[match]]\ncgroup = "/tierctl-svc-*/batch"\n'
+        "[placement]\ndemote_rate_mbps = 8\n"
+    )
+    limit = int(8e6 // PAGE)  # pages per 1 s cycle
     cfg = DaemonConfig(
         profiles_dir=profiles,
         state_dir=tmp_path / "state",
@@ -61,17 +71,24 @@ def test_service_pins_persist_and_reload_is_transactional(tmp_path: Path, capsys
         with pytest.raises(InputError, match="no such cgroup"):
             svc.pin(f"/{base}/nope", "fast")
         crit.send("loop")
-        for _ in range(8):
-            time.sleep(1.0)
-            svc.cycle()
         numa = NumaSyscalls()
         hot = np.arange(crit.hot[0], crit.hot[1], PAGE, dtype=np.uint64)
         idle = np.arange(batch.cold[0], batch.cold[1], PAGE, dtype=np.uint64)
+        left = [int((numa.query(batch.pid, idle) == 0).sum())]
+        for _ in range(8):
+            time.sleep(1.0)
+            svc.cycle()
+            left.append(int((numa.query(batch.pid, idle) == 0).sum()))
+        steps = -np.diff(left)
+        assert steps.max() <= limit and steps.max() >= limit // 2, left  # the rate limit binds
+        rows = {c["path"]: c for c in svc.cgroups()}
+        assert rows[f"/{base}/crit"]["profile"] == "t-crit" and rows[f"/{base}/batch"]["profile"] == "t-batch"
         assert (numa.query(crit.pid, hot) == 0).mean() >= 0.9  # the hot set came back to DRAM
         assert (numa.query(batch.pid, idle) == 1).mean() >= 0.95  # the pin sent batch to the slow node
-        rows = {c["path"]: c for c in svc.cgroups()}
         # all of batch's own (exclusively mapped) memory left DRAM
-        assert rows[f"/{base}/batch"]["override"] == "slow" and rows[f"/{base}/batch"]["fast_bytes"] < 1 << 20
+        assert (
+            rows[f"/{base}/batch"]["override"] == "slow" and rows[f"/{base}/batch"]["fast_bytes"] < 1 << 20
+        ), left
         detail = svc.cgroup_detail(f"/{base}/crit")
         assert {p["pid"] for p in detail["processes"]} == {crit.pid}
         assert svc.status()["state"] == "running" and svc.status()["moved"]["promoted"] > 0
