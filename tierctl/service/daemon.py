@@ -3,11 +3,18 @@
 SIGTERM / SIGINT: finish the cycle, stop the front ends, detach samplers, restore
 every knob, exit 0. SIGHUP: reload the profiles transactionally (problems are
 logged and the running set stays). Signals only set flags; all work happens in
-the loop, so a signal never interrupts a migration half-way.
+the loop, so a signal never interrupts a migration half-way. SIGUSR1 writes the stack
+of every thread to the log (stderr, the journal under systemd): what a daemon that
+stopped answering is doing, without a debugger. Nothing is written to the log while
+the Service lock is held, so a slow log (a pipe nobody reads) can stall the loop but
+never the socket API's readers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import io
 import signal
 import sys
 import threading
@@ -55,9 +62,13 @@ def run_daemon(
             flags.stop = True
 
     previous = {}
+    dumps = False
     if install_signals:
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             previous[s] = signal.signal(s, on_signal)
+        with contextlib.suppress(AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            faulthandler.register(signal.SIGUSR1, file=log, all_threads=True)
+            dumps = True
     started: list[FrontEnd] = []
     try:
         service.start()
@@ -75,7 +86,8 @@ def run_daemon(
                 if flags.reload:
                     flags.reload = False
                     with lock:
-                        _reload(service, log)
+                        message = _reload(service)
+                    print(message, file=log, flush=True)
             if flags.stop:
                 break
             try:
@@ -97,13 +109,15 @@ def run_daemon(
             except Exception as e:  # stopping one front end must not keep the knobs unrestored
                 print(f"tierctl daemon: stopping {type(fe).__name__} failed: {e}", file=log, flush=True)
         service.stop()
+        if dumps:
+            faulthandler.unregister(signal.SIGUSR1)
         for s, h in previous.items():
             signal.signal(s, h)
 
 
-def _reload(service: Service, log: TextIO) -> None:
+def _reload(service: Service) -> str:
     try:
         names = service.reload()["profiles"]
-        print(f"tierctl daemon: profiles reloaded: {', '.join(names)}", file=log, flush=True)
+        return f"tierctl daemon: profiles reloaded: {', '.join(names)}"
     except TierctlError as e:
-        print(f"tierctl daemon: reload refused, running set kept:\n{e}", file=log, flush=True)
+        return f"tierctl daemon: reload refused, running set kept:\n{e}"

@@ -2,18 +2,22 @@
 
 Written as JSON to a temporary file in the same directory, fsync'd, renamed over the
 old file, and the directory fsync'd: a crash at any moment leaves either the old or
-the new set, never a torn file. A file that cannot be parsed is kept aside as
-``<name>.corrupt`` and reported, never silently dropped.
+the new set, never a torn file. A file that cannot be parsed (or holds a value of the wrong type: a pin
+other than fast/slow, a quota the policy could not read, a non-boolean ``paused``) is kept aside as
+``<name>.corrupt`` and reported, never silently dropped. The temporary file of a save that was killed
+before its rename (``.<name>.<pid>.tmp``, its writer gone) is removed at load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tierctl.core.policy import amount_to_pages
 from tierctl.errors import InputError, KernelError
 
 TIERS = ("fast", "slow", "auto")
@@ -35,6 +39,7 @@ class OverrideStore:
         self.problem: str | None = None  # set when a corrupt file was put aside at load
 
     def load(self) -> Overrides:
+        self._remove_stale_tmp()
         try:
             text = self.path.read_text()
         except FileNotFoundError:
@@ -46,13 +51,24 @@ class OverrideStore:
             pins = {str(k): str(v) for k, v in raw.get("pins", {}).items()}
             if any(v not in ("fast", "slow") for v in pins.values()):
                 raise ValueError("a pin must be fast or slow")
-            quotas = {str(k): dict(v) for k, v in raw.get("quotas", {}).items()}
-            return Overrides(pins, quotas, bool(raw.get("paused", False)))
-        except (ValueError, AttributeError, TypeError) as e:
+            quotas = {str(k): _quota(v) for k, v in raw.get("quotas", {}).items()}
+            paused = raw.get("paused", False)
+            if not isinstance(paused, bool):
+                raise ValueError(f"paused must be true or false, got {paused!r}")
+            return Overrides(pins, quotas, paused)
+        except (ValueError, AttributeError, TypeError, InputError) as e:
             aside = self.path.with_name(self.path.name + ".corrupt")
             os.replace(self.path, aside)
             self.problem = f"{self.path}: unreadable overrides ({e}); kept as {aside}, starting without"
             return Overrides()
+
+    def _remove_stale_tmp(self) -> None:
+        """Temporary files of saves killed before their rename, whose writer is gone."""
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            pid = tmp.name[len(self.path.name) + 2 : -4]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
     def save(self, o: Overrides) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +89,25 @@ class OverrideStore:
                 os.close(dfd)
         except OSError as e:
             raise KernelError(f"cannot save overrides: {e.strerror}", str(self.path)) from None
+
+
+def _quota(v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict) or not set(v) <= {"fast_min", "fast_max"}:
+        raise ValueError(f"a quota must be {{fast_min, fast_max}}, got {v!r}")
+    for name in ("fast_min", "fast_max"):
+        if v.get(name) is not None:
+            amount_to_pages(v[name], page_size=4096, fast_capacity=1, where=name)  # InputError if unreadable
+    return {"fast_min": v.get("fast_min"), "fast_max": v.get("fast_max")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def check_tier(tier: str) -> str:
