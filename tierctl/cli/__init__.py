@@ -21,6 +21,7 @@ from tierctl.cli import (
     samplers_cmd,
     sim_cmd,
     topology_cmd,
+    tui_cmd,
 )
 from tierctl.errors import TierctlError
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_cmd.register(sub)
     daemon_cmd.register(sub)
     client_cmds.register(sub)
+    tui_cmd.register(sub)
     return parser
 
 

@@ -1,0 +1,110 @@
+"""Snapshots of every view at 80x24 on the simulated machine (multi-cgroup, seed 0, fixed clocks).
+
+Update after an intended change with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and look
+at the SVGs (``tests/tui/__snapshots__``) before committing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from tierctl.tui.app import TierctlApp
+from tierctl.tui.source import GONE, Frame, LocalSource
+
+from .conftest import drive, settle
+
+CYCLES = 40
+DB = "/system.slice/postgresql@16-main.service"
+Snap = Callable[..., bool]
+
+
+def sim_app(src: LocalSource) -> TierctlApp:
+    return TierctlApp(src, refresh_s=None, start_source=False)
+
+
+def played(src: LocalSource, *keys: str, cycles: int = CYCLES) -> Callable[[Pilot[None]], Any]:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, TierctlApp)
+        await drive(app, src, cycles)
+        await settle(app, pilot)
+        for k in keys:
+            await pilot.press(k)
+            await settle(app, pilot)
+        assert app.problems == []
+
+    return run_before
+
+
+@pytest.mark.parametrize(
+    "name,keys",
+    [
+        ("cgroups", ()),
+        ("overview", ("1",)),
+        ("events", ("3",)),
+        ("detail", ("k", "k", "enter")),
+        ("help", ("question_mark",)),
+        ("pin_dialog", ("p",)),
+        ("sorted_filtered", ("s", "s", "slash", "s", "y", "s", "enter")),
+    ],
+)
+def test_view(snap_compare: Snap, sim: tuple[Any, LocalSource], name: str, keys: tuple[str, ...]) -> None:
+    _, src = sim
+    assert snap_compare(sim_app(src), terminal_size=(80, 24), run_before=played(src, *keys))
+
+
+def test_pinned_fast_after_20_more_epochs(snap_compare: Snap, sim: tuple[Any, LocalSource]) -> None:
+    svc, src = sim
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, TierctlApp)
+        await played(src, cycles=CYCLES)(pilot)
+        svc.pin(DB, "fast")
+        await drive(app, src, 20)
+        await pilot.press("1")
+        await settle(app, pilot)
+
+    assert snap_compare(sim_app(src), terminal_size=(80, 24), run_before=run_before)
+
+
+class GoneSource:
+    """A daemon that answered once and then went away."""
+
+    label = "daemon"
+
+    def __init__(self, first: Frame) -> None:
+        self.frames = [first, Frame(connected=False, message=f"{GONE} (the daemon closed the connection)")]
+
+    def poll(self, detail_path: str | None = None) -> Frame:
+        return self.frames.pop(0) if len(self.frames) > 1 else self.frames[0]
+
+    def act(self, action: str, **args: Any) -> Any:
+        raise AssertionError("not used")
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_daemon_gone(snap_compare: Snap, sim: tuple[Any, LocalSource]) -> None:
+    _, src = sim
+    for _ in range(10):
+        src.step()
+    gone = GoneSource(src.poll())
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, TierctlApp)
+        await app.collect()
+        await app.collect()
+        await settle(app, pilot)
+
+    app = TierctlApp(gone, refresh_s=None, start_source=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -1,0 +1,165 @@
+"""Sources: the in-process Service and the daemon's socket (refusals, daemon gone, reconnect)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tierctl.api.server import ApiServer, Limits
+from tierctl.errors import InputError, PermissionDeniedError, UnavailableError
+from tierctl.tui.source import GONE, LocalSource, SocketSource
+from tierctl.tui.synthetic import SyntheticService
+
+FAST = Limits(service_timeout=5.0)
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="tt-", dir="/tmp") as d:  # short: AF_UNIX paths <= 107 bytes
+        yield Path(d)
+
+
+@pytest.fixture
+def sources() -> Iterator[list[SocketSource]]:
+    """Sources made in a test, closed after it (no socket left open)."""
+    made: list[SocketSource] = []
+    yield made
+    for s in made:
+        s.stop()
+
+
+def serve(svc: SyntheticService, path: Path, *, uid: int = 0) -> ApiServer:
+    return ApiServer(svc, path, limits=FAST, credentials=lambda s: (os.getpid(), uid, uid), socket_group=None)
+
+
+def test_local_source_polls_steps_and_acts() -> None:
+    svc = SyntheticService(4, wall=lambda: 1.0)
+    src = LocalSource(svc, period_s=None)
+    f = src.poll()
+    assert f.connected and f.status["cycle"] == 0 and len(f.cgroups) == 4 and f.events == []
+    src.step()
+    path = svc.paths[2]
+    f = src.poll(path)
+    assert f.status["cycle"] == 1 and [e["kind"] for e in f.events] == ["migrated"]
+    assert f.detail is not None and f.detail["path"] == path
+    assert src.poll().events == []  # only new events
+    src.act("pin", path=path, tier="slow")
+    assert svc.pins == {path: "slow"}
+    assert src.poll("/nope").detail_error == "/nope: no such cgroup"
+    with pytest.raises(InputError, match="unknown action"):
+        src.act("cycle")
+
+
+def test_local_source_cycles_on_its_period_until_stopped() -> None:
+    svc = SyntheticService(2, wall=lambda: 1.0)
+    src = LocalSource(svc, period_s=0.01)
+    src.start()
+    deadline = time.monotonic() + 10
+    while svc.cycles < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    src.stop()
+    stopped_at = svc.cycles
+    time.sleep(0.05)
+    assert stopped_at >= 3 and svc.cycles == stopped_at
+
+
+def test_socket_source_reads_and_mutates_through_the_daemon(
+    sockdir: Path, sources: list[SocketSource]
+) -> None:
+    svc = SyntheticService(3, wall=lambda: 1.0)
+    svc.cycle()
+    with serve(svc, sockdir / "s.sock"):
+        src = SocketSource(sockdir / "s.sock")
+        sources.append(src)
+        f = src.poll(svc.paths[0])
+        assert f.connected and f.status["cycle"] == 1 and len(f.cgroups) == 3 and len(f.events) == 1
+        assert f.detail is not None and f.detail["path"] == svc.paths[0]
+        src.act("set_quota", path=svc.paths[1], fast_min="1G", fast_max=None)
+        src.act("migrate_now", path=None)
+        src.act("pause")
+        f = src.poll()
+        assert f.status["state"] == "paused" and f.status["cycle"] == 2
+        assert [e["kind"] for e in f.events] == ["quota", "migrated", "paused"]
+        assert svc.quotas == {svc.paths[1]: {"fast_min": "1G", "fast_max": None}}
+        assert src.poll("/nope").detail_error == "/nope: no such cgroup"
+
+
+def test_socket_source_refused_mutation_raises_permission_denied(
+    sockdir: Path, sources: list[SocketSource]
+) -> None:
+    svc = SyntheticService(2, wall=lambda: 1.0)
+    with serve(svc, sockdir / "s.sock", uid=4242):
+        src = SocketSource(sockdir / "s.sock")
+        sources.append(src)
+        assert src.poll().connected  # reads are allowed
+        with pytest.raises(PermissionDeniedError):
+            src.act("pin", path=svc.paths[0], tier="fast")
+        assert svc.pins == {}
+        assert src.poll().connected  # the connection survives a refusal
+
+
+def test_socket_source_daemon_gone_then_back(sockdir: Path, sources: list[SocketSource]) -> None:
+    path = sockdir / "s.sock"
+    svc = SyntheticService(2, wall=lambda: 1.0)
+    svc.pause()
+    svc.resume()
+    srv = serve(svc, path).start()
+    src = SocketSource(path, timeout=2.0)
+    sources.append(src)
+    assert src.poll().connected and src.seq == 2
+    srv.stop()
+    f = src.poll()
+    assert not f.connected and f.message.startswith(GONE)
+    with pytest.raises(UnavailableError):
+        src.act("pause")
+    # a restarted daemon numbers its events afresh: the source starts over from 0
+    svc2 = SyntheticService(2, wall=lambda: 1.0)
+    svc2.pause()
+    with serve(svc2, path):
+        f = src.poll()
+        assert f.connected and [e["kind"] for e in f.events] == ["paused"] and src.seq == 1
+
+
+def test_socket_source_without_daemon_is_gone_not_an_error(sockdir: Path) -> None:
+    f = SocketSource(sockdir / "none.sock").poll()  # nothing to close: the connection failed
+    assert not f.connected and "daemon not running" in f.message
+
+
+def test_socket_source_serialises_calls_from_two_threads(sockdir: Path, sources: list[SocketSource]) -> None:
+    svc = SyntheticService(50, wall=lambda: 1.0)
+    with serve(svc, sockdir / "s.sock"):
+        src = SocketSource(sockdir / "s.sock")
+        sources.append(src)
+        errors: list[BaseException] = []
+
+        def hammer() -> None:
+            try:
+                for _ in range(20):
+                    assert src.poll().connected
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=hammer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+
+
+def test_local_source_reports_a_failing_cycle_and_recovers() -> None:
+    svc = SyntheticService(2, wall=lambda: 1.0)
+    src = LocalSource(svc, period_s=None)
+    real = svc.cycle
+    svc.cycle = lambda: 1 / 0  # type: ignore[method-assign]
+    src.step()
+    assert src.poll().message == "cycle failed: ZeroDivisionError: division by zero"
+    svc.cycle = real  # type: ignore[method-assign]
+    src.step()
+    assert src.poll().message == "" and svc.cycles == 1

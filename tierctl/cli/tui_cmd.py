@@ -1,0 +1,66 @@
+"""``tierctl tui``: the interactive terminal UI, on the daemon's socket or on a simulated machine."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tierctl.api.client import default_socket
+from tierctl.errors import InputError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "tui",
+        help="interactive terminal UI: inspect and override placement",
+        description="Interactive terminal UI over the running daemon's socket, or (--sim) over an "
+        "embedded simulated two-tier machine running a built-in workload. Press ? for the keys.",
+    )
+    p.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help="the daemon's socket (default $TIERCTL_SOCKET, else /run/tierctl/tierctl.sock)",
+    )
+    p.add_argument(
+        "--sim",
+        nargs="?",
+        const="multi-cgroup",
+        metavar="WORKLOAD",
+        help="run an embedded simulated machine instead (default workload: multi-cgroup)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated workload (default 0)")
+    p.add_argument(
+        "--period",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="with --sim: seconds per simulated epoch (default 0.5)",
+    )
+    p.add_argument(
+        "--refresh", type=float, default=1.0, metavar="SECONDS", help="seconds between screen updates"
+    )
+    p.set_defaults(func=run_tui)
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    from tierctl.tui.app import TierctlApp
+    from tierctl.tui.source import LocalSource, SocketSource, Source
+
+    if args.refresh <= 0 or args.period <= 0:
+        raise InputError("must be > 0", "--refresh/--period")
+    if args.sim is not None and args.socket is not None:
+        raise InputError("choose --sim or --socket, not both", "--sim")
+    with tempfile.TemporaryDirectory(prefix="tierctl-tui-") as tmp:
+        source: Source
+        if args.sim is not None:
+            from tierctl.sim.live import sim_service
+
+            service = sim_service(args.sim, seed=args.seed, state_dir=Path(tmp))
+            source = LocalSource(service, period_s=args.period, label=f"sim:{args.sim}")
+        else:
+            source = SocketSource(args.socket or default_socket())
+        TierctlApp(source, refresh_s=args.refresh).run()
+    return 0

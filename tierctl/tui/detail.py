@@ -1,0 +1,171 @@
+"""The cgroup detail screen (Enter on a row): heat by tier, address-space strip, processes, migrations."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tierctl.tui.keys import DETAIL_KEYS, bindings
+from tierctl.tui.model import blocks, edge_label, fmt_bytes, fmt_ratio, fmt_time
+from tierctl.tui.views import Summary
+
+CELL = 4  # characters per histogram bucket
+HEAT = ("grey35", "blue", "cyan", "green", "yellow", "dark_orange", "red")
+
+
+class DetailScreen(Screen[None]):
+    BINDINGS = bindings(DETAIL_KEYS)
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.detail: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Summary(id="summary")
+        with VerticalScroll(id="detail"):
+            yield Static(Text(f"{self.path}  (loading…)", "bold"), id="head")
+            yield Static(id="histogram", classes="box")
+            yield Static(id="strip", classes="box")
+            yield DataTable(id="procs", cursor_type="row", zebra_stripes=True)
+            yield Static(id="migrations", classes="box")
+        yield Footer()
+
+    def retarget(self, path: str) -> None:
+        """Show another cgroup (the screen is made once and reused: opening it stays cheap)."""
+        self.path = path
+        self.detail = None
+        if not self.is_mounted:
+            return
+        self.query_one("#head", Static).update(Text(f"{path}  (loading…)", "bold"))
+        for box in ("#histogram", "#strip", "#migrations"):
+            self.query_one(box, Static).update("")
+        self.query_one("#procs", DataTable).clear()
+        self.query_one("#detail", VerticalScroll).scroll_home(animate=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#histogram", Static).border_title = "heat histogram by tier (pages)"
+        self.query_one("#strip", Static).border_title = "address-space heat"
+        procs = self.query_one("#procs", DataTable)
+        procs.border_title = "processes: pages per node"
+        # the Service's migration events count pages for the whole machine, not per cgroup (yet)
+        self.query_one("#migrations", Static).border_title = "recent migrations, all cgroups"
+
+    def show(self, detail: dict[str, Any] | None, error: str, overrides: dict[str, Any]) -> None:
+        head = self.query_one("#head", Static)
+        if detail is None:
+            head.update(Text(f"{self.path}: {error or 'no data'}", "bold red"))
+            return
+        self.detail = detail
+        head.update(head_text(detail, overrides))
+        self.query_one("#histogram", Static).update(histogram_text(detail))
+        self.query_one("#strip", Static).update(strip_text(detail.get("heat_strip")))
+        self._procs(detail.get("processes") or [])
+        self.query_one("#migrations", Static).update(migrations_text(detail.get("recent_migrations") or []))
+
+    def _procs(self, procs: list[dict[str, Any]]) -> None:
+        table = self.query_one("#procs", DataTable)
+        nodes = sorted({int(n) for p in procs for n in (p.get("pages_per_node") or {})}) or [0, 1]
+        want = ["pid", "comm", *(f"node {n}" for n in nodes)]
+        if [str(c.label) for c in table.columns.values()] != want:
+            table.clear(columns=True)
+            table.add_columns(*want)
+        row = table.cursor_row
+        table.clear()
+        for p in procs:
+            per = p.get("pages_per_node") or {}
+            table.add_row(
+                Text(str(p.get("pid", "?")), justify="right"),
+                str(p.get("comm", "?")),
+                *(Text(str(per.get(str(n), 0)), justify="right") for n in nodes),
+            )
+        if procs:
+            table.move_cursor(row=min(row, len(procs) - 1), scroll=False)
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+
+def head_text(d: dict[str, Any], overrides: dict[str, Any]) -> Text:
+    path = str(d.get("path", "?"))
+    t = Text(path, "bold")
+    t.append(f"\nprofile {d.get('profile') or '-'}  pin {d.get('override') or 'auto'}")
+    q = (overrides.get("quotas") or {}).get(path)
+    if q:
+        t.append(f"  quota min {q.get('fast_min') or '-'} max {q.get('fast_max') or '-'}")
+    t.append(
+        f"\nfast {fmt_bytes(d.get('fast_bytes'))}  slow {fmt_bytes(d.get('slow_bytes'))}  "
+        f"hot {fmt_bytes(d.get('hot_bytes'))}  est. fast hit {fmt_ratio(d.get('est_fast_hit_ratio'))}"
+    )
+    return t
+
+
+def histogram_text(d: dict[str, Any], width: int = 66) -> Text:
+    h = d.get("heat_histogram") or {}
+    fast = [float(x) for x in h.get("fast") or []]
+    slow = [float(x) for x in h.get("slow") or []]
+    n = max(len(fast), len(slow))
+    if n == 0:
+        return Text("n/a", "dim")
+    cell = max(1, min(4, width // n))
+    top = max([*fast, *slow, 1.0])
+    t = Text()
+    for name, vals, style in (("fast", fast, "cyan"), ("slow", slow, "blue")):
+        t.append(f"{name} ", "bold").append("".join(c * cell for c in blocks(vals, top)), style)
+        t.append(f" {int(sum(vals))}\n")
+    edges = d.get("heat_edges") or []
+    if len(edges) == n + 1:
+        t.append("heat " + axis([float(e) for e in edges[:-1]], cell), "dim")
+    t.rstrip()
+    return t
+
+
+def axis(lows: list[float], cell: int) -> str:
+    """Labels under the buckets whose lower edge is 0 or a power of ten, where they fit."""
+    line = [" "] * (len(lows) * cell + 4)
+    free_from = 0
+    for i, v in enumerate(lows):
+        pos = i * cell
+        if pos < free_from or not (v <= 0 or abs(math.log10(v) - round(math.log10(v))) < 1e-6):
+            continue
+        label = edge_label(v)
+        line[pos : pos + len(label)] = label
+        free_from = pos + len(label) + 1
+    return "".join(line).rstrip()
+
+
+def strip_text(strip: Any) -> Text:
+    """``heat_strip`` = {"heat": [per address bucket], "fast_fraction": [0..1 per bucket]}: the top row is
+    the heat (colour), the bottom row where the bucket lives (█ fast, ▄ mixed, ▁ slow)."""
+    if not isinstance(strip, dict) or not strip.get("heat"):
+        return Text("n/a: the service does not report per-address heat yet", "dim")
+    heat = [float(x) for x in strip["heat"]]
+    frac = [float(x) for x in strip.get("fast_fraction") or [0.0] * len(heat)]
+    top = max([*heat, 1e-9])
+    t = Text("heat ", "bold")
+    for v in heat:
+        t.append("█", HEAT[min(len(HEAT) - 1, int(len(HEAT) * v / top))])
+    t.append("\ntier ", "bold")
+    for f in frac:
+        t.append("█" if f >= 0.75 else "▄" if f >= 0.25 else "▁", "cyan" if f >= 0.5 else "blue")
+    t.append("\n     low address → high address;  tier: █ fast ▄ mixed ▁ slow", "dim")
+    return t
+
+
+def migrations_text(events: list[dict[str, Any]]) -> Text:
+    if not events:
+        return Text("none yet", "dim")
+    t = Text()
+    for e in events[-6:]:
+        t.append(
+            f"{fmt_time(e.get('time'))} cycle {e.get('cycle', '?')}: "
+            f"+{e.get('promoted', 0)} promoted  -{e.get('demoted', 0)} demoted\n"
+        )
+    t.rstrip()
+    return t

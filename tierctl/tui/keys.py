@@ -1,0 +1,66 @@
+"""Every key of the TUI in one table: the App's bindings and the help screen are built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Key:
+    keys: str  # Textual key names, comma separated
+    action: str
+    label: str  # short, for the footer
+    help: str  # for the help screen
+    footer: bool = True
+    shown: str = ""  # how the help screen writes the keys (default: keys)
+
+
+APP_KEYS: tuple[Key, ...] = (
+    Key("question_mark", "help", "help", "this help: every key", shown="?"),
+    Key("q", "quit", "quit", "quit (the daemon keeps running)"),
+    Key("1", "tab('overview')", "overview", "overview: tiers, rates, controller, samplers", footer=False),
+    Key("2", "tab('cgroups')", "cgroups", "cgroups table", footer=False),
+    Key("3", "tab('events')", "events", "events log", footer=False),
+    Key("p", "pin", "pin", "pin the selected cgroup to fast / slow / auto (asks first)"),
+    Key("f", "quota", "quota", "set the selected cgroup's fast-tier quota (min / max; asks first)"),
+    Key("m", "migrate", "migrate", "migrate now: the selected cgroup, or all from the overview (asks first)"),
+    Key("space", "toggle_pause", "pause", "pause / resume the controller (asks first)"),
+    Key("r", "reload", "reload", "reload the profiles (asks first)", footer=False),
+    Key("colon,ctrl+p", "command_palette", "commands", "command palette", footer=False, shown=": ctrl+p"),
+)
+
+TABLE_KEYS: tuple[Key, ...] = (
+    Key("j,down", "cursor_down", "down", "next cgroup", footer=False, shown="j ↓"),
+    Key("k,up", "cursor_up", "up", "previous cgroup", footer=False, shown="k ↑"),
+    Key("g,home", "scroll_top", "top", "first cgroup", footer=False, shown="g home"),
+    Key("G,end", "scroll_bottom", "bottom", "last cgroup (pgup/pgdn: a page)", footer=False, shown="G end"),
+    Key("enter", "select_cursor", "detail", "open the cgroup's detail (or click a row twice)"),
+    Key("s", "next_sort", "sort", "sort by the next column (or click a column header)"),
+    Key("S", "reverse_sort", "reverse", "reverse the sort order", footer=False),
+    Key("slash", "filter", "filter", "filter cgroups by path / profile / pin", shown="/"),
+    Key("escape", "clear_filter", "clear", "clear the filter", footer=False, shown="esc"),
+)
+
+DETAIL_KEYS: tuple[Key, ...] = (Key("escape", "back", "back", "back to the previous view", shown="esc"),)
+
+MODAL_KEYS: tuple[tuple[str, str], ...] = (
+    ("y / enter", "confirm (dialogs)"),
+    ("n / esc", "cancel (dialogs)"),
+    ("f s a", "fast / slow / auto in the pin dialog"),
+    ("tab", "next field or button; the mouse works everywhere"),
+)
+
+
+def bindings(keys: tuple[Key, ...]) -> list[Binding]:
+    return [Binding(k.keys, k.action, k.label, show=k.footer) for k in keys]
+
+
+def help_rows() -> list[tuple[str, str, str]]:
+    """(where, keys, what) for the help screen."""
+    rows = [("global", k.shown or k.keys, k.help) for k in APP_KEYS]
+    rows += [("cgroups", k.shown or k.keys, k.help) for k in TABLE_KEYS]
+    rows += [("detail", k.shown or k.keys, k.help) for k in DETAIL_KEYS]
+    rows += [("dialogs", keys, what) for keys, what in MODAL_KEYS]
+    return rows

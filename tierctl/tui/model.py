@@ -1,0 +1,208 @@
+"""Pure helpers of the TUI: number formatting, rate history, the cgroup table's rows, sort and filter.
+
+No Textual here, so every rule (what a column shows, how rows sort, what a filter keeps) is testable
+without a terminal.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+SPARK_POINTS = 60
+
+
+def fmt_bytes(n: Any) -> str:
+    if not isinstance(n, int | float) or isinstance(n, bool):
+        return "-"
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(value) < 1024 or unit == "T":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return str(n)  # pragma: no cover
+
+
+def fmt_ratio(r: Any) -> str:
+    return f"{100 * r:.1f}%" if isinstance(r, int | float) and not isinstance(r, bool) else "-"
+
+
+def fmt_time(t: Any) -> str:
+    if not isinstance(t, int | float):
+        return "--:--:--"
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def fmt_event(e: dict[str, Any]) -> str:
+    rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("seq", "time", "kind"))
+    return f"{fmt_time(e.get('time'))} #{e.get('seq', '?'):<5} {e.get('kind', '?'):<10} {rest}".rstrip()
+
+
+# ---- nodes and tiers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeUse:
+    node: int
+    tier: str  # "fast" | "slow"
+    capacity: int  # bytes
+    free: int
+    managed: int  # bytes of managed cgroups on this node
+
+    @property
+    def used(self) -> int:
+        return max(self.capacity - self.free, 0)
+
+
+def node_use(topology: dict[str, Any], cgroups: list[dict[str, Any]]) -> list[NodeUse]:
+    """Per node: capacity, free and the managed cgroups' bytes; tier rank 0 is the fast tier."""
+    page = int(topology.get("page_size") or 4096)
+    nodes = [n for n in topology.get("nodes", []) if isinstance(n, dict)]
+    if not nodes:
+        return []
+    top = min(int(n.get("tier", 0)) for n in nodes)
+    managed: dict[str, int] = collections.Counter()
+    for c in cgroups:
+        for node, b in (c.get("bytes_per_node") or {}).items():
+            managed[str(node)] += int(b)
+    return [
+        NodeUse(
+            node=int(n["id"]),
+            tier="fast" if int(n.get("tier", 0)) == top else "slow",
+            capacity=int(n.get("capacity_pages") or 0) * page,
+            free=int(n.get("free_pages") or 0) * page,
+            managed=managed.get(str(n["id"]), 0),
+        )
+        for n in nodes
+    ]
+
+
+def tier_totals(nodes: list[NodeUse]) -> dict[str, tuple[int, int]]:
+    """tier -> (used bytes, capacity bytes)."""
+    out: dict[str, tuple[int, int]] = {}
+    for n in nodes:
+        u, c = out.get(n.tier, (0, 0))
+        out[n.tier] = (u + n.used, c + n.capacity)
+    return out
+
+
+# ---- promotion / demotion rates ------------------------------------------------------------------
+
+
+class Rates:
+    """Pages promoted and demoted between consecutive frames, per second of daemon uptime when it
+    advanced, else per cycle; a counter going backwards (a restarted daemon) starts afresh."""
+
+    def __init__(self, points: int = SPARK_POINTS) -> None:
+        self.promoted: collections.deque[float] = collections.deque([0.0] * points, maxlen=points)
+        self.demoted: collections.deque[float] = collections.deque([0.0] * points, maxlen=points)
+        self.unit = "/cycle"
+        self._last: tuple[int, int, float, int] | None = None
+
+    def push(self, status: dict[str, Any]) -> None:
+        moved = status.get("moved") or {}
+        try:
+            now = (
+                int(moved.get("promoted", 0)),
+                int(moved.get("demoted", 0)),
+                float(status.get("uptime_s") or 0.0),
+                int(status.get("cycle") or 0),
+            )
+        except (TypeError, ValueError):
+            return
+        last, self._last = self._last, now
+        if last is None or now[0] < last[0] or now[1] < last[1] or now[3] < last[3]:
+            return
+        dt, dc = now[2] - last[2], now[3] - last[3]
+        if dc == 0 and now[:2] == last[:2]:
+            return  # nothing new since the previous frame
+        div, self.unit = (dt, "/s") if dt > 0 else (max(dc, 1), "/cycle")
+        self.promoted.append((now[0] - last[0]) / div)
+        self.demoted.append((now[1] - last[1]) / div)
+
+
+# ---- the cgroup table ----------------------------------------------------------------------------
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("path", "cgroup"),
+    ("profile", "profile"),
+    ("override", "pin"),
+    ("fast", "fast"),
+    ("slow", "slow"),
+    ("hot", "hot"),
+    ("hit", "hit"),
+)
+SORTS = ("fast", "slow", "hot", "hit", "path", "profile")  # `s` cycles through these
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else -1.0
+
+
+SORT_KEYS: Mapping[str, Callable[[dict[str, Any]], Any]] = MappingProxyType(
+    {
+        "fast": lambda c: _num(c.get("fast_bytes")),
+        "slow": lambda c: _num(c.get("slow_bytes")),
+        "hot": lambda c: _num(c.get("hot_bytes")),
+        "hit": lambda c: _num(c.get("est_fast_hit_ratio")),
+        "path": lambda c: str(c.get("path", "")),
+        "profile": lambda c: str(c.get("profile") or ""),
+    }
+)
+
+
+def row_cells(c: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(c.get("path", "?")),
+        str(c.get("profile") or "-"),
+        str(c.get("override") or "auto"),
+        fmt_bytes(c.get("fast_bytes")),
+        fmt_bytes(c.get("slow_bytes")),
+        fmt_bytes(c.get("hot_bytes")),
+        fmt_ratio(c.get("est_fast_hit_ratio")),
+    )
+
+
+def visible_rows(
+    cgroups: list[dict[str, Any]], *, sort: str, reverse: bool, needle: str
+) -> list[dict[str, Any]]:
+    """The rows the table shows: filtered by ``needle`` (substring of path, profile or pin, any case)
+    and sorted by ``sort`` — numbers largest first, text A to Z, unless ``reverse``; ties by path."""
+    n = needle.lower()
+    rows = [
+        c
+        for c in cgroups
+        if not n or any(n in str(c.get(k) or "").lower() for k in ("path", "profile", "override"))
+    ]
+    rows.sort(key=lambda c: str(c.get("path", "")))
+    numeric = sort not in ("path", "profile")
+    rows.sort(key=SORT_KEYS[sort], reverse=numeric != reverse)
+    return rows
+
+
+# ---- detail ----------------------------------------------------------------------------------------
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def blocks(values: list[float], top: float) -> str:
+    """One block character per value, scaled to ``top``; a non-zero value never renders empty."""
+    out = []
+    for v in values:
+        if v <= 0 or top <= 0:
+            out.append(BLOCKS[0])
+        else:
+            out.append(BLOCKS[max(1, min(8, round(8 * v / top)))])
+    return "".join(out)
+
+
+def edge_label(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:g}M"
+    if x >= 1e3:
+        return f"{x / 1e3:g}k"
+    return f"{x:g}"
