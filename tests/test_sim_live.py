@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tierctl.errors import InputError
@@ -172,3 +173,18 @@ def test_a_fixed_threshold_above_every_page_keeps_the_cgroup_out(tmp_path: Path)
         if n == 0:
             first = _fast_pages_of(svc, CACHE)
     assert first is not None and _fast_pages_of(svc, CACHE) <= first  # never promoted, only demoted
+
+
+def test_the_heat_strip_follows_the_address_space(warm: Service) -> None:
+    d = warm.cgroup_detail(DB)
+    strip = d["heat_strip"]
+    assert len(strip["heat"]) == len(strip["fast_fraction"]) == 64
+    loop = warm.platform.loop  # type: ignore[attr-defined]
+    i = loop.view.cgroups.index(DB)
+    mine = np.flatnonzero(loop.machine.cgroup == i)
+    heat = loop.controller.heat.heat[mine]
+    first = mine.shape[0] // 64
+    assert strip["heat"][0] == pytest.approx(float(heat[:first].mean()), rel=1e-5)
+    fast = np.mean([f * 1.0 for f in strip["fast_fraction"]])
+    assert fast == pytest.approx(d["fast_bytes"] / (d["fast_bytes"] + d["slow_bytes"]), abs=0.02)
+    assert all(0.0 <= f <= 1.0 for f in strip["fast_fraction"])

@@ -31,6 +31,7 @@ from tierctl.service.overrides import Overrides, OverrideStore, check_tier
 from tierctl.service.platform import KernelPlatform, Platform
 
 ALL_PAGES = 1 << 40
+STRIP = 64  # buckets of the address-space heat strip in cgroup_detail()
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ class Service:
         fast = st.topology.fast_lut()[st.node[mine] + 1]
         edges = np.r_[0.0, np.logspace(0, 8, 17)]
         # the top bin also counts everything hotter (its right edge is closed): no page is left out
-        heat = np.minimum(self.loop.controller.heat.heat[mine], edges[-1])
+        heat = self.loop.controller.heat.heat[mine].astype(np.float64)
         pids, _ = self.loop.view.locate(mine)
         procs = []
         for pid in np.unique(pids):
@@ -279,12 +280,21 @@ class Service:
                     "pages_per_node": {str(n): int(c) for n, c in enumerate(counts) if c},
                 }
             )
+        # the address-space heat strip: the cgroup's pages in (pid, address) order, in equal buckets
+        n = mine.shape[0]
+        bucket = np.arange(n) * STRIP // max(n, 1)
+        per = np.maximum(np.bincount(bucket, minlength=STRIP), 1)
         return {
             **info,
+            "heat_strip": {
+                "heat": (np.bincount(bucket, weights=heat, minlength=STRIP) / per).tolist(),
+                "fast_fraction": (np.bincount(bucket, weights=fast, minlength=STRIP) / per).tolist(),
+                "pages_per_bucket": int(n // STRIP) if n >= STRIP else 1,
+            },
             "heat_edges": edges.tolist(),
             "heat_histogram": {
-                "fast": np.histogram(heat[fast], edges)[0].tolist(),
-                "slow": np.histogram(heat[~fast], edges)[0].tolist(),
+                "fast": np.histogram(np.minimum(heat[fast], edges[-1]), edges)[0].tolist(),
+                "slow": np.histogram(np.minimum(heat[~fast], edges[-1]), edges)[0].tolist(),
             },
             "processes": procs,
             "recent_migrations": [e for e in self.events if e["kind"] == "migrated"][-20:],

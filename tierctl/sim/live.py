@@ -241,7 +241,10 @@ def sim_service(
     dry_run: bool = False,
 ) -> Service:
     """A Service on a simulated two-tier machine running a built-in workload; each ``cycle()`` = one epoch."""
-    w = make_workload(workload, seed=seed, epochs=epochs)
+    try:
+        w = make_workload(workload, seed=seed, epochs=epochs)
+    except InputError as e:
+        raise InputError(e.message, "--sim") from None
     platform = SimPlatform(w, seed=seed)
     cfg = DaemonConfig(
         profiles_dir=profiles_dir or REPO_PROFILES,
