@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tierctl.api.client import ApiClient
+from tierctl.errors import TierctlError
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.topology import SysfsTopology
@@ -74,6 +76,30 @@ def start(fs: CgroupFS, cgroup: str, mib: int, kind: str) -> tuple[subprocess.Po
     return proc, int(ready[1]) + np.arange(0, int(ready[2]), PAGE, dtype=np.uint64)
 
 
+VMSTAT = ("pgmigrate_success", "pgpromote_success", "pgdemote_kswapd", "numa_hint_faults")
+
+
+def vmstat() -> dict[str, int]:
+    pairs = (line.split() for line in Path("/proc/vmstat").read_text().splitlines())
+    return {k: int(v) for k, v in pairs if k in VMSTAT}
+
+
+def wait_ready(sock: Path, daemon: subprocess.Popen[bytes], timeout: float = 300.0) -> None:
+    """Until the daemon answers on its socket and has run a cycle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise SystemExit(f"placement-demo: the daemon exited with {daemon.returncode}")
+        try:
+            with ApiClient(sock, timeout=10) as client:
+                if client.call("status")["cycle"] >= 1:
+                    return
+        except TierctlError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"placement-demo: the daemon did not answer on {sock} within {timeout:.0f} s")
+
+
 def share_fast(numa: NumaSyscalls, pid: int, addrs: np.ndarray) -> tuple[float, float]:
     where = numa.query(pid, addrs)
     return float((where == 0).mean()), float((where == 0).sum() * PAGE / 2**20)
@@ -122,7 +148,12 @@ def main() -> int:
             "--hint-faults",
         ]
         print("$", " ".join(cmd[2:]), flush=True)
-        daemon = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+        log = (work / "daemon.log").open("w")
+        daemon = subprocess.Popen(cmd, stderr=log)
+        vm0 = vmstat()
+        started = time.monotonic()
+        wait_ready(sock, daemon)  # bcc compiles the sampler first: seconds on real hardware, more in TCG
+        print(f"daemon ready after {time.monotonic() - started:.1f} s", flush=True)
         t0 = time.monotonic()
         print(f"{'t (s)':>6}  {'critical hot set in DRAM':>24}  {'batch in DRAM':>13}", flush=True)
         while time.monotonic() - t0 < args.seconds:
@@ -130,12 +161,17 @@ def main() -> int:
             share, _ = share_fast(numa, crit.pid, hot)
             _, batch_fast = share_fast(numa, batch.pid, batch_pages)
             print(f"{time.monotonic() - t0:6.1f}  {share:>24.0%}  {batch_fast:>9.0f} MiB", flush=True)
+        vm1 = vmstat()
+        print("kernel /proc/vmstat during the run:", ", ".join(f"{k} +{vm1[k] - vm0[k]}" for k in VMSTAT))
         for sub in (["top"], ["status"]):
             subprocess.run([sys.executable, "-m", "tierctl", *sub, "--socket", str(sock)], check=False)
     finally:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=60)
+            print(
+                "daemon log (last lines):", *(work / "daemon.log").read_text().splitlines()[-15:], sep="\n  "
+            )
         for p in procs:
             p.kill()
             p.wait()

@@ -373,7 +373,15 @@ class ProcFS:
             return np.zeros(0, dtype=np.uint64)
         if arr.dtype.kind == "i" and int(arr.min()) < 0:
             raise InputError("page frame numbers must be >= 0", "pfns")
-        uniq, inverse = np.unique(arr.astype(np.uint64), return_inverse=True)
+        # sorted unique frames and each input's position among them; a stable argsort, not
+        # np.unique(return_inverse=True): its quicksort argsort segfaulted in the TCG guest (numpy 2.4)
+        keys = arr.astype(np.uint64)
+        order = np.argsort(keys, kind="stable")
+        ranked = keys[order]
+        new_run = np.r_[True, ranked[1:] != ranked[:-1]]
+        uniq = ranked[new_run]
+        inverse = np.empty(keys.shape[0], dtype=np.int64)
+        inverse[order] = np.cumsum(new_run) - 1
         breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
         starts = np.concatenate(([0], breaks))
         stops = np.concatenate((breaks, [uniq.size]))

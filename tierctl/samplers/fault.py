@@ -9,16 +9,20 @@ migrate:mm_migrate_pages by reason (``migrations()``) when the kernel has that t
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 import numpy as np
 
 from tierctl.errors import TierctlError, UnavailableError
 from tierctl.kernel.knobs import KnobGuard
+from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.thp import KpageflagsHugeResolver
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers.base import Targets
 from tierctl.samplers.bpf_loader import BccSampler, tracepoint_available
 from tierctl.samplers.hint import HintFaults
+from tierctl.samplers.huge import Units, spread_huge
 
 
 class FaultSampler(BccSampler):
@@ -26,11 +30,21 @@ class FaultSampler(BccSampler):
     program = "fault_sampler"
 
     def __init__(
-        self, *, migrations: bool = True, hint_faults: KnobGuard | None = None, **kw: object
+        self,
+        *,
+        migrations: bool = True,
+        hint_faults: KnobGuard | None = None,
+        huge: Units | None = None,
+        **kw: object,
     ) -> None:
         """``hint_faults``: a KnobGuard to turn on NUMA hint faults on slow-tier pages with (see
-        tierctl/samplers/hint.py) while sampling; the knobs are restored by stop()."""
+        tierctl/samplers/hint.py) while sampling; the knobs are restored by stop(). ``huge``: where
+        huge pages start and how big they are (default: kpageflags, as root), so that a fault on a
+        THP counts for each of its base pages (tierctl/samplers/huge.py)."""
         super().__init__(**kw)  # type: ignore[arg-type]
+        if huge is None and os.geteuid() == 0:
+            huge = KpageflagsHugeResolver(ProcFS()).units
+        self._huge = huge
         self.want_migrations = migrations
         self.with_migrations = False
         self._hint = HintFaults(hint_faults) if hint_faults is not None else None
@@ -53,6 +67,10 @@ class FaultSampler(BccSampler):
                 failed = [r for r in self._hint.restore() if r.outcome == "failed"]
                 for r in failed:
                     self._health.notes.append(f"could not restore {r.knob} to {r.value!r}: {r.error}")
+
+    def drain(self) -> np.ndarray:
+        rows = super().drain()
+        return spread_huge(rows, self._huge) if self._huge is not None else rows
 
     def _needs_tracefs(self) -> bool:
         return True  # bcc reads the tracepoint's format file at compile time
