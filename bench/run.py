@@ -1,6 +1,10 @@
 """Run the benchmarks, write bench/results/<name>.json and print a table.
 
-Usage: python -m bench.run [quality] [cost] [--seeds 0,1,2] [--sizes 1M,4M,16M]
+Usage: python -m bench.run [quality] [cost] [mover] [overhead] [shift] [daemon-cost]
+                          [--seeds 0,1,2] [--sizes 1M,4M,16M] [--rounds N] [--phase-s S] ...
+
+``shift`` and ``daemon-cost`` boot the two-tier guest once per contender and round
+(docs/bench-shift.md).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.shift_run import CONTENDERS
 from tierctl.cli.table import render
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -171,22 +176,61 @@ def overhead(seconds: float) -> None:
     print(f"-> {path}\n")
 
 
+def shift(args: argparse.Namespace) -> None:
+    from bench import shift_run, shift_table
+
+    results = shift_run.host(args, "shift")
+    out = shift_table.summarise(results)
+    path = _write("shift", {"runs": results, **out})
+    print(shift_table.render_shift(out))
+    print(f"-> {path}\n")
+
+
+def daemon_cost(args: argparse.Namespace) -> None:
+    from bench import shift_run, shift_table
+
+    results = shift_run.host(args, "cost")
+    path = _write("daemon_cost", {"runs": results})
+    print(shift_table.render_cost(results))
+    print(f"-> {path}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
     ap.add_argument(
         "which",
         nargs="*",
-        metavar="quality|cost|mover|overhead",
-        help="which benchmarks (default: quality, cost and overhead; mover boots the two-tier guest)",
+        metavar="quality|cost|mover|overhead|shift|daemon-cost|tui",
+        help="which benchmarks (default: quality, cost and overhead; mover, shift and daemon-cost boot "
+        "the two-tier guest)",
+    )
+    ap.add_argument("--rounds", type=int, default=2, help="shift/daemon-cost: fresh boots per contender")
+    ap.add_argument("--phase-s", type=float, default=30.0, help="shift: seconds per phase (default 30)")
+    ap.add_argument("--warmup-s", type=float, default=10.0, help="shift: idle seconds before phase 1")
+    ap.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"shift: comma-separated, from {', '.join(CONTENDERS)} (default: all)",
+    )
+    ap.add_argument(
+        "--tierctl-variant",
+        action="append",
+        default=[],
+        metavar="ARGS",
+        help="shift/daemon-cost: also run the daemon with these extra options (repeatable)",
+    )
+    ap.add_argument(
+        "--cold-mib", type=int, default=640, help="daemon-cost: cold memory beside the 2 x 192 MiB hot sets"
     )
     ap.add_argument("--seconds", type=float, default=5.0, help="overhead: seconds per run (default 5)")
     ap.add_argument("--seeds", default="0,1,2", help="workload/sampling seeds for quality (default 0,1,2)")
     ap.add_argument("--sizes", default="1M,4M,16M", help="tracked page counts for cost (default 1M,4M,16M)")
     args = ap.parse_args(argv)
     which = args.which or ["quality", "cost", "overhead"]
-    unknown = set(which) - {"quality", "cost", "mover", "overhead"}
+    known = {"quality", "cost", "mover", "overhead", "shift", "daemon-cost", "tui"}
+    unknown = set(which) - known
     if unknown:
-        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from quality, cost, mover, overhead")
+        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(sorted(known))}")
     if "quality" in which:
         quality([int(s) for s in args.seeds.split(",")])
     if "cost" in which:
@@ -195,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
         mover()
     if "overhead" in which:
         overhead(args.seconds)
+    if "shift" in which:
+        shift(args)
+    if "daemon-cost" in which:
+        daemon_cost(args)
+    if "tui" in which:  # TUI refresh with 500 cgroups and key-to-screen latency (Pilot)
+        from bench import tui_refresh
+
+        tui_refresh.main([])
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -12,7 +12,7 @@ import numpy as np
 from tierctl.core.heat import HeatModel
 from tierctl.core.limits import limit_plan
 from tierctl.core.mover import Mover, Outcome
-from tierctl.core.plan import PROMOTE
+from tierctl.core.plan import PROMOTE, Plan
 from tierctl.core.policy import MemoryState, Policy, PolicyView, Quota
 from tierctl.errors import InputError
 
@@ -41,6 +41,9 @@ class CycleReport:
     demoted: int
     outcomes: dict[str, int]
     seconds: float
+    cpu_s: float = 0.0  # this thread's CPU time in the cycle, the mover's excluded
+    mover_cpu_s: float = 0.0
+    decided: bool = True  # False: the gate skipped the policy (and so the mover) this cycle
     rate_limited: int = 0  # planned moves dropped by per-cgroup rate limits this cycle
 
 
@@ -65,7 +68,11 @@ class Controller:
         heat: HeatModel,
         budget_pages: int,
         quotas: Mapping[int, Quota] | None = None,
+        gate: Callable[[int, bool], bool] | None = None,
     ) -> None:
+        """``gate(samples, space_changed)``, when given, is asked each cycle after the samples are
+        ingested whether to run the policy; ``memory.note_moved(pages, nodes)``, when the memory
+        view has it, hears where the mover put pages."""
         if budget_pages < 0:
             raise InputError(f"budget must be >= 0 pages, got {budget_pages}", "controller.budget")
         self.sampler = sampler
@@ -76,9 +83,18 @@ class Controller:
         self.budget_pages = budget_pages
         self.quotas: Mapping[int, Quota] = dict(quotas or {})
         self.totals = Totals()
+        self.gate = gate
+        self._decided_quotas: dict[int, Quota] = {}  # the quotas of the last cycle that decided
+        self._pending_decay = 0
+
+    def _settle_decay(self) -> None:
+        if self._pending_decay:
+            self.heat.decay(self._pending_decay)
+            self._pending_decay = 0
 
     def cycle(self, now: int) -> CycleReport:
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         # the page space first: samples are mapped to tracked pages as they are now
         state = self.memory.snapshot()
         if state.remap is not None:
@@ -86,16 +102,35 @@ class Controller:
         elif state.node.shape[0] != self.heat.n_pages:
             self.heat.resize(state.node.shape[0])
         batch = self.sampler.drain()
-        self.heat.decay()
+        # decay is multiplicative, so it can wait until the heat is read or added to: a quiet cycle
+        # that decides nothing costs no pass over every tracked page
+        self._pending_decay += 1
+        if batch.shape[0] or self.gate is None:
+            self._settle_decay()
         if state.new_pages is not None:
             self.heat.note_new(state.new_pages, now - 1)
         used = self.heat.ingest(batch, now)
-        plan = self.policy.decide(
-            PolicyView(now=now, heat=self.heat, memory=state, budget=self.budget_pages, quotas=self.quotas)
-        )
+        # news for the policy: a changed page space, or changed quotas (a pin, a reload, a profile)
+        changed = state.remap is not None or state.new_pages is not None
+        changed |= self.quotas != self._decided_quotas
+        decided = self.gate is None or self.gate(used, changed)
+        plan = Plan.empty()
+        if decided:
+            self._decided_quotas = dict(self.quotas)
+            self._settle_decay()
+            plan = self.policy.decide(
+                PolicyView(
+                    now=now, heat=self.heat, memory=state, budget=self.budget_pages, quotas=self.quotas
+                )
+            )
         plan, limited = limit_plan(plan, state.cgroup, self.quotas)  # per-cgroup rate limits
+        c1 = time.thread_time()
         report = self.mover.apply(plan, self.budget_pages)
+        c2 = time.thread_time()
         self.heat.note_moved(report.moved, now)
+        note = getattr(self.memory, "note_moved", None)
+        if callable(note) and report.moved.shape[0]:
+            note(report.moved, plan.dest[report.outcome == Outcome.MOVED])
         self.totals.cycles += 1
         self.totals.samples += used
         for k, v in report.counts.items():
@@ -117,5 +152,8 @@ class Controller:
             demoted=demoted,
             outcomes=report.counts,
             seconds=time.perf_counter() - t0,
+            cpu_s=(c1 - c0) + (time.thread_time() - c2),
+            mover_cpu_s=c2 - c1,
+            decided=decided,
             rate_limited=limited,
         )

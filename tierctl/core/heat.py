@@ -38,6 +38,8 @@ class HeatModel:
         self._last_seen = np.zeros(0, dtype=np.int32)
         self._last_moved = np.zeros(0, dtype=np.int32)
         self._young: deque[tuple[int, np.ndarray]] = deque(maxlen=max(2, math.ceil(4 * half_life)))
+        self._young_window = max(2, math.ceil(4 * half_life))  # cycles a page counts as young
+        self._young_sorted: tuple[np.ndarray, np.ndarray] | None = None  # (pages, born) by page
         self.unit = 0.0  # weight of one observation (smallest weight in the latest batch)
         self.dropped_samples = 0  # samples naming a page outside the tracked space
         self.ingested_samples = 0
@@ -71,8 +73,13 @@ class HeatModel:
             raise InputError(f"remap has {old_to_new.shape[0]} entries for {self._n} pages", "heat.remap")
         keep = old_to_new >= 0
         dest = old_to_new[keep]
-        if dest.size and (dest.max() >= n_pages or np.unique(dest).shape[0] != dest.shape[0]):
-            raise InputError("remap targets must be unique and below n_pages", "heat.remap")
+        if dest.size:  # unique and in range; O(n) with a mark array (np.unique sorts: slow per cycle)
+            if int(dest.max()) >= n_pages:
+                raise InputError("remap targets must be unique and below n_pages", "heat.remap")
+            mark = np.zeros(n_pages, dtype=bool)
+            mark[dest] = True
+            if int(np.count_nonzero(mark)) != dest.shape[0]:
+                raise InputError("remap targets must be unique and below n_pages", "heat.remap")
         heat = np.zeros(n_pages, dtype=np.float32)
         seen = np.full(n_pages, NEVER, dtype=np.int32)
         moved = np.full(n_pages, NEVER, dtype=np.int32)
@@ -82,6 +89,7 @@ class HeatModel:
         self._heat, self._last_seen, self._last_moved, self._n = heat, seen, moved, n_pages
         young = [(t, old_to_new[p[p < old_to_new.shape[0]]]) for t, p in self._young]
         self._young.clear()
+        self._young_sorted = None
         for t, p in young:
             if (p >= 0).any():
                 self._young.append((t, p[p >= 0]))
@@ -137,16 +145,24 @@ class HeatModel:
         """Pages that became present since the last cycle; their samples start counting at ``now``."""
         if pages.shape[0]:
             self._young.append((now, np.asarray(pages, dtype=np.int64)))
+            self._young_sorted = None
 
     def estimate(self, idx: np.ndarray, now: int) -> np.ndarray:
         """Heat of pages ``idx`` corrected for how long they have been present (float64)."""
         est = self.heat[idx].astype(np.float64)
+        # pages present for longer than the window are not young any more (their correction
+        # would be < 1/16): drop them, so cycles that note no new pages do not keep them forever
+        while self._young and now - self._young[0][0] > self._young_window:
+            self._young.popleft()
+            self._young_sorted = None
         if not self._young or idx.shape[0] == 0:
             return est
-        pages = np.concatenate([p for _, p in self._young])
-        born = np.concatenate([np.full(p.shape[0], t, np.int64) for t, p in self._young])
-        order = np.argsort(pages, kind="stable")
-        pages, born = pages[order], born[order]
+        if self._young_sorted is None:  # sorted once per change, not once per call
+            pages = np.concatenate([p for _, p in self._young])
+            born = np.concatenate([np.full(p.shape[0], t, np.int64) for t, p in self._young])
+            order = np.argsort(pages, kind="stable")
+            self._young_sorted = (pages[order], born[order])
+        pages, born = self._young_sorted
         pos = np.searchsorted(pages, idx)
         pos_ok = np.minimum(pos, pages.shape[0] - 1)
         hit = pages[pos_ok] == idx

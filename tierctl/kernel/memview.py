@@ -5,16 +5,25 @@ exclusively mapped pages (pagemap), finds every page's node with one move_pages 
 and tells the controller how the space changed (``remap``, ``new_pages``) so the
 heat model follows the pages. A process that exits between listing and reading is
 skipped and counted, never raised. The view is also the mover's page locator.
+
+That full read costs time in proportion to the tracked memory. With ``full_due`` cleared (the loop
+does so between refreshes, under its CPU budget) a snapshot is *light*: the same page space, the
+nodes as the last full read saw them updated with what the mover reported (``note_moved``), and
+fresh free-memory figures. What the kernel or the processes changed meanwhile (new allocations,
+kernel migrations) shows at the next full read.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from tierctl.core.page_index import PageIndex, make_keys
 from tierctl.core.policy import MemoryState
+from tierctl.core.topology import Topology
 from tierctl.errors import NoSuchProcessError
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.pages import present_pages
@@ -43,6 +52,9 @@ class KernelMemoryView:
         self.unplaceable = 0  # present pages move_pages cannot place (not tracked)
         self._snapshots = 0
         self.last: MemoryState | None = None  # the latest snapshot (for status views)
+        self.full_due = True  # the next snapshot re-reads every target (set by the loop)
+        self.full_reads = 0
+        self.full_read_cpu_s = 0.0  # this thread's CPU time in the latest full read
 
     def _cgroup_index(self, path: str) -> int:
         try:
@@ -51,7 +63,40 @@ class KernelMemoryView:
             self.cgroups.append(path)
             return len(self.cgroups) - 1
 
+    def note_moved(self, pages: np.ndarray, nodes: np.ndarray) -> None:
+        """The mover put tracked ``pages`` on ``nodes`` (kept until the next full read)."""
+        if self.last is not None and pages.shape[0]:
+            self.last.node[pages] = np.asarray(nodes, dtype=self.last.node.dtype)
+
     def snapshot(self) -> MemoryState:
+        if self.full_due or self.last is None:
+            return self._full()
+        last = self.last
+        self.last = MemoryState(
+            node=last.node,
+            cgroup=last.cgroup,
+            n_cgroups=last.n_cgroups,
+            topology=self._with_free(last.topology),
+            new_pages=None,
+            remap=None,
+        )
+        return self.last
+
+    def _with_free(self, topo: Topology) -> Topology:
+        """``topo`` with each node's free pages read again (two small files, not the whole tree)."""
+        free = self.topology.free_pages([n.id for n in topo.nodes])
+        nodes = tuple(replace(n, free_pages=free.get(n.id, n.free_pages)) for n in topo.nodes)
+        return replace(topo, nodes=nodes)
+
+    def _full(self) -> MemoryState:
+        c0 = time.thread_time()
+        try:
+            return self._read_all()
+        finally:
+            self.full_read_cpu_s = time.thread_time() - c0
+
+    def _read_all(self) -> MemoryState:
+        self.full_reads += 1
         keys, nodes, cgs = [], [], []
         for pid, cgroup in self.targets():
             try:
@@ -74,19 +119,24 @@ class KernelMemoryView:
         node = (np.concatenate(nodes) if nodes else np.zeros(0, np.int32))[order]
         node = node.astype(np.int16)
         cgroup = (np.concatenate(cgs) if cgs else np.zeros(0, np.uint16))[order]
-        index = PageIndex(key, self.page_shift)
-        remap = index.lookup_keys(self.index.keys)
-        fresh = np.ones(key.shape[0], dtype=bool)
-        fresh[remap[remap >= 0]] = False
         first = self._snapshots == 0
         self._snapshots += 1
-        self.index = index
+        remap: np.ndarray | None
+        if not first and np.array_equal(key, self.index.keys):  # the same pages: nothing to re-index
+            remap, new_pages = None, np.zeros(0, np.int64)
+        else:
+            index = PageIndex(key, self.page_shift)
+            remap = index.lookup_keys(self.index.keys)
+            fresh = np.ones(key.shape[0], dtype=bool)
+            fresh[remap[remap >= 0]] = False
+            new_pages = np.flatnonzero(fresh)
+            self.index = index
         self.last = MemoryState(
             node=node,
             cgroup=cgroup,
             n_cgroups=max(1, len(self.cgroups)),
             topology=self.topology.read().topology,
-            new_pages=None if first else np.flatnonzero(fresh),  # at start, ages are unknown
+            new_pages=None if first else new_pages,  # at start, ages are unknown
             remap=remap,
         )
         return self.last

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tierctl.errors import InputError
-from tierctl.kernel.procfs import ProcFS, Vma, exclusive, present
+from tierctl.kernel.procfs import PM_EXCLUSIVE, PM_PRESENT, ProcFS, Vma
+
+PRESENT_BIT = 1 << PM_PRESENT
+EXCLUSIVE_BIT = 1 << PM_EXCLUSIVE
 
 # mappings move_pages cannot or must not touch
 UNMOVABLE = ("[vsyscall]", "[vvar]", "[vdso]", "[vvar_vclock]", "[uprobes]")
@@ -48,22 +51,26 @@ def present_pages(
     """Addresses (uint64, ascending) of the resident pages of ``pid``'s movable mappings,
     restricted to ``within`` when given (which must overlap a mapping). ``exclusive_only``: only
     pages no other process maps (move_pages moves shared ones only with MPOL_MF_MOVE_ALL)."""
-    parts = []
-    overlaps = False
+    ranges = []
     for v in movable_vmas(procfs, pid):
         lo, hi = v.start, v.end
         if within is not None:
             lo, hi = max(lo, within.start // page_size * page_size), min(hi, within.end)
             if lo >= hi:
                 continue
-        overlaps = True
-        n = -(-(hi - lo) // page_size)
-        entries = procfs.pagemap(pid, lo, n)
-        keep = present(entries) & exclusive(entries) if exclusive_only else present(entries)
-        idx = np.flatnonzero(keep)
-        parts.append(np.uint64(lo) + idx.astype(np.uint64) * np.uint64(page_size))
-    if within is not None and not overlaps:
+        ranges.append((lo, -(-(hi - lo) // page_size)))
+    if within is not None and not ranges:
         raise InputError(
             f"{within.start:#x}-{within.end:#x} overlaps no mapping of the process", f"pid {pid}"
         )
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    if not ranges:
+        return np.zeros(0, dtype=np.uint64)
+    # one open of pagemap, one pread per mapping, one vectorised decode over all of them
+    entries = np.concatenate(procfs.pagemap_ranges(pid, ranges))
+    starts = np.array([lo for lo, _ in ranges], dtype=np.uint64)
+    counts = np.array([n for _, n in ranges], dtype=np.int64)
+    first = np.cumsum(counts) - counts  # offset of each mapping's first entry
+    addr = np.repeat(starts - first.astype(np.uint64) * np.uint64(page_size), counts)
+    addr += np.arange(entries.shape[0], dtype=np.uint64) * np.uint64(page_size)
+    mask = np.uint64(PRESENT_BIT | (EXCLUSIVE_BIT if exclusive_only else 0))
+    return addr[(entries & mask) == mask]

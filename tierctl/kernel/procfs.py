@@ -359,6 +359,23 @@ class ProcFS:
             raise InputError(f"range {start_addr:#x}-{end:#x} extends beyond the address space", str(path))
         return np.frombuffer(data, dtype="<u8").astype(np.uint64)
 
+    def pagemap_ranges(self, pid: Pid, ranges: list[tuple[int, int]]) -> list[np.ndarray]:
+        """``pagemap`` for several (start_addr, n_pages) ranges of one process: one open, one pread
+        per range (page-aligned starts; ranges beyond the address space read short, as zeros)."""
+        path = self._pid_file(pid, "pagemap")
+        fd = self._open(path, pid)
+        out = []
+        try:
+            for start, n in ranges:
+                data = self._pread(fd, 8 * n, (start // self.page_size) * 8, path, pid)
+                arr = np.zeros(n, dtype=np.uint64)
+                got = len(data) // 8
+                arr[:got] = np.frombuffer(data, dtype="<u8", count=got)
+                out.append(arr)
+        finally:
+            os.close(fd)
+        return out
+
     def kpageflags(self, pfns: np.ndarray) -> np.ndarray:
         """Page flags (``KPF_*`` bits) of each page frame in ``pfns``, same order, uint64.
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,7 @@ class SysfsTopology:
             if fig:
                 hmat[nid] = fig
 
+        high = self._high_watermarks()
         memory_tiers, reason = self._memory_tiers()
         if reason is None:
             ranks, source = self._ranks_from_tiers(ids, cpus, memory_tiers)
@@ -227,7 +229,8 @@ class SysfsTopology:
                     id=nid,
                     tier=ranks[nid],
                     capacity_pages=meminfo[nid]["MemTotal"] // self.page_size,
-                    free_pages=meminfo[nid]["MemFree"] // self.page_size,
+                    # what an allocation (a migration) can take: free above the high watermarks
+                    free_pages=max(0, meminfo[nid]["MemFree"] // self.page_size - high.get(nid, 0)),
                     cpus=cpus[nid],
                     latency_ns=_mean(fig.get("read_latency"), fig.get("write_latency")),
                     bandwidth_mbps=_mean(fig.get("read_bandwidth"), fig.get("write_bandwidth")),
@@ -249,6 +252,33 @@ class SysfsTopology:
         )
 
     # -- pieces
+
+    def free_pages(self, ids: Sequence[int]) -> dict[int, int]:
+        """Free pages above the high watermarks of nodes ``ids``: the cheap part of ``read()``, for
+        callers that re-read free memory every cycle and the rest of the topology rarely."""
+        high = self._high_watermarks()
+        out = {}
+        for nid in ids:
+            p = self.sys_root / NODE_DIR / f"node{nid}" / "meminfo"
+            free = parse_meminfo(self._read(p), str(p), nid).get("MemFree", 0) // self.page_size
+            out[nid] = max(0, free - high.get(nid, 0))
+        return out
+
+    def _high_watermarks(self) -> dict[int, int]:
+        """Pages per node below its zones' high watermarks (``proc_root``/zoneinfo; {} without it).
+        The kernel keeps them free: a move_pages into a node with less free than that fails."""
+        text = self._read_optional(self.proc_root / "zoneinfo")
+        out: dict[int, int] = {}
+        if text is None:
+            return out
+        nid = -1
+        for line in text.splitlines():
+            f = line.split()
+            if line.startswith("Node ") and len(f) > 1:
+                nid = int(f[1].rstrip(","))
+            elif nid >= 0 and len(f) == 2 and f[0] == "high" and f[1].isdigit():
+                out[nid] = out.get(nid, 0) + int(f[1])
+        return out
 
     def _online(self, node_root: Path) -> list[int]:
         p = node_root / "online"

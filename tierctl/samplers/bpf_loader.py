@@ -739,6 +739,23 @@ class BccSampler:
             raise
         self._health.cpu_seconds += time.thread_time() - t0
 
+    def retarget(self, targets: Targets) -> None:
+        """Observe ``targets`` from now on: the filter maps are rewritten in place (no recompiling),
+        so processes that appeared after ``start`` are seen too."""
+        if self._bpf is None:
+            return
+        t0 = time.thread_time()
+        pids = tuple(int(p) for p in targets.pids)
+        cgroups: list[int] = []
+        for cg in targets.cgroup_ids:
+            cgroups += cgroup_descendant_ids(int(cg))
+        if max(len(set(pids)), len(set(cgroups))) > self.max_targets:
+            raise InputError(f"more than max_targets={self.max_targets} targets")
+        for name in (L.MAP_FILTER_PIDS, L.MAP_FILTER_CGROUPS):
+            self._table(name).clear()
+        self._set_filters(pids, cgroups)
+        self._health.cpu_seconds += time.thread_time() - t0
+
     def _set_filters(self, pids: Sequence[int], cgroups: Sequence[int]) -> None:
         tp = self._table(L.MAP_FILTER_PIDS)
         for p in set(pids):

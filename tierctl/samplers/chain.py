@@ -5,9 +5,12 @@
 - ``drain``: the rows of every running sampler; one that raises is stopped and
   detached with the error as its reason — the loop goes on with the rest.
 - ``watchdog``: per sampler, user-space CPU and kernel BPF run time since the
-  last check, as a share of one core over the elapsed time; past the budget the
-  sampler is asked to lower its rate (``throttle()``, if it has one), else, or if
-  it is still over at the next check, detached — and the reason says so.
+  last check, as a share of one core over the elapsed time (judged once at least
+  ``Budget.window_s`` has passed, so a short burst is averaged out); past the budget
+  the sampler is asked to lower its rate (``throttle()``, if it has one; up to
+  ``Budget.max_throttles`` times), else detached — and the reason says so.
+- With ``max_running``, a sampler that is detached (over budget, failed) hands over
+  to the next one in order of preference that can start.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class State(enum.Enum):
 class Budget:
     cpu_share: float = 0.02  # of one core, user space (drain, scans)
     bpf_share: float = 0.02  # of one core, in BPF programs
+    window_s: float = 0.0  # judge the share over at least this long (0: at every check)
+    max_throttles: int = 1  # rate reductions before a sampler still over budget is detached
 
 
 @dataclass
@@ -68,35 +73,59 @@ class SamplerChain:
         self.clock = clock
         self.max_running = max_running
         self._last_check: float | None = None
+        self._targets: Targets | None = None
+        self.fallback_notes: list[str] = []  # hand-overs after a failed drain (the watchdog reports them)
 
     # ------------------------------------------------------------------------------------------
     def start(self, targets: Targets) -> list[SamplerStatus]:
+        self._targets = targets
         running = 0
         for e in self._entries:
             if self.max_running is not None and running >= self.max_running:
                 e.state, e.reason = State.IDLE, "not needed: a preferred sampler is running"
                 continue
-            avail = self._probe(e)
-            if not avail.ok:
-                e.state, e.reason = State.UNAVAILABLE, avail.reason
-                continue
-            try:
-                e.sampler.start(targets)
-            except TierctlError as err:
-                e.state, e.reason = State.UNAVAILABLE, f"start failed: {err}"
-                continue
-            except Exception as err:  # a broken sampler must not stop the others
-                e.state, e.reason = State.UNAVAILABLE, f"start crashed: {type(err).__name__}: {err}"
-                continue
-            e.state, e.reason = State.RUNNING, avail.reason
-            running += 1
-            try:  # the watchdog measures from here: starting (compiling, attaching) is not sampling
-                e.last = e.sampler.health()
-            except Exception as err:
-                self._detach(e, f"health check failed: {type(err).__name__}: {err}")
-                running -= 1
+            running += self._start_one(e, targets)
         self._last_check = self.clock()
         return self.status()
+
+    def _start_one(self, e: _Entry, targets: Targets) -> int:
+        """Probe and start one sampler; 1 when it runs."""
+        avail = self._probe(e)
+        if not avail.ok:
+            e.state, e.reason = State.UNAVAILABLE, avail.reason
+            return 0
+        try:
+            e.sampler.start(targets)
+        except TierctlError as err:
+            e.state, e.reason = State.UNAVAILABLE, f"start failed: {err}"
+            return 0
+        except Exception as err:  # a broken sampler must not stop the others
+            e.state, e.reason = State.UNAVAILABLE, f"start crashed: {type(err).__name__}: {err}"
+            return 0
+        e.state, e.reason = State.RUNNING, avail.reason
+        try:  # the watchdog measures from here: starting (compiling, attaching) is not sampling
+            e.last = e.sampler.health()
+        except Exception as err:
+            self._detach(e, f"health check failed: {type(err).__name__}: {err}")
+            return 0
+        return 1
+
+    def _fall_back(self) -> list[str]:
+        """After a detach: start idle samplers, in order, until ``max_running`` run again."""
+        if self.max_running is None or self._targets is None:
+            return []
+        out = []
+        running = len(self.running)
+        for e in self._entries:
+            if running >= self.max_running:
+                break
+            if e.state is State.IDLE:
+                if self._start_one(e, self._targets):
+                    running += 1
+                    out.append(f"{e.sampler.name}: started in its place")
+                else:
+                    out.append(f"{e.sampler.name}: cannot take over ({e.reason})")
+        return out
 
     def drain(self) -> np.ndarray:
         parts = []
@@ -110,6 +139,7 @@ class SamplerChain:
                 parts.append(rows)
             except Exception as err:  # detach it, keep going
                 self._detach(e, f"failed during drain: {type(err).__name__}: {err}")
+                self.fallback_notes += self._fall_back()
         if not parts:
             return np.zeros(0, dtype=RAW_SAMPLE_DTYPE)
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -118,10 +148,11 @@ class SamplerChain:
         """Check every running sampler against the budget; returns what it did, as sentences."""
         now = self.clock()
         elapsed = now - (self._last_check if self._last_check is not None else now)
-        self._last_check = now
-        actions: list[str] = []
-        if elapsed <= 0:
+        actions, self.fallback_notes = self.fallback_notes, []
+        if elapsed <= 0 or elapsed < self.budget.window_s:
             return actions
+        self._last_check = now
+        detached = False
         for e in self._entries:
             if e.state is not State.RUNNING:
                 continue
@@ -130,6 +161,7 @@ class SamplerChain:
             except Exception as err:
                 self._detach(e, f"health check failed: {type(err).__name__}: {err}")
                 actions.append(f"{e.sampler.name}: detached ({e.reason})")
+                detached = True
                 continue
             cpu = (h.cpu_seconds - e.last.cpu_seconds) / elapsed
             bpf = (h.bpf_run_ns - e.last.bpf_run_ns) / 1e9 / elapsed
@@ -143,13 +175,33 @@ class SamplerChain:
                 continue
             why = ", ".join(over)
             throttle = getattr(e.sampler, "throttle", None)
-            if e.throttled == 0 and callable(throttle) and throttle():
+            if e.throttled < self.budget.max_throttles and callable(throttle) and throttle():
                 e.throttled += 1
                 actions.append(f"{e.sampler.name}: rate lowered ({why})")
             else:
                 self._detach(e, f"over budget: {why}")
                 actions.append(f"{e.sampler.name}: detached ({why})")
+                detached = True
+        if detached:
+            actions += self._fall_back()
         return actions
+
+    def retarget(self, targets: Targets) -> list[str]:
+        """Point the running samplers at ``targets`` (those with a ``retarget`` method; the others
+        keep what they had). A sampler that fails at it is detached (and replaced)."""
+        self._targets = targets
+        out = []
+        for e in self._entries:
+            fn = getattr(e.sampler, "retarget", None)
+            if e.state is not State.RUNNING or not callable(fn):
+                continue
+            try:
+                fn(targets)
+            except Exception as err:
+                self._detach(e, f"retarget failed: {type(err).__name__}: {err}")
+                out.append(f"{e.sampler.name}: detached ({e.reason})")
+                out += self._fall_back()
+        return out
 
     def stop(self) -> None:
         for e in self._entries:

@@ -4,15 +4,23 @@ It wires the pieces together and owns their lifetimes: the memory view (tracked
 pages of the target processes), the sampler chain (and, when asked, NUMA hint
 faults through a KnobGuard), the policy and the mover. ``stop()`` detaches every
 sampler and restores every knob that was changed.
+
+CPU budget: each cycle's own CPU time (the mover's excluded: the bandwidth cap bounds it) is
+charged to a token bucket (``cpu_share`` of a core, ``cpu_burst_s`` at once). A cycle re-reads
+every tracked page at most every ``refresh_s`` and runs the policy only when there is something
+new (samples, a changed page space, moves in progress), each only while the budget is not in
+debt; the sampler chain's watchdog lowers or detaches samplers over their own budget.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tierctl.core.budget import CpuBudget, CycleGate
 from tierctl.core.controller import Controller, CycleReport
 from tierctl.core.heat import HeatModel
 from tierctl.core.mover import DryRunMover, Mover
@@ -27,7 +35,7 @@ from tierctl.kernel.thp import KpageflagsHugeResolver
 from tierctl.kernel.topology import SysfsTopology
 from tierctl.samplers.base import SourceSampler, Targets
 from tierctl.samplers.bridge import ChainSampler
-from tierctl.samplers.chain import SamplerChain, SamplerStatus
+from tierctl.samplers.chain import Budget, SamplerChain, SamplerStatus
 from tierctl.samplers.registry import SAMPLERS, make_samplers
 
 
@@ -41,6 +49,17 @@ class LoopConfig:
     samplers: Sequence[str] = field(default_factory=lambda: list(SAMPLERS))
     hint_faults_state: Path | None = None  # turn NUMA hint faults on, recording knobs in this file
     quotas: dict[int, Quota] = field(default_factory=dict)
+    cpu_share: float = 0.5  # of one core for sampling, re-reading and deciding (long run cap)
+    cpu_burst_s: float = 5.0  # CPU seconds a shift may use at once
+    refresh_s: float = 30.0  # full re-read of the tracked pages at most this often ...
+    full_read_share: float = 0.01  # ... and no more often than keeps those reads within this share
+    targets_check_s: float = 5.0  # look for new or gone target processes this often
+    stale_rows: int = 1024  # samples of untracked pages that make the page space stale
+    # per sampler, averaged over 10 s: a shift's burst of faults is not throttled away, a sampler
+    # that stays expensive is slowed down (3 times, halving its rate) and then replaced
+    sampler_budget: Budget = field(
+        default_factory=lambda: Budget(cpu_share=0.05, bpf_share=0.05, window_s=10.0, max_throttles=3)
+    )
 
 
 class KernelLoop:
@@ -52,6 +71,7 @@ class KernelLoop:
         procfs: ProcFS | None = None,
         numa: NumaSyscalls | None = None,
         topology: SysfsTopology | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.targets = targets
@@ -67,7 +87,7 @@ class KernelLoop:
             samplers = [FaultSampler(hint_faults=self.guard, host=host)] + [
                 s for s in samplers if s.name != "bpf-fault"
             ]
-        self.chain = SamplerChain(samplers, max_running=1)
+        self.chain = SamplerChain(samplers, max_running=1, budget=cfg.sampler_budget)
         mover: Mover
         if cfg.dry_run:
             mover = DryRunMover()
@@ -76,25 +96,58 @@ class KernelLoop:
             mover = KernelMover(
                 numa, self.view, page_size=self.procfs.page_size, rate_mbps=cfg.rate_mbps, huge=huge
             )
+        self.clock = clock
+        self.gate = CycleGate(CpuBudget(cfg.cpu_share, cfg.cpu_burst_s), cfg.refresh_s, cfg.full_read_share)
+        self.bridge = ChainSampler(self.chain, lambda: self.view.index)
+        self._pids: tuple[int, ...] = ()
+        self._checked_at: float | None = None
+        self._untracked_seen = 0
         self.controller = Controller(
-            sampler=ChainSampler(self.chain, lambda: self.view.index),
+            sampler=self.bridge,
             memory=self.view,
             policy=make_policy(cfg.policy),
             mover=mover,
             heat=HeatModel(0, half_life=cfg.half_life),
             budget_pages=cfg.budget_pages,
             quotas=cfg.quotas,
+            gate=lambda samples, changed: self.gate.decide(self.clock(), samples, changed),
         )
         self.now = 0
         self.watchdog_events: list[str] = []
 
     def start(self) -> list[SamplerStatus]:
-        pids = tuple(pid for pid, _ in self.targets())
-        return self.chain.start(Targets(pids=pids))
+        self._pids = self._target_pids()
+        self._checked_at = self.clock()
+        return self.chain.start(Targets(pids=self._pids))
+
+    def _target_pids(self) -> tuple[int, ...]:
+        return tuple(sorted({pid for pid, _ in self.targets()}))
+
+    def _stale(self, now: float) -> bool:
+        """Whether the tracked page space is known to be out of date: ``stale_rows`` samples of pages
+        it does not have (shared pages are never tracked, so a few are normal), or (checked every
+        ``targets_check_s``) target processes that came or went."""
+        if self.bridge.untracked - self._untracked_seen >= self.cfg.stale_rows:
+            return True
+        if self._checked_at is not None and now - self._checked_at < self.cfg.targets_check_s:
+            return False
+        self._checked_at = now
+        return self._target_pids() != self._pids
 
     def cycle(self) -> CycleReport:
         self.now += 1
+        now = self.clock()
+        full = self.gate.full_read(now, self.view.full_read_cpu_s, stale=self._stale(now))
+        self.view.full_due = full
         report = self.controller.cycle(self.now)
+        if full:
+            self._untracked_seen = self.bridge.untracked
+            pids = self._target_pids()
+            if pids != self._pids:  # new processes: the samplers watch them from now on
+                self._pids = pids
+                self.watchdog_events += self.chain.retarget(Targets(pids=pids))
+        # the first cycle's full read is start-up, like compiling a BPF program: not charged
+        self.gate.finish(report.cpu_s if self.now > 1 else 0.0, report.promoted + report.demoted)
         self.watchdog_events += self.chain.watchdog()
         return report
 
