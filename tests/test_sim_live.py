@@ -188,3 +188,16 @@ def test_the_heat_strip_follows_the_address_space(warm: Service) -> None:
     fast = np.mean([f * 1.0 for f in strip["fast_fraction"]])
     assert fast == pytest.approx(d["fast_bytes"] / (d["fast_bytes"] + d["slow_bytes"]), abs=0.02)
     assert all(0.0 <= f <= 1.0 for f in strip["fast_fraction"])
+
+
+def test_migrations_are_reported_per_cgroup(warm: Service) -> None:
+    events = [e for e in warm.events if e["kind"] == "migrated"]
+    assert events
+    for e in events:
+        per = e["cgroups"]
+        assert sum(c["promoted"] for c in per.values()) == e["promoted"]
+        assert sum(c["demoted"] for c in per.values()) == e["demoted"]
+    mine = warm.cgroup_detail(BATCH)["recent_migrations"]
+    assert mine and all("cgroups" not in m for m in mine)
+    last = next(e for e in reversed(events) if BATCH in e["cgroups"])
+    assert mine[-1]["seq"] == last["seq"] and mine[-1]["demoted"] == last["cgroups"][BATCH]["demoted"]

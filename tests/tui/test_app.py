@@ -392,7 +392,7 @@ def test_enter_opens_detail_escape_returns_and_click_opens(synthetic: Synth) -> 
             "heat histogram by tier",
             "address-space heat",
             "processes: pages per node",
-            "recent migrations, all cgroups",
+            "recent migrations of this cgroup",
             "profile ",
             "worker0",
         ):

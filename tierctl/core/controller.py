@@ -45,6 +45,7 @@ class CycleReport:
     mover_cpu_s: float = 0.0
     decided: bool = True  # False: the gate skipped the policy (and so the mover) this cycle
     rate_limited: int = 0  # planned moves dropped by per-cgroup rate limits this cycle
+    by_cgroup: dict[int, tuple[int, int]] = field(default_factory=dict)  # cgroup -> (promoted, demoted)
 
 
 @dataclass
@@ -143,6 +144,12 @@ class Controller:
         self.totals.demoted += demoted
         self.totals.rate_limited += limited
         n_prom = int(np.count_nonzero(is_prom))
+        by_cgroup: dict[int, tuple[int, int]] = {}
+        if promoted or demoted:  # moved pages per cgroup: (promoted, demoted)
+            cg = state.cgroup[plan.pages[moved]].astype(np.int64)
+            up = np.bincount(cg[is_prom[moved]], minlength=state.n_cgroups)
+            down = np.bincount(cg[~is_prom[moved]], minlength=state.n_cgroups)
+            by_cgroup = {int(i): (int(up[i]), int(down[i])) for i in np.flatnonzero(up + down)}
         return CycleReport(
             now=now,
             samples=used,
@@ -156,4 +163,5 @@ class Controller:
             mover_cpu_s=c2 - c1,
             decided=decided,
             rate_limited=limited,
+            by_cgroup=by_cgroup,
         )

@@ -111,7 +111,13 @@ class Service:
         self.moved["promoted"] += rep.promoted
         self.moved["demoted"] += rep.demoted
         if rep.promoted or rep.demoted:
-            self._event("migrated", cycle=rep.now, promoted=rep.promoted, demoted=rep.demoted)
+            names = self.loop.view.cgroups
+            per = {
+                names[i]: {"promoted": up, "demoted": down}
+                for i, (up, down) in rep.by_cgroup.items()
+                if i < len(names)
+            }
+            self._event("migrated", cycle=rep.now, promoted=rep.promoted, demoted=rep.demoted, cgroups=per)
         for e in self.loop.watchdog_events:
             self._event("watchdog", message=e)
         self.loop.watchdog_events.clear()
@@ -297,7 +303,11 @@ class Service:
                 "slow": np.histogram(np.minimum(heat[~fast], edges[-1]), edges)[0].tolist(),
             },
             "processes": procs,
-            "recent_migrations": [e for e in self.events if e["kind"] == "migrated"][-20:],
+            "recent_migrations": [  # this cgroup's share of each cycle's migrations
+                {**{k: v for k, v in e.items() if k != "cgroups"}, **e["cgroups"][path]}
+                for e in self.events
+                if e["kind"] == "migrated" and path in e.get("cgroups", {})
+            ][-20:],
         }
 
     def _comm(self, pid: int) -> str:

@@ -55,7 +55,7 @@ class DetailScreen(Screen[None]):
         procs = self.query_one("#procs", DataTable)
         procs.border_title = "processes: pages per node"
         # the Service's migration events count pages for the whole machine, not per cgroup (yet)
-        self.query_one("#migrations", Static).border_title = "recent migrations, all cgroups"
+        self.query_one("#migrations", Static).border_title = "recent migrations of this cgroup"
 
     def show(self, detail: dict[str, Any] | None, error: str, overrides: dict[str, Any]) -> None:
         head = self.query_one("#head", Static)

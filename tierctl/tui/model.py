@@ -37,8 +37,18 @@ def fmt_time(t: Any) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
 
 
+def _fmt_value(k: str, v: Any) -> str:
+    if k == "cgroups" and isinstance(v, dict):  # a migration's share per cgroup: "name +up/-down"
+        return ", ".join(
+            f"{str(path).rsplit('/', 1)[-1]} +{c.get('promoted', 0)}/-{c.get('demoted', 0)}"
+            for path, c in v.items()
+            if isinstance(c, dict)
+        )
+    return str(v)
+
+
 def fmt_event(e: dict[str, Any]) -> str:
-    rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("seq", "time", "kind"))
+    rest = " ".join(f"{k}={_fmt_value(k, v)}" for k, v in e.items() if k not in ("seq", "time", "kind"))
     return f"{fmt_time(e.get('time'))} #{e.get('seq', '?'):<5} {e.get('kind', '?'):<10} {rest}".rstrip()
 
 
