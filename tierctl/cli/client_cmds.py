@@ -15,6 +15,7 @@ from typing import Any
 from tierctl.api.client import ApiClient, default_socket
 from tierctl.api.protocol import TIERS
 from tierctl.cli.table import render
+from tierctl.fmt import fmt_bytes
 
 
 def register(sub: Any) -> None:
@@ -135,17 +136,6 @@ def _duration(seconds: float) -> str:
 # ---- top ------------------------------------------------------------------------------------------
 
 
-def _bytes(n: Any) -> str:
-    if not isinstance(n, int | float) or isinstance(n, bool):
-        return "-"
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(value) < 1024 or unit == "T":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return str(n)  # pragma: no cover
-
-
 def _fast_bytes(cg: dict[str, Any]) -> float:
     v = cg.get("fast_bytes")
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else -1.0
@@ -172,9 +162,9 @@ def run_top(args: argparse.Namespace) -> int:
                 c.get("path", "?"),
                 c.get("profile") or "-",
                 _inline(override) if override else "-",
-                _bytes(c.get("fast_bytes")),
-                _bytes(c.get("slow_bytes")),
-                _bytes(c.get("hot_bytes")),
+                fmt_bytes(c.get("fast_bytes")),
+                fmt_bytes(c.get("slow_bytes")),
+                fmt_bytes(c.get("hot_bytes")),
                 f"{ratio:.3f}" if isinstance(ratio, int | float) else "-",
             )
         )

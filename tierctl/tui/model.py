@@ -13,18 +13,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from tierctl.fmt import fmt_bytes as fmt_bytes  # re-exported: the views format bytes from here
+
 SPARK_POINTS = 60
-
-
-def fmt_bytes(n: Any) -> str:
-    if not isinstance(n, int | float) or isinstance(n, bool):
-        return "-"
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(value) < 1024 or unit == "T":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return str(n)  # pragma: no cover
 
 
 def fmt_ratio(r: Any) -> str:
