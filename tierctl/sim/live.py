@@ -235,7 +235,7 @@ def sim_service(
     seed: int = 0,
     state_dir: Path,
     profiles_dir: Path | None = None,
-    epochs: int = 240,
+    epochs: int = 60,  # the trace repeats: multi-cgroup's database hot set moves every 30 epochs
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     dry_run: bool = False,
