@@ -201,3 +201,20 @@ def test_migrations_are_reported_per_cgroup(warm: Service) -> None:
     assert mine and all("cgroups" not in m for m in mine)
     last = next(e for e in reversed(events) if BATCH in e["cgroups"])
     assert mine[-1]["seq"] == last["seq"] and mine[-1]["demoted"] == last["cgroups"][BATCH]["demoted"]
+
+
+def test_a_pin_keeps_the_rate_limits_but_not_a_fixed_threshold(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    shutil.copytree(REPO_PROFILES, profiles)
+    text = (profiles / "batch.toml").read_text()
+    assert 'hot_threshold = "auto"' in text
+    (profiles / "batch.toml").write_text(text.replace('hot_threshold = "auto"', "hot_threshold = 1e12"))
+    svc = _svc(tmp_path)
+    svc.cycle()
+    svc.cycle()
+    svc.pin(BATCH, "fast")
+    svc.cycle()
+    i = svc.loop.view.cgroups.index(BATCH)
+    q = svc.loop.controller.quotas[i]
+    assert q.threshold is None and q.hysteresis is None
+    assert q.promote_pages == int(50e6 // 4096) and q.demote_pages == int(400e6 // 4096)

@@ -155,10 +155,13 @@ class Service:
             pin = self.overrides.pins.get(path)
             prof = by_name.get(self.matches.get(path, ""))
             extra = self._placement(prof.placement, page) if prof else {}
-            if pin == "fast":  # a pin overrides the profile's quota, not its rate limits
-                out[i] = Quota(min_pages=ALL_PAGES, **extra)
+            # a pin overrides the profile's quota and hot threshold (all of it, hot or not), not its
+            # rate limits
+            limits = {k: v for k, v in extra.items() if k in ("promote_pages", "demote_pages")}
+            if pin == "fast":
+                out[i] = Quota(min_pages=ALL_PAGES, **limits)
             elif pin == "slow":
-                out[i] = Quota(0, 0, **extra)
+                out[i] = Quota(0, 0, **limits)
             else:
                 q = prof.placement.quota(page, cap) if prof else Quota()
                 q = Quota(q.min_pages, q.max_pages, **extra)
