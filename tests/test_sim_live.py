@@ -185,7 +185,7 @@ def test_the_heat_strip_follows_the_address_space(warm: Service) -> None:
     heat = loop.controller.heat.heat[mine]
     first = mine.shape[0] // 64
     assert strip["heat"][0] == pytest.approx(float(heat[:first].mean()), rel=1e-5)
-    fast = np.mean([f * 1.0 for f in strip["fast_fraction"]])
+    fast = float(np.mean(strip["fast_fraction"]))
     assert fast == pytest.approx(d["fast_bytes"] / (d["fast_bytes"] + d["slow_bytes"]), abs=0.02)
     assert all(0.0 <= f <= 1.0 for f in strip["fast_fraction"])
 

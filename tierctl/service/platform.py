@@ -55,8 +55,8 @@ class View(Protocol):
 
 
 class Loop(Protocol):
-    view: Any  # View
-    chain: Any  # Chain
+    view: View
+    chain: Chain
     controller: Controller
     watchdog_events: list[str]
 

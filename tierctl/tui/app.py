@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from textual import on
@@ -16,7 +17,8 @@ from textual.app import App, ComposeResult
 from textual.widget import Widget
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
-from tierctl.errors import InputError, PermissionDeniedError, TierctlError, UnavailableError
+from tierctl.api.protocol import error_kind
+from tierctl.errors import TierctlError
 from tierctl.tui.commands import TierctlCommands
 from tierctl.tui.detail import DetailScreen
 from tierctl.tui.keys import APP_KEYS, TABLE_KEYS, bindings
@@ -282,11 +284,14 @@ class TierctlApp(App[None]):
         await self.collect()
 
 
+REFUSALS = MappingProxyType(
+    {
+        "permission": "refused: no permission",
+        "unavailable": "refused: daemon unavailable",
+        "input": "refused: invalid",
+    }
+)
+
+
 def refusal_title(e: TierctlError) -> str:
-    if isinstance(e, PermissionDeniedError):
-        return "refused: no permission"
-    if isinstance(e, UnavailableError):
-        return "refused: daemon unavailable"
-    if isinstance(e, InputError):
-        return "refused: invalid"
-    return "refused"
+    return REFUSALS.get(error_kind(e), "refused")  # the socket API's own classification of errors
