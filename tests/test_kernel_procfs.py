@@ -383,6 +383,10 @@ def test_kpageflags_batches_contiguous_runs(tmp_path: Path, monkeypatch: pytest.
     pfns = np.array([5, 3, 4, 100, 5, 250, 0])
     out = fs.kpageflags(pfns)
     assert out.dtype == np.uint64 and out.tolist() == words[pfns].tolist()
+    assert preads == [(8 * 251, 0)]  # frames less than KPAGEFLAGS_GAP apart: one read of 0..250
+    preads.clear()
+    monkeypatch.setattr(procfs, "KPAGEFLAGS_GAP", 2)  # only frames 1 apart join: runs of consecutive frames
+    assert fs.kpageflags(pfns).tolist() == words[pfns].tolist()
     assert sorted(preads, key=lambda p: p[1]) == [(8, 0), (24, 24), (8, 800), (8, 2000)]  # 4 runs
     assert kpf(out, KPF_THP).tolist() == [True, True, False, False, True, False, False]
     preads.clear()

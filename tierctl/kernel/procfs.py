@@ -63,6 +63,9 @@ KPF_ZERO_PAGE = 24
 KPF_IDLE = 25
 
 KPAGEFLAGS_MAX_RUN = 1 << 16
+# frames this close are read in one pread with what lies between (8 bytes a frame): scattered frames
+# cost one syscall per span instead of one each (a syscall costs far more than 4 KiB of reading)
+KPAGEFLAGS_GAP = 512
 """Most entries read by one pread of /proc/kpageflags (512 KiB)."""
 
 TIERING_COUNTERS: tuple[str, ...] = (
@@ -325,6 +328,15 @@ class ProcFS:
         """Whether /proc/PID exists now (it may vanish right after)."""
         return (self.root / _pid_name(pid)).is_dir()
 
+    def rss_pages(self, pid: Pid) -> int:
+        """Resident pages of the process (/proc/PID/statm, second field)."""
+        path = self._pid_file(pid, "statm")
+        text = self._read(path, pid)
+        try:
+            return int(text.split()[1])
+        except (IndexError, ValueError):
+            raise KernelError(f"unexpected content {text[:40]!r}", str(path)) from None
+
     def pids(self) -> list[int]:
         """Every pid with a /proc/PID directory, ascending."""
         try:
@@ -379,9 +391,9 @@ class ProcFS:
     def kpageflags(self, pfns: np.ndarray) -> np.ndarray:
         """Page flags (``KPF_*`` bits) of each page frame in ``pfns``, same order, uint64.
 
-        Reads /proc/kpageflags with one pread per run of consecutive frames (at most
-        KPAGEFLAGS_MAX_RUN each). Needs root. Frames come from pfn(pagemap(...)); a 0 there means
-        "no frame known" (not present, or no CAP_SYS_ADMIN), and frame 0 is read like any other.
+        Reads /proc/kpageflags with one pread per span of frames less than KPAGEFLAGS_GAP apart
+        (at most KPAGEFLAGS_MAX_RUN frames each). Needs root. Frames come from pfn(pagemap(...)); a 0
+        there means "no frame known" (not present, or no CAP_SYS_ADMIN), and frame 0 is read like any other.
         """
         arr = np.asarray(pfns)
         if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "ui"):
@@ -399,22 +411,18 @@ class ProcFS:
         uniq = ranked[new_run]
         inverse = np.empty(keys.shape[0], dtype=np.int64)
         inverse[order] = np.cumsum(new_run) - 1
-        breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
-        starts = np.concatenate(([0], breaks))
-        stops = np.concatenate((breaks, [uniq.size]))
         flags = np.empty(uniq.size, dtype=np.uint64)
         path = self.root / "kpageflags"
         fd = self._open(path, None)
         try:
-            for s0, s1 in zip(starts.tolist(), stops.tolist(), strict=True):
-                for a in range(s0, s1, KPAGEFLAGS_MAX_RUN):
-                    b = min(a + KPAGEFLAGS_MAX_RUN, s1)
-                    first = int(uniq[a])
-                    data = self._pread(fd, 8 * (b - a), 8 * first, path, None)
-                    if len(data) != 8 * (b - a):
-                        last = int(uniq[b - 1])
-                        raise InputError(f"frames {first}..{last} extend beyond physical memory", str(path))
-                    flags[a:b] = np.frombuffer(data, dtype="<u8")
+            for s0, s1 in near_runs(uniq, KPAGEFLAGS_GAP, KPAGEFLAGS_MAX_RUN):
+                first, last = int(uniq[s0]), int(uniq[s1 - 1])
+                want = 8 * (last - first + 1)
+                data = self._pread(fd, want, 8 * first, path, None)
+                if len(data) != want:
+                    raise InputError(f"frames {first}..{last} extend beyond physical memory", str(path))
+                span = np.frombuffer(data, dtype="<u8")
+                flags[s0:s1] = span[(uniq[s0:s1] - np.uint64(first)).astype(np.int64)]
         finally:
             os.close(fd)
         return flags[inverse.reshape(-1)]
@@ -534,3 +542,23 @@ def _numa_line(line: str, where: str) -> NumaMap:
         other=tuple(other),
         **counters,
     )
+
+
+def near_runs(keys: np.ndarray, max_gap: int, max_span: int) -> list[tuple[int, int]]:
+    """Index ranges [start, stop) of sorted unique ``keys`` (page or frame numbers) where each key is
+    less than ``max_gap`` after the previous one and a range spans at most ``max_span`` keys' worth of
+    numbers: what one read can cover. Vectorised except for splitting spans longer than ``max_span``."""
+    if keys.size == 0:
+        return []
+    k = keys.astype(np.int64)
+    breaks = np.flatnonzero(np.diff(k) >= max_gap) + 1
+    starts = np.r_[0, breaks]
+    stops = np.r_[breaks, k.size]
+    out = []
+    for s0, s1 in zip(starts.tolist(), stops.tolist(), strict=True):
+        while k[s1 - 1] - k[s0] >= max_span:  # a long span: cut it where it reaches max_span
+            cut = int(np.searchsorted(k[s0:s1], k[s0] + max_span, side="left")) + s0
+            out.append((s0, cut))
+            s0 = cut
+        out.append((s0, s1))
+    return out
