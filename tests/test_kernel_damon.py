@@ -75,6 +75,7 @@ def test_create_writes_one_kdamond_per_spec_with_attrs_target_and_a_match_all_st
         ULONG_MAX
     )  # the kernel's default 0 matches nothing
     assert read(fake, f"{sch}/access_pattern/nr_accesses/max") == str(2**32 - 1)
+    assert read(fake, f"{sch}/access_pattern/nr_accesses/min") == "0"
     assert read(fake, f"{sch}/access_pattern/age/max") == str(2**32 - 1)
     assert read(fake, "kdamonds/0/state") == "off"  # created, not started
     assert len(s) == 2

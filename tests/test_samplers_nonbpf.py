@@ -30,7 +30,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "damon" / "guest-6.12-vaddr"
 
 
 # -- fake trees ---------------------------------------------------------------------------------
-def add_process(proc: Path, pid: int, vmas: list[tuple[int, int, str]], cgroup: str = "/work/app") -> Path:
+def add_process(
+    proc: Path, pid: int, vmas: list[tuple[int, int, str]], cgroup: str = "/work/app", rss_pages: int = 8192
+) -> Path:
     d = proc / str(pid)
     d.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -41,6 +43,7 @@ def add_process(proc: Path, pid: int, vmas: list[tuple[int, int, str]], cgroup: 
     (d / "cgroup").write_text(f"0::{cgroup}\n")
     (d / "pagemap").write_bytes(b"")
     (d / "clear_refs").write_text("")
+    (d / "statm").write_text(f"{rss_pages * 2} {rss_pages} 0 1 0 {rss_pages} 0\n")
     return d
 
 

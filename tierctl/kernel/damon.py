@@ -116,6 +116,7 @@ class KdamondSpec:
     regions: tuple[tuple[int, int], ...] = ()  # initial regions: required for paddr and fvaddr
     attrs: MonitoringAttrs = field(default_factory=MonitoringAttrs)
     scheme: str | None = "stat"  # None: monitoring only (regions() is then unavailable)
+    min_accesses: int = 0  # the scheme tries (and regions() returns) only regions with this many
 
     def __post_init__(self) -> None:
         if self.ops not in OPERATIONS:
@@ -134,6 +135,12 @@ class KdamondSpec:
                     f"regions must be ascending, non-empty, disjoint: {self.regions}", "damon.regions"
                 )
             prev_end = end
+        if isinstance(self.min_accesses, bool) or not isinstance(self.min_accesses, int):
+            raise InputError(f"must be an integer, got {self.min_accesses!r}", "damon.min_accesses")
+        if not 0 <= self.min_accesses <= self.attrs.max_nr_accesses:
+            raise InputError(
+                f"must be in 0..{self.attrs.max_nr_accesses}, got {self.min_accesses}", "damon.min_accesses"
+            )
         if self.scheme is not None and self.scheme not in SCHEME_ACTIONS:
             raise InputError(f"unsupported scheme action {self.scheme!r} (only 'stat')", "damon.scheme")
 
@@ -265,9 +272,13 @@ class DamonSysfs:
         sch = ctx / "schemes" / "0"
         self._write(sch / "action", spec.scheme)
         ap = sch / "access_pattern"
-        for name, hi in (("sz", ULONG_MAX), ("nr_accesses", UINT_MAX), ("age", UINT_MAX)):
+        for name, lo, hi in (
+            ("sz", 0, ULONG_MAX),
+            ("nr_accesses", spec.min_accesses, UINT_MAX),
+            ("age", 0, UINT_MAX),
+        ):
             self._write(ap / name / "max", str(hi))
-            self._write(ap / name / "min", "0")
+            self._write(ap / name / "min", str(lo))
 
     # -- low-level I/O ------------------------------------------------------------------------
     def _need_present(self) -> None:
@@ -367,6 +378,12 @@ class DamonSession:
         Blocks up to about two aggregation intervals. Raises NoSuchProcessError when a vaddr kdamond
         stopped because its target exited, KernelError when it is off for another reason.
         """
+        self.update_regions(k)
+        return self.read_regions(k)
+
+    def update_regions(self, k: int) -> None:
+        """Ask kdamond ``k`` to refresh its tried regions; returns when it has (up to about two
+        aggregation intervals). Several kdamonds may be asked at once from several threads."""
         self._need_open()
         spec = self.specs[k]
         if spec.scheme is None:
@@ -380,6 +397,10 @@ class DamonSession:
         except KernelError:
             self._need_running(k)  # the target exited meanwhile: the clearer error
             raise
+
+    def read_regions(self, k: int) -> np.ndarray:
+        """The tried regions of kdamond ``k`` as its last update left them (REGION_DTYPE, by address)."""
+        self._need_open()
         tried = self._scheme_dir(k) / "tried_regions"
         try:
             names = os.listdir(tried)

@@ -16,8 +16,21 @@ Resolution (details in docs/samplers-nonbpf.md):
   drain: ``count`` is how many of its ``aggr_us / sample_us`` samples saw the region accessed (0..20
   with the defaults). Set ``aggr_us`` near the controller's cycle if a drain should summarise a cycle
   (a drain then blocks up to about two aggregation intervals).
+- Change: a target whose accessed regions cover no 2 MiB bucket that was not hot since it last gave
+  rows (up to ``change_share`` of them may be new) gives no rows, except every ``keepalive``-th
+  drain: at rest the heat is kept up without re-reading and re-sending the same pages every cycle,
+  and a region that becomes hot is reported at once.
 - Rows are capped at ``max_rows`` per drain (hottest regions first); the pages left out are counted
   in ``Health.dropped``.
+
+Targets: the ``max_targets`` largest target processes with at least ``min_rss_bytes`` resident (small
+processes do not matter for placement, and each kdamond costs CPU). Started with none, the sampler runs
+and waits for ``retarget``; a changed set of processes tears the kdamonds down and starts new ones.
+DAMON's sysfs serves one request at a time (a second one, even for another kdamond, answers EBUSY), and
+each waits for the end of the kdamond's next aggregation interval: so a drain asks the kdamonds in turn,
+round robin, until ``drain_s`` of waiting has passed; the next drain goes on where this one stopped.
+Only regions that saw an access are read back (the scheme's
+``nr_accesses`` minimum is 1): one sysfs directory per region is the costly part.
 
 Unavailable when DAMON's sysfs interface is missing, when another kdamond runs or kdamond directories
 exist (``busy``: DAMON cannot add a kdamond then; this CI host runs one), or without root. A target that
@@ -70,6 +83,33 @@ def clip_regions(
     return s[keep], (e - s)[keep], hot["nr_accesses"][ridx][keep].astype(np.int64)
 
 
+BUCKET_BYTES = 2 << 20
+MAX_EVERY = 8
+
+
+def hot_buckets(regions: np.ndarray, page_size: int) -> np.ndarray:
+    """The 2 MiB address buckets the accessed regions touch, sorted, unique (a region's whole span:
+    mappings are not consulted, this is only for telling "the same places are hot" from a change)."""
+    hot = regions[regions["nr_accesses"] > 0]
+    if hot.size == 0:
+        return np.zeros(0, np.int64)
+    lo = hot["start"].astype(np.int64) // BUCKET_BYTES
+    hi = (hot["end"].astype(np.int64) - 1) // BUCKET_BYTES + 1
+    n = hi - lo
+    idx = np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(int(n.sum()), dtype=np.int64)
+    return np.unique(idx)
+
+
+def new_buckets(seen: np.ndarray | None, now: np.ndarray, share: float) -> bool:
+    """Whether the hot buckets ``now`` add more than ``share`` of ``seen`` (at least one bucket) to
+    the buckets ``seen`` since the last rows. Buckets that went quiet are no news: cooling shows in
+    the heat's decay, and a hot region's count flickers between 0 and a few in DAMON's samples."""
+    if seen is None:
+        return True
+    added = now.size - np.intersect1d(seen, now, assume_unique=True).size
+    return added > share * seen.size
+
+
 def expand_pieces(
     first: np.ndarray, pages: np.ndarray, count: np.ndarray, budget: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -111,6 +151,10 @@ class DamonSampler:
         max_nr_regions: int = 1_000,
         max_rows: int = 1 << 20,
         max_targets: int = 16,
+        min_rss_bytes: int = 16 << 20,
+        drain_s: float = 0.25,
+        keepalive: int = 8,
+        change_share: float = 0.02,
         present_only: bool = True,
         replace_idle: bool = False,
         damon_root: Path = DAMON_ADMIN,
@@ -123,12 +167,24 @@ class DamonSampler:
         self.attrs = MonitoringAttrs(sample_us, aggr_us, update_us, min_nr_regions, max_nr_regions)
         self.max_rows = max_rows
         self.max_targets = max_targets
+        self.min_rss_bytes = min_rss_bytes
+        self.drain_s = drain_s
+        if keepalive < 1 or not 0 <= change_share < 1:
+            raise InputError("keepalive must be >= 1 and change_share in [0, 1)", "damon")
+        self.keepalive = keepalive
+        self.change_share = change_share
+        self._sig: dict[int, np.ndarray] = {}  # kdamond -> hot 2 MiB buckets seen since it last gave rows
+        self._quiet: dict[int, int] = {}  # kdamond -> drains since it last emitted
         self.present_only = present_only
         self.replace_idle = replace_idle
         self.fs = DamonSysfs(Path(damon_root), proc_root=Path(proc_root))
         self.proc = ProcFS(Path(proc_root), page_size=page_size)
         self.resolver = TargetResolver(Path(proc_root), Path(cgroup_root))
         self._session: DamonSession | None = None
+        self._next = 0  # the kdamond the next drain asks first
+        self._calls = 0
+        self._every = 1  # read regions every this many drains (the watchdog's throttle doubles it)
+        self._cgroups: dict[int, int] = {}  # pid -> cgroup id, looked up when the pid is first seen
         self._pids: list[int] = []
         self._live: set[int] = set()  # kdamond indices whose target still runs
         self._health = Health()
@@ -148,15 +204,47 @@ class DamonSampler:
 
     def start(self, targets: Targets) -> None:
         t0 = time.thread_time()
-        pids = [p for p in self.resolver.pids(targets) if self.proc.exists(p)]
-        if not pids:
+        given = [p for p in self.resolver.pids(targets) if self.proc.exists(p)]
+        if not given and not targets.cgroup_ids and not targets.pids:
             raise UnavailableError(
                 "needs live target pids or cgroups: DAMON vaddr monitors named processes", "damon"
             )
-        if len(pids) > self.max_targets:
-            self._health.notes.append(f"{len(pids)} targets: monitoring the first {self.max_targets} only")
-            pids = pids[: self.max_targets]
-        specs = [KdamondSpec("vaddr", pid, attrs=self.attrs) for pid in pids]
+        if targets.pids and not given and not targets.cgroup_ids:
+            raise UnavailableError(
+                "needs live target pids or cgroups: none of the named processes runs", "damon"
+            )
+        self._begin(self._pick(given))
+        self._health.cpu_seconds += time.thread_time() - t0
+
+    def retarget(self, targets: Targets) -> None:
+        """Monitor the (largest) processes of ``targets`` from now on: new kdamonds when they changed."""
+        t0 = time.thread_time()
+        pids = self._pick([p for p in self.resolver.pids(targets) if self.proc.exists(p)])
+        if pids != self.pids:
+            self._end()
+            self._begin(pids)
+        self._health.cpu_seconds += time.thread_time() - t0
+
+    def _pick(self, pids: list[int]) -> list[int]:
+        """The ``max_targets`` largest of ``pids`` with at least ``min_rss_bytes`` resident, by pid."""
+        sized = []
+        for p in pids:
+            try:
+                rss = self.proc.rss_pages(p) * self.proc.page_size
+            except TierctlError:  # gone meanwhile
+                continue
+            if rss >= self.min_rss_bytes:
+                sized.append((rss, p))
+        sized.sort(reverse=True)
+        if len(sized) > self.max_targets:
+            self._health.notes.append(f"{len(sized)} targets: monitoring the {self.max_targets} largest only")
+        return sorted(p for _, p in sized[: self.max_targets])
+
+    def _begin(self, pids: list[int]) -> None:
+        if not pids:
+            self._session, self._pids, self._live = None, [], set()
+            return
+        specs = [KdamondSpec("vaddr", pid, attrs=self.attrs, min_accesses=1) for pid in pids]
         session = self.fs.create(specs, replace_idle=self.replace_idle)
         try:
             session.start()
@@ -164,17 +252,35 @@ class DamonSampler:
             session.teardown(quiet=True)
             raise
         self._session, self._pids, self._live = session, pids, set(range(len(pids)))
-        self._health.cpu_seconds += time.thread_time() - t0
+        self._next = 0
+        self._sig, self._quiet, self._cgroups = {}, {}, {}
+
+    def _end(self) -> None:
+        session, self._session = self._session, None
+        self._live = set()
+        if session is not None:
+            session.teardown()
 
     def drain(self) -> np.ndarray:
         if self._session is None:
             return empty_raw()
+        self._calls += 1
+        if self._calls % self._every:
+            return empty_raw()  # throttled: this drain is skipped
         t0 = time.thread_time()
+        n = len(self._pids)
+        order = [(self._next + i) % n for i in range(n)]
         parts, budget, dropped = [], self.max_rows, 0
-        for k, pid in enumerate(self._pids):
+        started = time.monotonic()
+        for k in order:
             if k not in self._live:
                 continue
+            if parts and time.monotonic() - started >= self.drain_s:
+                break  # the rest next time
+            self._next = (k + 1) % n
+            pid = self._pids[k]
             try:
+                self._session.update_regions(k)
                 rows, lost = self._rows(k, pid, budget)
             except NoSuchProcessError:
                 self._live.discard(k)
@@ -189,11 +295,17 @@ class DamonSampler:
         self._health.cpu_seconds += time.thread_time() - t0
         return out
 
+    def throttle(self) -> bool:
+        """Halve the rate (the watchdog's resort before detaching): read the regions every other
+        drain, up to one drain in 8; False when already there."""
+        if self._every >= MAX_EVERY:
+            return False
+        self._every *= 2
+        self._health.notes.append(f"rate lowered: regions read every {self._every} drains")
+        return True
+
     def stop(self) -> None:
-        session, self._session = self._session, None
-        self._live = set()
-        if session is not None:
-            session.teardown()
+        self._end()
 
     def health(self) -> Health:
         h = self._health
@@ -222,9 +334,22 @@ class DamonSampler:
         return total / os.sysconf("SC_CLK_TCK")
 
     # -- one target -------------------------------------------------------------------------------
+    def _cgroup_of(self, pid: int) -> int:
+        if pid not in self._cgroups:  # a move to another cgroup shows at the next retarget
+            self._cgroups[pid] = self.resolver.cgroup_id(pid)
+        return self._cgroups[pid]
+
     def _rows(self, k: int, pid: int, budget: int) -> tuple[np.ndarray, int]:
         assert self._session is not None
-        regions = self._session.regions(k)
+        regions = self._session.read_regions(k)
+        sig = hot_buckets(regions, self.proc.page_size)
+        quiet, seen = self._quiet.get(k, 0), self._sig.get(k)
+        if quiet + 1 < self.keepalive and not new_buckets(seen, sig, self.change_share):
+            # the same places are hot (or fewer): nothing new to say this time
+            self._quiet[k] = quiet + 1
+            self._sig[k] = np.union1d(seen, sig) if seen is not None else sig
+            return empty_raw(), 0
+        self._sig[k], self._quiet[k] = sig, 0
         vmas = [v for v in self.proc.maps(pid) if v.path not in SPECIAL_VMAS]
         vs = np.array([v.start for v in vmas], dtype=np.int64)
         ve = np.array([v.end for v in vmas], dtype=np.int64)
@@ -243,7 +368,7 @@ class DamonSampler:
             vpn.astype(np.uint64),
             cnt,
             pid=pid,
-            cgroup=self.resolver.cgroup_id(pid),
+            cgroup=self._cgroup_of(pid),
             flags=int(SampleFlag.DAMON),
         )
         return rows, dropped
