@@ -135,3 +135,29 @@ def test_a_quota_change_is_news_for_a_gated_controller() -> None:
     ctl.quotas = {0: Quota(0, 0)}  # the same quotas again: no news
     ctl.cycle(4)
     assert policy.calls == 1 and asked[-1] is False
+
+
+def test_only_samples_outside_the_fast_tier_are_news() -> None:
+    """Samples of pages already in DRAM confirm the placement: the gate hears 0 of them; pages not
+    present (node -1) are no news either."""
+    calls: list[int] = []
+
+    def gate(news: int, changed: bool) -> bool:
+        calls.append(news)
+        return news > 0
+
+    mem, pol = Memory(), Promote40()
+    mem.node[50] = -1
+    c = Controller(
+        sampler=Samples([[1, 2, 3], [1, 40, 40, 50], [50]]),
+        memory=mem,
+        policy=pol,
+        mover=MoveAll(),
+        heat=HeatModel(N),
+        budget_pages=8,
+        gate=gate,
+    )
+    for now in (1, 2, 3):
+        c.cycle(now)
+    assert calls == [0, 2, 0] and pol.calls == 1
+    assert c.heat.heat[40] > c.heat.heat[1] > 0  # all of them still count as heat (40 twice)

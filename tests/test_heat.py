@@ -331,3 +331,12 @@ def test_remap_follows_pages_into_a_new_page_space() -> None:
     assert h.estimate(np.array([4]), 12)[0] > 4  # the young page moved with its correction
     with pytest.raises(InputError):
         h.remap(np.array([0, 0, 1, 2, 3, 4]), 6)  # two pages onto one
+
+
+def test_a_sampler_that_knows_its_unit_sets_it() -> None:
+    """DAMON rows carry nr_accesses: a row of weight 20 is 20 observations of weight 1, not one."""
+    h = HeatModel(4)
+    h.ingest(make_batch(np.array([0, 1]), np.array([20.0, 12.0])), now=1, unit=1.0)
+    assert h.unit == 1.0
+    h.ingest(make_batch(np.array([0]), np.array([20.0])), now=2)  # no unit given: the lightest row
+    assert h.unit == 20.0

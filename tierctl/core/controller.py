@@ -71,9 +71,10 @@ class Controller:
         quotas: Mapping[int, Quota] | None = None,
         gate: Callable[[int, bool], bool] | None = None,
     ) -> None:
-        """``gate(samples, space_changed)``, when given, is asked each cycle after the samples are
-        ingested whether to run the policy; ``memory.note_moved(pages, nodes)``, when the memory
-        view has it, hears where the mover put pages."""
+        """``gate(news, space_changed)``, when given, is asked each cycle after the samples are
+        ingested whether to run the policy (``news``: samples of pages outside the fast tier);
+        ``memory.note_moved(pages, nodes)``, when the memory view has it, hears where the mover put
+        pages."""
         if budget_pages < 0:
             raise InputError(f"budget must be >= 0 pages, got {budget_pages}", "controller.budget")
         self.sampler = sampler
@@ -110,11 +111,14 @@ class Controller:
             self._settle_decay()
         if state.new_pages is not None:
             self.heat.note_new(state.new_pages, now - 1)
-        used = self.heat.ingest(batch, now)
+        used = self.heat.ingest(batch, now, unit=getattr(self.sampler, "unit", None))
+        # news for the policy: samples of pages not in the fast tier (hot pages it could bring in);
+        # samples of fast pages only confirm what is placed already
+        news = used and _off_fast(batch["page"], state, self.heat.n_pages)
         # news for the policy: a changed page space, or changed quotas (a pin, a reload, a profile)
         changed = state.remap is not None or state.new_pages is not None
         changed |= self.quotas != self._decided_quotas
-        decided = self.gate is None or self.gate(used, changed)
+        decided = self.gate is None or self.gate(news, changed)
         plan = Plan.empty()
         if decided:
             self._decided_quotas = dict(self.quotas)
@@ -165,3 +169,13 @@ class Controller:
             rate_limited=limited,
             by_cgroup=by_cgroup,
         )
+
+
+def _off_fast(page: np.ndarray, state: MemoryState, n_pages: int) -> int:
+    """How many of the sampled ``page`` ids are present outside the fast tier."""
+    page = page[(page >= 0) & (page < n_pages)]
+    node = state.node[page]
+    node = node[node >= 0]
+    if node.size == 0:
+        return 0
+    return int(np.count_nonzero(~state.topology.fast_lut()[node + 1]))

@@ -40,7 +40,7 @@ class HeatModel:
         self._young: deque[tuple[int, np.ndarray]] = deque(maxlen=max(2, math.ceil(4 * half_life)))
         self._young_window = max(2, math.ceil(4 * half_life))  # cycles a page counts as young
         self._young_sorted: tuple[np.ndarray, np.ndarray] | None = None  # (pages, born) by page
-        self.unit = 0.0  # weight of one observation (smallest weight in the latest batch)
+        self.unit = 0.0  # weight of one observation (the sampler's, else the smallest weight in a batch)
         self.dropped_samples = 0  # samples naming a page outside the tracked space
         self.ingested_samples = 0
         self.resize(n_pages)
@@ -114,8 +114,11 @@ class HeatModel:
     def decay(self, cycles: float = 1.0) -> None:
         np.multiply(self.heat, np.float32(self.decay_factor**cycles), out=self.heat)
 
-    def ingest(self, batch: np.ndarray, now: int) -> int:
-        """Add a sample batch observed during cycle ``now``; returns the number of rows used."""
+    def ingest(self, batch: np.ndarray, now: int, *, unit: float | None = None) -> int:
+        """Add a sample batch observed during cycle ``now``; returns the number of rows used.
+
+        ``unit``: the weight of one observation, when the sampler knows it (a row may stand for
+        several observations: DAMON's ``nr_accesses``); else the batch's smallest weight."""
         if batch.dtype != SAMPLE_DTYPE:
             raise InputError(f"sample batch has dtype {batch.dtype}, expected {SAMPLE_DTYPE}", "samples")
         if batch.shape[0] == 0:
@@ -129,12 +132,13 @@ class HeatModel:
             weight = batch["weight"][ok]
         else:
             weight = batch["weight"]
-        if weight.shape[0]:
+        if unit is not None:
+            self.unit = float(unit)
+        elif weight.shape[0]:
             self.unit = float(weight.min())
-        uniq, inv = np.unique(page, return_inverse=True)
-        sums = np.bincount(inv, weights=weight, minlength=uniq.shape[0])
-        self.heat[uniq] += sums.astype(np.float32)
-        self.last_seen[uniq] = now
+        # unbuffered add (a page may come several times); no sort: np.unique's was the cost
+        np.add.at(self.heat, page, weight.astype(np.float32, copy=False))
+        self.last_seen[page] = now
         self.ingested_samples += int(page.shape[0])
         return int(page.shape[0])
 

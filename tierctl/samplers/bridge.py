@@ -27,6 +27,11 @@ class ChainSampler:
         self.weight = weight
         self.untracked = 0
 
+    @property
+    def unit(self) -> float:
+        """The weight of one observation: a row's ``count`` is a number of them."""
+        return self.weight
+
     def drain(self) -> np.ndarray:
         rows = self.chain.drain()
         idx = self.index().lookup(rows["pid"], rows["vpn"])

@@ -59,7 +59,7 @@ class TierctlPolicy:
         headroom_cycles: float = 2.0,
         min_residency: int = 2,
         growth_alpha: float = 0.3,
-        min_evidence: float = 2.0,
+        min_evidence: float = 1.0,
         noise_z: float = 1.0,
     ) -> None:
         if hysteresis < 0:
@@ -189,7 +189,7 @@ class TierctlPolicy:
         # the larger hysteresis of the two cgroups: a workload's margin protects its pages both ways
         margin = np.maximum(hyst[cg[p_idx[:m]]], hyst[cg[v_idx[:m]]])
         good &= (v_prio[:m] < 1.0) & (p_prio[:m] > (1.0 + margin) * v_prio[:m])
-        good &= p_prio[:m] - v_prio[:m] > noise
+        good &= p_prio[:m] - v_prio[:m] >= noise
         n_swap = int(np.argmin(good)) if not good.all() else m
         swap_in, swap_out = p_idx[:n_swap], v_idx[:n_swap]
 
