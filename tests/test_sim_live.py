@@ -218,3 +218,24 @@ def test_a_pin_keeps_the_rate_limits_but_not_a_fixed_threshold(tmp_path: Path) -
     q = svc.loop.controller.quotas[i]
     assert q.threshold is None and q.hysteresis is None
     assert q.promote_pages == int(50e6 // 4096) and q.demote_pages == int(400e6 // 4096)
+
+
+def test_cycle_log_has_one_json_line_per_cycle(tmp_path: Path) -> None:
+    import json
+
+    log = tmp_path / "cycles.jsonl"
+    svc = _svc(tmp_path, cycle_log=log)
+    for _ in range(3):
+        svc.cycle()
+    svc.stop()
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["cycle"] for x in lines] == [1, 2, 3]
+    assert all(x["time"] == 1e9 and x["tracked_pages"] > 0 for x in lines)
+    assert sum(x["promoted"] + x["demoted"] for x in lines) == svc.moved["promoted"] + svc.moved["demoted"]
+    assert "target" in lines[0]["policy"] and "thresholds" not in lines[0]["policy"]
+
+
+def test_cycle_log_that_cannot_be_opened_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot open for appending") as e:
+        _svc(tmp_path, cycle_log=tmp_path / "missing" / "cycles.jsonl")
+    assert e.value.where == str(tmp_path / "missing" / "cycles.jsonl")

@@ -14,6 +14,7 @@ from tierctl.cli.kernel_args import pid_arg
 from tierctl.errors import InputError
 from tierctl.kernel.procfs import ProcFS
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
+from tierctl.service.service import DaemonConfig
 
 
 def register(sub: Any) -> None:
@@ -54,6 +55,21 @@ def register(sub: Any) -> None:
         help="turn on NUMA hint faults for sampling (knobs recorded and restored)",
     )
     p.add_argument(
+        "--samplers",
+        metavar="NAME[,NAME...]",
+        help="the sampler chain, best first (default: "
+        + ",".join(DaemonConfig.__dataclass_fields__["samplers"].default)
+        + "; `tierctl samplers` lists them)",
+    )
+    p.add_argument(
+        "--max-samplers",
+        type=int,
+        metavar="N",
+        help="run up to N samplers of the chain at once (default "
+        + str(DaemonConfig.__dataclass_fields__["max_samplers"].default)
+        + ")",
+    )
+    p.add_argument(
         "--metrics-listen",
         metavar="[HOST:]PORT",
         help="serve Prometheus/OpenMetrics on this address (off by default; host 127.0.0.1)",
@@ -62,8 +78,26 @@ def register(sub: Any) -> None:
         "--socket", type=Path, help="API socket (default $TIERCTL_SOCKET or /run/tierctl/tierctl.sock)"
     )
     p.add_argument("--no-socket", action="store_true", help="serve no API socket")
+    p.add_argument(
+        "--cycle-log", type=Path, metavar="FILE", help="append one JSON line per cycle to FILE (diagnostics)"
+    )
     p.add_argument("--json", action="store_true", help="--pid mode: one JSON object per cycle")
     p.set_defaults(func=run)
+
+
+def sampler_names(text: str) -> tuple[str, ...]:
+    """``--samplers``: comma-separated names of known samplers, each once."""
+    from tierctl.samplers.registry import SAMPLERS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise InputError("give at least one sampler name", "--samplers")
+    for n in names:
+        if n not in SAMPLERS:
+            raise InputError(f"unknown sampler {n!r}; known: {', '.join(SAMPLERS)}", "--samplers")
+    if len(set(names)) != len(names):
+        raise InputError(f"a sampler named twice in {text!r}", "--samplers")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,8 +113,15 @@ def run(args: argparse.Namespace) -> int:
 def run_service(args: argparse.Namespace) -> int:
     from tierctl.profiles import default_profiles_dir
     from tierctl.service.daemon import run_daemon
-    from tierctl.service.service import DaemonConfig, Service
+    from tierctl.service.service import Service
 
+    extra: dict[str, Any] = {}
+    if args.samplers is not None:
+        extra["samplers"] = sampler_names(args.samplers)
+    if args.max_samplers is not None:
+        if args.max_samplers < 1:
+            raise InputError(f"must be >= 1, got {args.max_samplers}", "--max-samplers")
+        extra["max_samplers"] = args.max_samplers
     cfg = DaemonConfig(
         profiles_dir=args.profiles or default_profiles_dir(),
         state_dir=args.state_dir,
@@ -89,6 +130,8 @@ def run_service(args: argparse.Namespace) -> int:
         hint_faults=args.hint_faults,
         rate_mbps=args.rate,
         cycle_s=args.cycle_seconds,
+        cycle_log=args.cycle_log,
+        **extra,
     )
     service = Service(cfg)
     front_ends: list[Any] = []
@@ -132,7 +175,12 @@ def run_pids(args: argparse.Namespace) -> int:
     if args.hint_faults:
         args.state_dir.mkdir(parents=True, exist_ok=True)
         state = args.state_dir / "knobs.json"
-    loop = KernelLoop(targets, LoopConfig(dry_run=args.dry_run, rate_mbps=args.rate, hint_faults_state=state))
+    opts: dict[str, Any] = {}
+    if args.samplers is not None:
+        opts["samplers"] = list(sampler_names(args.samplers))
+    loop = KernelLoop(
+        targets, LoopConfig(dry_run=args.dry_run, rate_mbps=args.rate, hint_faults_state=state, **opts)
+    )
     status = loop.start()
     if not loop.chain.running:
         loop.stop()

@@ -47,6 +47,7 @@ class LoopConfig:
     half_life: float = 4.0
     dry_run: bool = False
     samplers: Sequence[str] = field(default_factory=lambda: list(SAMPLERS))
+    max_running: int = 1  # samplers running at once: the first ones in ``samplers`` that can
     hint_faults_state: Path | None = None  # turn NUMA hint faults on, recording knobs in this file
     quotas: dict[int, Quota] = field(default_factory=dict)
     cpu_share: float = 0.5  # of one core for sampling, re-reading and deciding (long run cap)
@@ -87,7 +88,7 @@ class KernelLoop:
             samplers = [FaultSampler(hint_faults=self.guard, host=host)] + [
                 s for s in samplers if s.name != "bpf-fault"
             ]
-        self.chain = SamplerChain(samplers, max_running=1, budget=cfg.sampler_budget)
+        self.chain = SamplerChain(samplers, max_running=cfg.max_running, budget=cfg.sampler_budget)
         mover: Mover
         if cfg.dry_run:
             mover = DryRunMover()

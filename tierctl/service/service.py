@@ -11,15 +11,17 @@ of the overrides is persisted before it is acknowledged.
 from __future__ import annotations
 
 import collections
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from tierctl import __version__
+from tierctl.core.controller import CycleReport
 from tierctl.core.policy import Quota, amount_to_pages
 from tierctl.errors import InputError, TierctlError
 from tierctl.profiles import ProfileSet, Workload, load_profiles
@@ -46,7 +48,9 @@ class DaemonConfig:
     rate_mbps: float | None = None
     cycle_s: float = 1.0  # the cycle period: turns profiles' MB/s rate limits into pages per cycle
     samplers: tuple[str, ...] = ("bpf-perf", "bpf-fault", "damon", "idle")
+    max_samplers: int = 1  # how many of them run at once (the first that can, in that order)
     loop_options: dict[str, Any] = field(default_factory=dict)
+    cycle_log: Path | None = None  # one JSON line per cycle (what it saw, decided and moved)
 
 
 class Service:
@@ -63,6 +67,7 @@ class Service:
         self.wall = wall  # event time stamps
         self.started = clock()
         self.profiles: ProfileSet = load_profiles([cfg.profiles_dir])  # ProfileError: refuse to start
+        self._cycle_log = _open_log(cfg.cycle_log) if cfg.cycle_log is not None else None
         self.store = OverrideStore(cfg.state_dir / "overrides.json")
         self.overrides: Overrides = self.store.load()
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
@@ -82,6 +87,8 @@ class Service:
                 budget_pages=cfg.budget_pages,
                 samplers=list(cfg.samplers),
                 hint_faults_state=(cfg.state_dir / "knobs.json") if cfg.hint_faults else None,
+                max_running=cfg.max_samplers,
+                **cfg.loop_options,
             ),
         )
         self.last_cycle_s = 0.0
@@ -95,8 +102,12 @@ class Service:
             self._event("sampler", sampler=s.name, state=s.state, reason=s.reason)
 
     def stop(self) -> None:
-        self.loop.stop()
-        self._event("stopped")
+        try:
+            self.loop.stop()
+        finally:
+            self._event("stopped")
+            if self._cycle_log is not None:
+                self._cycle_log.close()
 
     def cycle(self) -> None:
         self.platform.advance()  # a simulated machine plays its next epoch; the kernel runs by itself
@@ -118,9 +129,40 @@ class Service:
                 if i < len(names)
             }
             self._event("migrated", cycle=rep.now, promoted=rep.promoted, demoted=rep.demoted, cgroups=per)
+        if self._cycle_log is not None:
+            self._log_cycle(rep)
         for e in self.loop.watchdog_events:
             self._event("watchdog", message=e)
         self.loop.watchdog_events.clear()
+
+    def _log_cycle(self, rep: CycleReport) -> None:
+        assert self._cycle_log is not None
+        line: dict[str, Any] = {
+            "time": round(self.wall(), 3),
+            "cycle": rep.now,
+            "seconds": round(rep.seconds, 4),
+            "cpu_s": round(rep.cpu_s, 4),
+            "mover_cpu_s": round(rep.mover_cpu_s, 4),
+            "samples": rep.samples,
+            "decided": rep.decided,
+            "planned": [rep.planned_promotions, rep.planned_demotions],
+            "promoted": rep.promoted,
+            "demoted": rep.demoted,
+            "rate_limited": rep.rate_limited,
+            "tracked_pages": int(self.loop.controller.heat.n_pages),
+        }
+        stats = getattr(self.loop.controller.policy, "stats", None)
+        if rep.decided and stats is not None:
+            line["policy"] = {
+                k: v for k, v in vars(stats).items() if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        try:
+            self._cycle_log.write(json.dumps(line) + "\n")
+        except OSError as e:
+            why = f"{self.cfg.cycle_log}: {e.strerror}; not logging cycles any more"
+            self._event("cycle_log", message=why)
+            self._cycle_log.close()
+            self._cycle_log = None
 
     def _in_scope(self, path: str) -> bool:
         return not self.cfg.scope or any(
@@ -379,3 +421,10 @@ class Service:
     def _event(self, kind: str, **info: Any) -> None:
         self.seq += 1
         self.events.append({"seq": self.seq, "time": self.wall(), "kind": kind, **info})
+
+
+def _open_log(path: Path) -> TextIO:
+    try:
+        return open(path, "a", buffering=1, encoding="utf-8")  # closed in stop()
+    except OSError as e:
+        raise InputError(f"cannot open for appending: {e.strerror}", str(path)) from None

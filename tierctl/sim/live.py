@@ -239,6 +239,7 @@ def sim_service(
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     dry_run: bool = False,
+    cycle_log: Path | None = None,
 ) -> Service:
     """A Service on a simulated two-tier machine running a built-in workload; each ``cycle()`` = one epoch."""
     try:
@@ -252,5 +253,6 @@ def sim_service(
         dry_run=dry_run,
         cycle_s=w.trace.epoch_s,
         samplers=("sim",),
+        cycle_log=cycle_log,
     )
     return Service(cfg, platform=platform, clock=clock, wall=wall)
