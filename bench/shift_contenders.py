@@ -13,6 +13,7 @@ Each has ``start()``, ``cpu_pids()`` (the threads whose CPU time is the contende
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -55,6 +56,15 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value + "\n")
 
 
+def kdamond_pids() -> list[int]:
+    out = []
+    for f in DAMON.glob("*/pid"):
+        with contextlib.suppress(OSError, ValueError):
+            if (pid := int(f.read_text())) > 0:
+                out.append(pid)
+    return out
+
+
 class TierctlDaemon:
     def __init__(self, workdir: Path, extra: Sequence[str] = ()) -> None:
         self.name = "tierctl" + (" " + " ".join(extra) if extra else "")
@@ -63,11 +73,13 @@ class TierctlDaemon:
         self.sock = workdir / "tierctl.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "daemon.log"
+        self.cycle_log = workdir / "cycles.jsonl"
         self.ready_s = 0.0
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "tierctl", "daemon", "--profiles", str(REPO / "profiles")]
-        cmd += ["--state-dir", str(self.workdir / "state"), "--socket", str(self.sock), *self.extra]
+        cmd += ["--state-dir", str(self.workdir / "state"), "--socket", str(self.sock)]
+        cmd += ["--cycle-log", str(self.cycle_log), *self.extra]
         t0 = time.monotonic()
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -90,7 +102,10 @@ class TierctlDaemon:
             return out
 
     def cpu_pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc is not None else []
+        """The daemon, and the kdamonds it runs (DAMON sampler) at the time of asking."""
+        if self.proc is None:
+            return []
+        return [self.proc.pid, *kdamond_pids()]
 
     def info(self) -> dict[str, Any]:
         try:
@@ -105,6 +120,9 @@ class TierctlDaemon:
             "moved": st.get("moved"),
             "samplers": [(s["name"], s["state"], s["reason"], s["health"]) for s in st.get("samplers", [])],
             "log_tail": self.log.read_text(errors="replace")[-3000:],
+            "cycles_log": [json.loads(x) for x in self.cycle_log.read_text().splitlines() if x.strip()]
+            if self.cycle_log.exists()
+            else [],
         }
 
     def stop(self) -> None:
