@@ -56,7 +56,7 @@ def test_service_pins_persist_and_reload_is_transactional(tmp_path: Path, capsys
         profiles_dir=profiles,
         state_dir=tmp_path / "state",
         scope=(f"/{base}",),
-        hint_faults=True,
+        hint_faults="on",
         samplers=("bpf-fault",),
     )
     crit = in_cgroup((8, 16), f"{base}/crit")  # hot 16 MiB, moved to the slow node below

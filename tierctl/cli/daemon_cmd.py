@@ -51,8 +51,12 @@ def register(sub: Any) -> None:
     p.add_argument("--rate", type=float, metavar="MBPS", help="migration bandwidth cap")
     p.add_argument(
         "--hint-faults",
-        action="store_true",
-        help="turn on NUMA hint faults for sampling (knobs recorded and restored)",
+        nargs="?",
+        const="on",
+        choices=("auto", "on", "off"),
+        help="NUMA hint faults on slow-tier pages for sampling (knobs recorded, restored at exit): auto "
+        "(the default: on where there is a slow tier, no PMU samples data addresses and NUMA balancing "
+        "is off), on, off; with --pid: off unless given",
     )
     p.add_argument(
         "--samplers",
@@ -127,7 +131,7 @@ def run_service(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         scope=tuple("/" + s.strip("/") for s in (args.scope or ())),
         dry_run=args.dry_run,
-        hint_faults=args.hint_faults,
+        hint_faults=args.hint_faults or "auto",
         rate_mbps=args.rate,
         cycle_s=args.cycle_seconds,
         cycle_log=args.cycle_log,
@@ -172,14 +176,25 @@ def run_pids(args: argparse.Namespace) -> int:
         return [(pid, procfs.cgroup_path(pid) if procfs.exists(pid) else "") for pid in fixed]
 
     state = None
-    if args.hint_faults:
+    if args.hint_faults in ("on", "auto"):
         args.state_dir.mkdir(parents=True, exist_ok=True)
         state = args.state_dir / "knobs.json"
     opts: dict[str, Any] = {}
     if args.samplers is not None:
         opts["samplers"] = list(sampler_names(args.samplers))
+    if args.max_samplers is not None:
+        if args.max_samplers < 1:
+            raise InputError(f"must be >= 1, got {args.max_samplers}", "--max-samplers")
+        opts["max_running"] = args.max_samplers
     loop = KernelLoop(
-        targets, LoopConfig(dry_run=args.dry_run, rate_mbps=args.rate, hint_faults_state=state, **opts)
+        targets,
+        LoopConfig(
+            dry_run=args.dry_run,
+            rate_mbps=args.rate,
+            hint_faults_state=state,
+            hint_faults=args.hint_faults or "off",
+            **opts,
+        ),
     )
     status = loop.start()
     if not loop.chain.running:

@@ -34,11 +34,13 @@ class FaultSampler(BccSampler):
         *,
         migrations: bool = True,
         hint_faults: KnobGuard | None = None,
+        keep_locality: bool = False,
         huge: Units | None = None,
         **kw: object,
     ) -> None:
         """``hint_faults``: a KnobGuard to turn on NUMA hint faults on slow-tier pages with (see
-        tierctl/samplers/hint.py) while sampling; the knobs are restored by stop(). ``huge``: where
+        tierctl/samplers/hint.py) while sampling; the knobs are restored by stop(); ``keep_locality``:
+        see HintFaults. ``huge``: where
         huge pages start and how big they are (default: kpageflags, as root), so that a fault on a
         THP counts for each of its base pages (tierctl/samplers/huge.py)."""
         super().__init__(**kw)  # type: ignore[arg-type]
@@ -47,7 +49,7 @@ class FaultSampler(BccSampler):
         self._huge = huge
         self.want_migrations = migrations
         self.with_migrations = False
-        self._hint = HintFaults(hint_faults) if hint_faults is not None else None
+        self._hint = HintFaults(hint_faults, keep_locality=keep_locality) if hint_faults is not None else None
 
     def start(self, targets: Targets) -> None:
         super().start(targets)

@@ -99,6 +99,17 @@ def make_attr(bcc: ModuleType, ev: PerfEvent, period: int) -> object:
     return attr
 
 
+def hardware_sampling(event_sources: Path = EVENT_SOURCES) -> str | None:
+    """The PMU with data-address sampling this machine lists (Intel PEBS mem-loads, AMD IBS op), or
+    None: then ``bpf-perf`` can only fall back to software page faults, which see no re-accesses."""
+    for pmu in ("cpu", "cpu_core"):
+        if (event_sources / pmu / "events" / "mem-loads").exists():
+            return f"Intel PEBS {pmu}/mem-loads/"
+    if (event_sources / "ibs_op" / "type").exists():
+        return "AMD IBS op"
+    return None
+
+
 class PerfAddrSampler(BccSampler):
     name = "bpf-perf"
     program = "addr_sampler"

@@ -26,6 +26,8 @@ from tierctl.core.heat import HeatModel
 from tierctl.core.mover import DryRunMover, Mover
 from tierctl.core.policies import make_policy
 from tierctl.core.policy import Quota
+from tierctl.core.topology import Topology
+from tierctl.errors import InputError, TierctlError
 from tierctl.kernel.knobs import KnobGuard
 from tierctl.kernel.memview import KernelMemoryView, Target
 from tierctl.kernel.mover import KernelMover
@@ -48,7 +50,10 @@ class LoopConfig:
     dry_run: bool = False
     samplers: Sequence[str] = field(default_factory=lambda: list(SAMPLERS))
     max_running: int = 1  # samplers running at once: the first ones in ``samplers`` that can
-    hint_faults_state: Path | None = None  # turn NUMA hint faults on, recording knobs in this file
+    hint_faults_state: Path | None = None  # where NUMA hint faults' knobs are recorded (None: never on)
+    # with a state file: "on", "off", or "auto" = on unless a PMU samples data addresses (PEBS, IBS)
+    hint_faults: str = "auto"
+    knob_root: Path = Path("/")  # knobs are written below this (a fake tree in tests)
     quotas: dict[int, Quota] = field(default_factory=dict)
     cpu_share: float = 0.5  # of one core for sampling, re-reading and deciding (long run cap)
     cpu_burst_s: float = 5.0  # CPU seconds a shift may use at once
@@ -78,16 +83,36 @@ class KernelLoop:
         self.targets = targets
         self.procfs = procfs or ProcFS()
         numa = numa or NumaSyscalls()
-        self.view = KernelMemoryView(self.procfs, numa, topology or SysfsTopology(), targets)
+        if cfg.hint_faults not in ("auto", "on", "off"):
+            raise InputError(f"must be auto, on or off, got {cfg.hint_faults!r}", "hint_faults")
         samplers: list[SourceSampler] = make_samplers(list(cfg.samplers))
-        self.guard = KnobGuard(cfg.hint_faults_state) if cfg.hint_faults_state else None
-        if self.guard is not None:
+        topology = topology or SysfsTopology()
+        # knobs a killed run left set come back first: "auto" must see the machine's own settings
+        self.restored_at_start: list[str] = []
+        if cfg.hint_faults_state is not None and cfg.hint_faults_state.exists():
+            leftover = KnobGuard(cfg.hint_faults_state, cfg.knob_root)
+            if leftover.records:
+                self.restored_at_start = [
+                    f"{r.knob}: {r.outcome} {r.value!r}" + (f" ({r.error})" if r.error else "")
+                    for r in leftover.restore_all()
+                ]
+        try:
+            found = topology.read()
+            nodes, mode = found.topology, found.knobs.get("numa_balancing")
+        except TierctlError as e:
+            nodes, mode, why = None, None, f"no topology: {e}"
+        self.hint_reason = self._hint_reason(cfg, nodes, mode) if nodes is not None else why
+        self.guard = None
+        if cfg.hint_faults_state is not None and not self.hint_reason:
+            self.guard = KnobGuard(cfg.hint_faults_state, cfg.knob_root)
+        if self.guard is not None and nodes is not None:
             from tierctl.samplers.fault import FaultSampler
 
             host = next((getattr(s, "host", None) for s in samplers if getattr(s, "host", None)), None)
-            samplers = [FaultSampler(hint_faults=self.guard, host=host)] + [
-                s for s in samplers if s.name != "bpf-fault"
-            ]
+            cpu_nodes = sum(1 for n in nodes.nodes if n.cpus)
+            hint = FaultSampler(hint_faults=self.guard, keep_locality=cpu_nodes > 1, host=host)
+            samplers = [hint] + [s for s in samplers if s.name != "bpf-fault"]
+        self.view = KernelMemoryView(self.procfs, numa, topology, targets)
         self.chain = SamplerChain(samplers, max_running=cfg.max_running, budget=cfg.sampler_budget)
         mover: Mover
         if cfg.dry_run:
@@ -115,6 +140,28 @@ class KernelLoop:
         )
         self.now = 0
         self.watchdog_events: list[str] = []
+
+    @staticmethod
+    def _hint_reason(cfg: LoopConfig, nodes: Topology, mode: object) -> str:
+        """Why NUMA hint faults stay off ("" = they go on). ``auto`` turns them on only where nothing
+        else shows accesses to resident pages: no PMU sampling, and NUMA balancing off (when it is on,
+        the machine's own setting stays, and its hint faults reach the page-fault samplers)."""
+        if cfg.hint_faults == "off" or cfg.hint_faults_state is None:
+            return "off"
+        if cfg.hint_faults == "auto":
+            if not nodes.slow_nodes:
+                return "not needed: no slow tier (hint faults come from slow-tier pages only)"
+            if isinstance(mode, int) and mode != 0:
+                return (
+                    f"left as they are: NUMA balancing is on (mode {mode}) and its hint faults reach "
+                    "the page-fault samplers; --hint-faults on makes tierctl the only one promoting"
+                )
+            from tierctl.samplers.perf_addr import hardware_sampling
+
+            pmu = hardware_sampling()
+            if pmu is not None:
+                return f"not needed: {pmu} samples data addresses"
+        return ""
 
     def start(self) -> list[SamplerStatus]:
         self._pids = self._target_pids()

@@ -43,7 +43,7 @@ class DaemonConfig:
     scope: tuple[str, ...] = ()  # cgroup path prefixes to manage; () = every cgroup with processes
     cgroup_root: Path = Path("/sys/fs/cgroup")
     dry_run: bool = False
-    hint_faults: bool = False
+    hint_faults: str = "auto"  # NUMA hint faults for sampling: auto (unless a PMU samples addresses), on, off
     budget_pages: int = 65536
     rate_mbps: float | None = None
     cycle_s: float = 1.0  # the cycle period: turns profiles' MB/s rate limits into pages per cycle
@@ -86,7 +86,8 @@ class Service:
                 rate_mbps=cfg.rate_mbps,
                 budget_pages=cfg.budget_pages,
                 samplers=list(cfg.samplers),
-                hint_faults_state=(cfg.state_dir / "knobs.json") if cfg.hint_faults else None,
+                hint_faults_state=(cfg.state_dir / "knobs.json") if cfg.hint_faults != "off" else None,
+                hint_faults=cfg.hint_faults,
                 max_running=cfg.max_samplers,
                 **cfg.loop_options,
             ),
@@ -98,6 +99,11 @@ class Service:
 
     # ---- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
+        for line in getattr(self.loop, "restored_at_start", []):
+            self._event("knobs", message=f"left set by an earlier run, restored: {line}")
+        why = getattr(self.loop, "hint_reason", "")
+        if why and why != "off":
+            self._event("hint_faults", message=f"NUMA hint faults off: {why}")
         for s in self.loop.start():
             self._event("sampler", sampler=s.name, state=s.state, reason=s.reason)
 
