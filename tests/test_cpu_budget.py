@@ -48,15 +48,27 @@ def test_bucket_rejects_negative_charges() -> None:
 
 def test_gate_decides_only_on_news_and_only_within_budget() -> None:
     g = CycleGate(CpuBudget(share=0.1, burst_s=1.0))
-    assert not g.decide(0.0, samples=0, changed=False) and g.quiet == 1  # nothing new: skip
-    assert g.decide(0.0, samples=5, changed=False)
+    assert not g.decide(0.0, news=0, changed=False) and g.quiet == 1  # nothing new: skip
+    assert g.decide(0.0, news=64, changed=False)  # min_news samples outside the fast tier
     g.finish(2.0, moved=256)  # expensive, and it moved pages: keep going next cycle ...
-    assert not g.decide(1.0, samples=0, changed=False)  # ... unless the budget is in debt
+    assert not g.decide(1.0, news=0, changed=False)  # ... unless the budget is in debt
     assert g.held == 1
-    assert g.decide(12.0, samples=0, changed=False)  # refilled; the move in progress goes on
+    assert g.decide(12.0, news=0, changed=False)  # refilled; the move in progress goes on
     g.finish(0.0, moved=255)  # a trickle: not a move in progress
-    assert not g.decide(13.0, samples=0, changed=False)
-    assert g.decide(13.0, samples=0, changed=True)  # a changed page space is news too
+    assert not g.decide(13.0, news=0, changed=False)
+    assert g.decide(13.0, news=0, changed=True)  # a changed page space is news too
+
+
+def test_a_trickle_of_news_waits_for_more_or_for_trickle_s() -> None:
+    g = CycleGate(CpuBudget(share=1.0, burst_s=5.0), min_news=64, trickle_s=10.0)
+    assert g.decide(0.0, news=1, changed=False)  # the first news: nothing decided before
+    assert not g.decide(1.0, news=1, changed=False)  # a stray sample: waits
+    assert not g.decide(2.0, news=40, changed=False)
+    assert g.decide(3.0, news=23, changed=False)  # 64 since the last decision: at once
+    assert not g.decide(4.0, news=1, changed=False)
+    assert not g.decide(12.9, news=0, changed=False)
+    assert g.decide(13.0, news=0, changed=False)  # 10 s after the last decision, the one waiting
+    assert not g.decide(30.0, news=0, changed=False)  # nothing waiting: nothing to decide
 
 
 def test_gate_full_reads_first_then_at_most_every_interval_scaled_by_their_cost() -> None:

@@ -60,10 +60,11 @@ class CycleGate:
       every ``refresh_s``, and no more often than keeps full reads (``cost_s`` CPU seconds the last
       one took) within ``full_share`` of a core; only while the budget has at least half its burst
       left (a shift's decisions come first). The first cycle always reads.
-    - ``decide(now, samples, changed)``: run the policy when there is something new — samples,
-      a changed page space — or the previous cycle moved ``busy_pages`` or more (a move in
-      progress goes on), and
-      the budget is not in debt. A quiet cycle decides nothing and costs next to nothing.
+    - ``decide(now, news, changed)``: run the policy when there is something new — a changed page
+      space or quotas, ``min_news`` samples of pages outside the fast tier since the last decision
+      (fewer wait at most ``trickle_s``: a stray sample is not worth a pass over every page) — or the
+      previous cycle moved ``busy_pages`` or more (a move in progress goes on), and the budget is not
+      in debt. A quiet cycle decides nothing and costs next to nothing.
     - ``finish(cpu_s, moved)``: charge the cycle's CPU time, remember whether it moved many pages.
     """
 
@@ -72,7 +73,11 @@ class CycleGate:
     full_share: float = 0.01
     stale_s: float = 2.0
     busy_pages: int = 256  # moves in a cycle that make the next one decide again without news
+    min_news: int = 64  # samples outside the fast tier that make a cycle decide at once ...
+    trickle_s: float = 10.0  # ... fewer wait until this long after the last decision
     last_full: float | None = None
+    last_decided: float | None = None
+    news: int = 0  # samples outside the fast tier since the last decision
     busy: bool = False
     decided: int = 0
     full_reads: int = 0
@@ -110,14 +115,18 @@ class CycleGate:
         self.full_reads += 1
         return True
 
-    def decide(self, now: float, samples: int, changed: bool) -> bool:
-        if not (samples > 0 or changed or self.busy):
+    def decide(self, now: float, news: int, changed: bool) -> bool:
+        self.news += news
+        since = now - self.last_decided if self.last_decided is not None else float("inf")
+        enough = self.news >= self.min_news or (self.news > 0 and since >= self.trickle_s)
+        if not (enough or changed or self.busy):
             self.quiet += 1
             return False
         if not self.budget.allows(now):
             self.held += 1
             return False
         self.decided += 1
+        self.news, self.last_decided = 0, now
         return True
 
     def finish(self, cpu_s: float, moved: int) -> None:
