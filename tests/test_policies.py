@@ -550,3 +550,42 @@ def test_top_k_ties_by_position_when_taking_all() -> None:
 def test_top_k_ties_by_position_at_the_cut() -> None:
     keys = np.array([0.0, 0.0, 1.0, 1.0])
     assert top_k(keys, 1, largest=True).tolist() == [2]
+
+
+def test_tierctl_headroom_restores_that_free_nothing_back_off() -> None:
+    """Something refills the fast tier as fast as the policy demotes for its headroom (allocations, the
+    kernel pulling pages back): the restores back off exponentially instead of churning every cycle;
+    a restore that frees room resets the backoff."""
+    topo = Topology(nodes=(Node(0, 0, 100, 0, cpus=(0,)), Node(1, 1, 1000, 500)), demotion_targets={0: 1})
+    node = np.r_[np.zeros(100, np.int16), np.ones(100, np.int16)]
+    pol = TierctlPolicy(headroom_min=0.1, headroom_max=0.1)
+    h = HeatModel(200)
+
+    def restore(now: int, free: int) -> int:
+        t = Topology(nodes=(Node(0, 0, 100, free, cpus=(0,)), Node(1, 1, 1000, 500)), demotion_targets={0: 1})
+        state = MemoryState(node=node, cgroup=np.zeros(200, np.uint16), n_cgroups=1, topology=t)
+        plan = pol.decide(PolicyView(now=now, heat=h, memory=state, budget=50, quotas={}))
+        return int(plan.demote.shape[0])
+
+    assert topo.fast_capacity == 100
+    got = [restore(now, free=0) for now in range(1, 16)]  # the room is always taken again
+    assert got == [10, 0, 10, 0, 0, 10, 0, 0, 0, 0, 10, 0, 0, 0, 0]
+    assert [restore(now, free=0) for now in range(16, 21)] == [0, 0, 0, 0, 10]  # 8 skipped
+    assert restore(21, free=10) == 0  # that one stayed free: the backoff is over ...
+    assert restore(22, free=0) == 10  # ... so the next deficit is restored at once
+
+
+def test_tierctl_headroom_taken_by_the_workloads_own_new_pages_is_no_reason_to_back_off() -> None:
+    """A growing workload fills the headroom with its first touches: that is what it is for, so every
+    deficit is restored again."""
+    node = np.r_[np.zeros(100, np.int16), np.ones(50, np.int16), np.full(100, -1, np.int16)]
+    pol = TierctlPolicy(headroom_min=0.1, headroom_max=0.1)
+    h = HeatModel(250)
+    got = []
+    for now in range(1, 8):
+        node[150 + 10 * now : 160 + 10 * now] = 1  # 10 new pages a cycle
+        t = Topology(nodes=(Node(0, 0, 100, 0, cpus=(0,)), Node(1, 1, 1000, 500)), demotion_targets={0: 1})
+        state = MemoryState(node=node, cgroup=np.zeros(250, np.uint16), n_cgroups=1, topology=t)
+        plan = pol.decide(PolicyView(now=now, heat=h, memory=state, budget=50, quotas={}))
+        got.append(int(plan.demote.shape[0]))
+    assert got == [10] * 7

@@ -80,6 +80,13 @@ class TierctlPolicy:
         self.noise_z = noise_z
         self._prev_present: int | None = None
         self._growth = 0.0
+        # headroom restores whose room neither stayed free nor went to the tracked workloads' new pages
+        # (someone else fills it: untracked allocations, the kernel's NUMA balancing pulling pages
+        # back) back off: skip 1, 2, 4 ... 64 decisions
+        self._restored = 0  # pages demoted for the headroom by the last decision
+        self._free_then = 0  # fast free pages that decision saw
+        self._restore_backoff = 0
+        self._restore_wait = 0
         self.stats: TierctlStats | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -96,6 +103,7 @@ class TierctlPolicy:
         n_present = census.present
 
         # 1. target and headroom
+        new = 0
         if self._prev_present is not None:
             new = max(0, n_present - self._prev_present)
             self._growth += self.growth_alpha * (new - self._growth)
@@ -157,9 +165,18 @@ class TierctlPolicy:
         v_ok = rank_within_groups(cg[v_idx]) < (fast_c - demoted_c - mins)[cg[v_idx]]
         v_idx, v_prio = v_idx[v_ok], v_prio[v_ok]
 
-        # 3b. restore the headroom
+        # 3b. restore the headroom, unless the last restores did not free room
         deficit = min(headroom - free - forced.shape[0], forced_cap - forced.shape[0])
         n_restore = max(0, min(deficit, v_idx.shape[0]))
+        if self._restored:  # judge the last restore: did at least half of it stay free (or go to
+            # the tracked workloads' new pages, which is what the headroom is for)?
+            futile = free + new < self._free_then + self._restored // 2
+            self._restore_backoff = min(64, max(1, 2 * self._restore_backoff)) if futile else 0
+            self._restore_wait = self._restore_backoff
+        if self._restore_wait and n_restore:
+            self._restore_wait -= 1
+            n_restore = 0
+        self._restored, self._free_then = n_restore, free
         restore = v_idx[:n_restore]
         v_idx, v_prio = v_idx[n_restore:], v_prio[n_restore:]
         left = budget - forced.shape[0] - n_restore
