@@ -158,7 +158,7 @@ def run_service(args: argparse.Namespace) -> int:
         cycle_s=args.cycle_seconds,
         cycles=1 if args.once else args.cycles,
         front_ends=tuple(front_ends),
-        notify=SdNotify().notify,
+        notify=sd.notify if (sd := SdNotify()).enabled else None,
         lock=lock,
     )
 

@@ -98,7 +98,7 @@ def run_daemon(
             n += 1
             if notify:  # every cycle: the watchdog ping (WatchdogSec in the unit) and a status line
                 notify("WATCHDOG=1")
-                notify(f"STATUS=cycle {service.cycles}, {service.status()['tracked_pages']} pages tracked")
+                notify(f"STATUS=cycle {service.cycles}, {service.tracked_pages()} pages tracked")
         return 0
     finally:
         if notify:

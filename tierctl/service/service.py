@@ -250,7 +250,7 @@ class Service:
             "state": state,
             "cycle": self.cycles,
             "uptime_s": self.clock() - self.started,
-            "tracked_pages": self._tracked(),
+            "tracked_pages": self.tracked_pages(),
             "last_cycle_s": self.last_cycle_s,
             "cycle_seconds": self.cycle_times.to_json(),
             "moved": {**self.moved, "outcomes": dict(self.loop.controller.totals.outcomes)},
@@ -272,7 +272,8 @@ class Service:
             "overrides": self.overrides.to_json(),
         }
 
-    def _tracked(self) -> int:
+    def tracked_pages(self) -> int:
+        """Pages of the managed processes present in RAM, as of the last cycle."""
         st = self.loop.view.last
         return 0 if st is None else int(np.count_nonzero(st.node >= 0))
 
