@@ -161,3 +161,42 @@ def test_only_samples_outside_the_fast_tier_are_news() -> None:
         c.cycle(now)
     assert calls == [0, 2, 0] and pol.calls == 1
     assert c.heat.heat[40] > c.heat.heat[1] > 0  # all of them still count as heat (40 twice)
+
+
+def test_the_mover_gets_promotions_into_free_room_first_then_chunks_in_turn() -> None:
+    """Node 0 has 4 free pages: 2 promotions go first (half the room), then demotions and promotions
+    alternate in chunks of move_chunk, so pages arrive before every demotion is done."""
+
+    class Swap:
+        name = "swap"
+
+        def decide(self, view: PolicyView) -> Plan:
+            return Plan.build(np.arange(40, 46), 0, np.arange(0, 6), 1)
+
+    class Record:
+        def __init__(self) -> None:
+            self.plans: list[Plan] = []
+
+        def apply(self, plan: Plan, budget_pages: int) -> MoveReport:
+            self.plans.append(plan)
+            return MoveReport.from_outcomes(plan.pages, np.full(len(plan), Outcome.MOVED, dtype=np.int8))
+
+    topo = Topology(nodes=(Node(0, 0, 32, 4, cpus=(0,)), Node(1, 1, 64, 32)), demotion_targets={0: 1})
+
+    class Mem(Memory):
+        def snapshot(self) -> MemoryState:
+            return MemoryState(node=self.node, cgroup=np.zeros(N, np.uint16), n_cgroups=1, topology=topo)
+
+    mover = Record()
+    c = Controller(
+        sampler=Samples([[40]]),
+        memory=Mem(),
+        policy=Swap(),
+        mover=mover,
+        heat=HeatModel(N),
+        budget_pages=64,
+        move_chunk=2,
+    )
+    rep = c.cycle(1)
+    assert mover.plans[0].pages.tolist() == [40, 41, 0, 1, 42, 43, 2, 3, 44, 45, 4, 5]
+    assert rep.promoted == 6 and rep.demoted == 6

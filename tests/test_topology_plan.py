@@ -152,3 +152,31 @@ def test_plan_split_by_owner_keeps_order_within_owner() -> None:
 
 def test_plan_split_of_empty_plan_is_empty() -> None:
     assert Plan.empty().split(np.arange(4)) == {}
+
+
+def test_interleaved_promotes_into_free_room_first_then_alternates_chunks() -> None:
+    p = Plan.build(np.arange(100, 110), 0, np.arange(200, 206), 1)
+    out = p.interleaved(room=3, chunk=2)
+    assert out.pages.tolist()[:13] == [100, 101, 102, 200, 201, 103, 104, 202, 203, 105, 106, 204, 205]
+    assert out.pages.tolist()[13:] == [107, 108, 109]  # promotions beyond room + demotions: last
+    assert p.interleaved(room=0, chunk=4096).pages.tolist() == p.pages.tolist()[:6] + list(range(100, 110))
+    assert Plan.build(np.arange(3), 0, np.zeros(0, np.int64), 1).interleaved(1, 2).pages.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_interleaved_keeps_every_move_and_never_overfills_the_room(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_p, n_d, room, chunk = (int(x) for x in rng.integers(0, 50, 4))
+    p = Plan.build(rng.permutation(1000)[:n_p], 0, 1000 + rng.permutation(1000)[:n_d], 1)
+    out = p.interleaved(room=room, chunk=max(1, chunk))
+    assert sorted(out.pages.tolist()) == sorted(p.pages.tolist())
+    assert out.promote.tolist() == p.promote.tolist() and out.demote.tolist() == p.demote.tolist()
+    dest = dict(zip(p.pages.tolist(), p.dest.tolist(), strict=True))
+    assert [dest[x] for x in out.pages.tolist()] == out.dest.tolist()
+    is_p = out.kind == PROMOTE
+    # at every prefix: promotions <= room + demotions, until the demotions run out
+    over = np.cumsum(is_p) - np.cumsum(~is_p) - room
+    done_d = np.cumsum(~is_p) >= n_d
+    assert ((over <= 0) | done_d).all()
+    with pytest.raises(ValueError, match="chunk"):
+        p.interleaved(room=0, chunk=0)

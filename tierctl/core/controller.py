@@ -70,6 +70,7 @@ class Controller:
         budget_pages: int,
         quotas: Mapping[int, Quota] | None = None,
         gate: Callable[[int, bool], bool] | None = None,
+        move_chunk: int = 4096,
     ) -> None:
         """``gate(news, space_changed)``, when given, is asked each cycle after the samples are
         ingested whether to run the policy (``news``: samples of pages outside the fast tier);
@@ -86,6 +87,7 @@ class Controller:
         self.quotas: Mapping[int, Quota] = dict(quotas or {})
         self.totals = Totals()
         self.gate = gate
+        self.move_chunk = move_chunk  # demotions and promotions alternate in chunks this big
         self._decided_quotas: dict[int, Quota] = {}  # the quotas of the last cycle that decided
         self._pending_decay = 0
 
@@ -129,6 +131,7 @@ class Controller:
                 )
             )
         plan, limited = limit_plan(plan, state.cgroup, self.quotas)  # per-cgroup rate limits
+        plan = plan.interleaved(_room(plan, state), self.move_chunk)
         c1 = time.thread_time()
         report = self.mover.apply(plan, self.budget_pages)
         c2 = time.thread_time()
@@ -179,3 +182,14 @@ def _off_fast(page: np.ndarray, state: MemoryState, n_pages: int) -> int:
     if node.size == 0:
         return 0
     return int(np.count_nonzero(~state.topology.fast_lut()[node + 1]))
+
+
+def _room(plan: Plan, state: MemoryState) -> int:
+    """Promotions the plan's target node takes before any demotion: half its free pages (free is
+    counted above the high watermark; the other half keeps allocations and reclaim out of the way)."""
+    prom = plan.dest[plan.kind == PROMOTE]
+    if prom.shape[0] == 0:
+        return 0
+    target = int(prom[0])
+    free = next((n.free_pages for n in state.topology.nodes if n.id == target), 0)
+    return max(0, int(free) // 2)

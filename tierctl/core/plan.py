@@ -2,6 +2,9 @@
 
 Moves are ordered: every demotion comes before every promotion, so that room is
 made before it is used.  Within each kind the policy's priority order is kept.
+``interleaved()`` gives the order the mover should follow: promotions that fit the
+free room first, then demotions and promotions in alternating chunks, so pages start
+arriving at once and room is still made before it is used.
 """
 
 from __future__ import annotations
@@ -47,6 +50,29 @@ class Plan:
     @property
     def demote(self) -> np.ndarray:
         return self.pages[self.kind == DEMOTE]
+
+    def interleaved(self, room: int, chunk: int) -> Plan:
+        """The same moves, reordered for the mover: the first ``room`` promotions (they fit the free
+        room of the fast tier), then chunks of ``chunk`` demotions and ``chunk`` promotions in turn;
+        what one kind has left over goes last. At every point, promotions done <= room + demotions
+        done, so room is made before it is used, but the first pages arrive without waiting for every
+        demotion. Within each kind the order is kept."""
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        is_p = self.kind == PROMOTE
+        n_p = int(np.count_nonzero(is_p))
+        if n_p == 0 or n_p == len(self):
+            return self
+        room = max(0, room)
+        rank = np.empty(len(self), dtype=np.int64)  # position within its kind
+        rank[is_p] = np.arange(n_p)
+        rank[~is_p] = np.arange(len(self) - n_p)
+        # a sort key per move: promotions within the room first (-1), then demotion chunk j at 2j,
+        # the promotions of chunk j at 2j + 1
+        key = np.where(is_p, 2 * ((rank - room) // chunk) + 1, 2 * (rank // chunk))
+        key[is_p & (rank < room)] = -1
+        order = np.argsort(key, kind="stable")
+        return Plan(self.pages[order], self.dest[order], self.kind[order])
 
     def split(self, owner: np.ndarray) -> dict[int, Plan]:
         """Split by an owner per tracked page (pid, cgroup ...), keeping order within each owner."""
