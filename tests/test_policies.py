@@ -589,3 +589,19 @@ def test_tierctl_headroom_taken_by_the_workloads_own_new_pages_is_no_reason_to_b
         plan = pol.decide(PolicyView(now=now, heat=h, memory=state, budget=50, quotas={}))
         got.append(int(plan.demote.shape[0]))
     assert got == [10] * 7
+
+
+def test_tierctl_one_sighting_stays_one_observation_as_it_decays() -> None:
+    """A slow page seen once, 3 cycles ago, still beats a fast page never seen (its heat decayed, but
+    so did what one observation weighs); a page the threshold keeps out does not come in."""
+    m = SimMachine(MachineSpec(fast_pages=2), 4)
+    m.touch(np.arange(4))
+    h = HeatModel(4, half_life=4.0)
+    h.ingest(make_batch(np.array([2, 3]), 1.0), NOW - 3, unit=1.0)
+    h.decay(3)
+    assert len(TierctlPolicy().decide(_view(m, h))) == 4
+    # fast page 0 is busy now, page 2 is seen again now, page 3 only that once: of the three pages
+    # with heat, two fit the fast tier, so the threshold keeps page 3 (priority < 1) out: one swap
+    h.ingest(make_batch(np.array([0, 2]), np.array([10.0, 1.0])), NOW, unit=1.0)
+    plan = TierctlPolicy(headroom_min=0.0, headroom_max=0.0).decide(_view(m, h, budget=4))
+    assert plan.promote.tolist() == [2] and plan.demote.tolist() == [1]

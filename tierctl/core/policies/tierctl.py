@@ -197,16 +197,21 @@ class TierctlPolicy:
         # 3d. swaps: hot slow page in, cold fast page out, only with a clear margin
         m = min(p_idx.shape[0], v_idx.shape[0], left // 2)
         p_heat = heat.heat[p_idx[:m]].astype(np.float64)
-        # Poisson noise: heat ~ unit * samples, so var(heat) ~ unit * heat; prio scales it further
-        p_sd = np.sqrt(heat.unit * p_heat) * p_prio[:m] / np.maximum(p_heat, 1e-30)
+        # Poisson noise: heat ~ unit * samples, so var(heat) ~ unit * heat; prio scales it further.
+        # The unit is what one observation weighs now: it has decayed since the page was last seen,
+        # so a page seen once is one observation however many cycles ago.
+        p_unit = heat.unit * heat.decay_factor ** np.maximum(view.now - heat.last_seen[p_idx[:m]], 0)
+        p_sd = np.sqrt(p_unit * p_heat) * p_prio[:m] / np.maximum(p_heat, 1e-30)
         v_raw = heat.heat[v_idx[:m]].astype(np.float64)
-        v_sd = np.sqrt(heat.unit * v_raw) * v_prio[:m] / np.maximum(v_raw, 1e-30)
+        v_unit = heat.unit * heat.decay_factor ** np.maximum(view.now - heat.last_seen[v_idx[:m]], 0)
+        v_sd = np.sqrt(v_unit * v_raw) * v_prio[:m] / np.maximum(v_raw, 1e-30)
         noise = self.noise_z * np.hypot(p_sd, v_sd)
-        good = p_heat >= self.min_evidence * heat.unit
+        good = p_heat >= self.min_evidence * p_unit * (1 - 1e-6)
         # the larger hysteresis of the two cgroups: a workload's margin protects its pages both ways
         margin = np.maximum(hyst[cg[p_idx[:m]]], hyst[cg[v_idx[:m]]])
-        good &= (v_prio[:m] < 1.0) & (p_prio[:m] > (1.0 + margin) * v_prio[:m])
-        good &= p_prio[:m] - v_prio[:m] >= noise
+        # only a page that belongs in the fast tier (priority >= 1) comes in, for one that does not
+        good &= (p_prio[:m] >= 1.0) & (v_prio[:m] < 1.0) & (p_prio[:m] > (1.0 + margin) * v_prio[:m])
+        good &= p_prio[:m] - v_prio[:m] >= noise * (1 - 1e-6)  # float32 heat against float64 units
         n_swap = int(np.argmin(good)) if not good.all() else m
         swap_in, swap_out = p_idx[:n_swap], v_idx[:n_swap]
 
