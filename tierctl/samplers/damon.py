@@ -29,8 +29,8 @@ and waits for ``retarget``; a changed set of processes tears the kdamonds down a
 DAMON's sysfs serves one request at a time (a second one, even for another kdamond, answers EBUSY), and
 each waits for the end of the kdamond's next aggregation interval: so a drain asks the kdamonds in turn,
 round robin, until ``drain_s`` of waiting has passed; the next drain goes on where this one stopped.
-Only regions that saw an access are read back (the scheme's
-``nr_accesses`` minimum is 1): one sysfs directory per region is the costly part.
+Only regions that saw an access are read back (the scheme's ``nr_accesses`` minimum is 1): one sysfs
+directory per region is the costly part.
 
 Unavailable when DAMON's sysfs interface is missing, when another kdamond runs or kdamond directories
 exist (``busy``: DAMON cannot add a kdamond then; this CI host runs one), or without root. A target that

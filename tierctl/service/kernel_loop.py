@@ -51,7 +51,8 @@ class LoopConfig:
     samplers: Sequence[str] = field(default_factory=lambda: list(SAMPLERS))
     max_running: int = 1  # samplers running at once: the first ones in ``samplers`` that can
     hint_faults_state: Path | None = None  # where NUMA hint faults' knobs are recorded (None: never on)
-    # with a state file: "on", "off", or "auto" = on unless a PMU samples data addresses (PEBS, IBS)
+    # with a state file: "on", "off", or "auto" = on where there is a slow tier, no PMU samples data
+    # addresses (PEBS, IBS) and NUMA balancing is off (see _hint_reason)
     hint_faults: str = "auto"
     knob_root: Path = Path("/")  # knobs are written below this (a fake tree in tests)
     quotas: dict[int, Quota] = field(default_factory=dict)
