@@ -68,7 +68,7 @@ def test_make_policy_by_name_with_options() -> None:
     assert isinstance(p, Nb2Policy) and p.hot_threshold_cycles == 3
     t = make_policy(DEFAULT_POLICY, hysteresis=0.5)
     assert isinstance(t, TierctlPolicy) and t.hysteresis == 0.5
-    assert sorted(POLICIES) == ["nb2", "static", "tierctl"]
+    assert sorted(POLICIES) == ["ewma", "nb2", "static", "tierctl"]
     assert {name: make_policy(name).name for name in POLICIES} == {n: n for n in POLICIES}
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from tierctl.core.policies.ewma import EwmaPolicy
 from tierctl.core.policies.nb2 import Nb2Policy
 from tierctl.core.policies.static import StaticPolicy
 from tierctl.core.policies.tierctl import TierctlPolicy
@@ -21,6 +22,7 @@ POLICIES: Mapping[str, Callable[..., Policy]] = MappingProxyType(
         "tierctl": TierctlPolicy,
         "static": StaticPolicy,
         "nb2": Nb2Policy,
+        "ewma": EwmaPolicy,
     }
 )
 DEFAULT_POLICY = "tierctl"
