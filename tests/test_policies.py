@@ -313,33 +313,101 @@ def test_tierctl_min_quota_stops_demotions() -> None:
 @pytest.mark.parametrize(("counts", "label"), [((10, 11), "near-equal heat"), ((40, 44), "10 % hotter")])
 def test_tierctl_hysteresis_blocks_small_differences(counts: tuple[int, int], label: str) -> None:
     m, h = _setup([counts[0]] * 10 + [counts[1]] * 10)
-    assert len(TierctlPolicy().decide(_view(m, h))) == 0, label
+    assert len(TierctlPolicy(region_pages=1).decide(_view(m, h))) == 0, label
     # without hysteresis and noise margin the same view does swap: the test can fail
-    plan = TierctlPolicy(hysteresis=0.0, noise_z=0.0).decide(_view(m, h))
+    plan = TierctlPolicy(hysteresis=0.0, noise_z=0.0, region_pages=1).decide(_view(m, h))
     assert plan.demote.tolist() == [0, 1, 2, 3, 4]
     assert plan.promote.tolist() == [10, 11, 12, 13, 14]
 
 
 def test_tierctl_noise_margin_blocks_swaps_on_few_samples() -> None:
-    # twice as hot, but 2 samples against 1: within Poisson noise
+    # twice as hot, but 2 samples against 1: within one standard deviation of Poisson noise
     m, h = _setup([1] * 10 + [2] * 10)
-    assert len(TierctlPolicy().decide(_view(m, h))) == 0
-    assert len(TierctlPolicy(noise_z=0.0).decide(_view(m, h))) == 10
+    assert len(TierctlPolicy(region_pages=1, noise_z=1.0).decide(_view(m, h))) == 0
+    assert len(TierctlPolicy(noise_z=0.0, region_pages=1).decide(_view(m, h))) == 10
 
 
-def test_tierctl_min_evidence() -> None:
-    # one sample (weight 100 = the unit) of a slow page against never-seen fast pages: by default
-    # enough for a swap (a hint fault or a DAMON region comes once per scan, seconds apart: waiting
-    # for a second one missed whole phases in the guest); a policy that wants two refuses
+def test_tierctl_region_prior_pools_a_uniform_region() -> None:
+    """20 pages alike, 1 or 2 samples each: with neighbours to learn from, 2 against 1 is noise of
+    one rate (every estimate shrinks to the region's), so even without a noise margin nothing moves."""
+    m, h = _setup([1, 2] * 10)
+    assert len(TierctlPolicy(noise_z=0.0, hysteresis=0.0).decide(_view(m, h))) == 0
+    assert len(TierctlPolicy(noise_z=0.0, hysteresis=0.0, region_pages=1).decide(_view(m, h))) > 0
+
+
+def test_tierctl_one_sample_is_enough_against_never_seen_pages() -> None:
+    # one sample (weight 100 = the unit) of a slow page against never-seen fast pages is enough for
+    # a swap (a hint fault or a DAMON region comes once per scan, seconds apart: waiting for a second
+    # one missed whole phases in the guest)
     m = SimMachine(MachineSpec(fast_pages=2), 4)
     m.touch(np.arange(4))
     h = HeatModel(4)
     h.ingest(make_batch(np.array([2, 3]), 100.0), NOW)
-    assert len(TierctlPolicy().decide(_view(m, h))) == 4
-    assert len(TierctlPolicy(min_evidence=2.0).decide(_view(m, h))) == 0
+    assert len(TierctlPolicy(region_pages=1).decide(_view(m, h))) == 4
     # against fast pages seen as often, one sighting is noise: no swap
     h.ingest(make_batch(np.array([0, 1]), 100.0), NOW)
-    assert len(TierctlPolicy().decide(_view(m, h))) == 0
+    assert len(TierctlPolicy(region_pages=1).decide(_view(m, h))) == 0
+
+
+def test_tierctl_unsampled_pages_of_a_hot_region_come_in() -> None:
+    """A uniform hot region of 64 pages in the slow tier, sampled sparsely (a third of its pages
+    once), against 64 fast pages never sampled: the region prior brings in its unsampled pages too."""
+    n = 128
+    m = SimMachine(MachineSpec(fast_pages=64), n)
+    m.touch(np.arange(n))  # 0..63 fast, 64..127 slow
+    h = HeatModel(n)
+    seen = np.arange(64, 128, 3)
+    h.ingest(make_batch(seen, 1.0), NOW, unit=1.0)
+    plan = TierctlPolicy(region_pages=64).decide(_view(m, h, budget=128))
+    assert np.isin(plan.promote, seen).sum() < plan.promote.shape[0]  # not only the sampled ones
+    assert plan.promote.shape[0] >= 48
+    # page by page, only sampled pages could come in
+    plan = TierctlPolicy(region_pages=1).decide(_view(m, h, budget=128))
+    assert np.isin(plan.promote, seen).all()
+
+
+def test_tierctl_silence_is_evidence_of_coldness() -> None:
+    """Two pages with similar decayed heat: one was seen often long ago, then never again; the other
+    is seen at a steady trickle. Silence that a hot page would almost never show makes the first the
+    colder estimate; with no hazard (silence ignored) it stays the hotter."""
+    from tierctl.core.estimate import RateEstimator
+
+    n = 64  # pages 2.. are never seen: the region's level is near 0
+    h = HeatModel(n, half_life=8.0)
+    h.ingest(make_batch(np.zeros(40, np.int64), 1.0), 0, unit=1.0)  # page 0: 40 samples at cycle 0
+    for t in range(1, 13):
+        h.decay()
+        if t % 2 == 0:
+            h.ingest(make_batch(np.array([1]), 1.0), t, unit=1.0)  # page 1: one every other cycle
+    present, cg = np.ones(n, bool), np.zeros(n, np.uint16)
+    est = RateEstimator(region_pages=n, hazard=0.05)
+    est.prepare(h, present, cg, 12)
+    assert est.rate(np.array([0]))[0] < 0.5 * est.rate(np.array([1]))[0]
+    off = RateEstimator(region_pages=n, hazard=0.0)
+    off.prepare(h, present, cg, 12)
+    assert off.rate(np.array([0]))[0] > off.rate(np.array([1]))[0]
+
+
+def test_tierctl_region_level_follows_a_region_that_went_quiet() -> None:
+    """A region busy for many cycles goes quiet: its pages' estimates drop within a few cycles, long
+    before their decayed heat does (half-life 8)."""
+    from tierctl.core.estimate import RateEstimator
+
+    n = 64
+    h = HeatModel(n, half_life=8.0)
+    present, cg = np.ones(n, bool), np.zeros(n, np.uint16)
+    est = RateEstimator(region_pages=32, level_half_life=1.0, hazard=0.0)
+    for t in range(20):
+        h.decay()
+        h.ingest(make_batch(np.arange(n), 1.0), t, unit=1.0)  # both regions busy
+        est.prepare(h, present, cg, t)
+    for t in range(20, 23):
+        h.decay()
+        h.ingest(make_batch(np.arange(32, 64), 1.0), t, unit=1.0)  # region 0 quiet
+        est.prepare(h, present, cg, t)
+    r = est.rate(np.array([0, 40]))
+    assert r[0] < 0.2 * r[1]
+    assert h.heat[0] > 0.6 * h.heat[40]  # the raw heat has barely moved
 
 
 def test_tierctl_min_residency_prevents_moving_back() -> None:
@@ -599,9 +667,9 @@ def test_tierctl_one_sighting_stays_one_observation_as_it_decays() -> None:
     h = HeatModel(4, half_life=4.0)
     h.ingest(make_batch(np.array([2, 3]), 1.0), NOW - 3, unit=1.0)
     h.decay(3)
-    assert len(TierctlPolicy().decide(_view(m, h))) == 4
+    assert len(TierctlPolicy(region_pages=1).decide(_view(m, h))) == 4
     # fast page 0 is busy now, page 2 is seen again now, page 3 only that once: of the three pages
     # with heat, two fit the fast tier, so the threshold keeps page 3 (priority < 1) out: one swap
     h.ingest(make_batch(np.array([0, 2]), np.array([10.0, 1.0])), NOW, unit=1.0)
-    plan = TierctlPolicy(headroom_min=0.0, headroom_max=0.0).decide(_view(m, h, budget=4))
+    plan = TierctlPolicy(headroom_min=0.0, headroom_max=0.0, region_pages=1).decide(_view(m, h, budget=4))
     assert plan.promote.tolist() == [2] and plan.demote.tolist() == [1]

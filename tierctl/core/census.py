@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierctl.core.heat import N_BINS, NEVER, HeatModel
+from tierctl.core.heat import N_BINS, NEVER, HeatModel, log_bins
 
 BLOCK = 1 << 18
 FAST, SLOW = 0, 1
@@ -42,16 +42,17 @@ class Census:
 
 
 def take_census(
-    heat: HeatModel, node: np.ndarray, cgroup: np.ndarray, n_cg: int, fast_lut: np.ndarray
+    values: np.ndarray, node: np.ndarray, cgroup: np.ndarray, n_cg: int, fast_lut: np.ndarray
 ) -> Census:
+    """Count present pages per (cgroup, tier, log bin of ``values``): a page's heat or estimate."""
     n = node.shape[0]
-    hmax = float(heat.heat.max()) if n else 0.0
+    hmax = float(values.max()) if n else 0.0
     bins = np.empty(n, dtype=np.uint8)
     size = n_cg * 2 * N_BINS
     hist = np.zeros(size + 1, dtype=np.int64)
     for lo, hi in blocks(n):
         nd = node[lo:hi]
-        b = heat.bins(bins[lo:hi], start=lo, stop=hi, hmax=hmax)
+        b = log_bins(values[lo:hi], hmax, bins[lo:hi])
         key = cgroup[lo:hi].astype(np.int32)
         key *= 2
         key += ~fast_lut[nd + 1]  # tier: 0 fast, 1 slow

@@ -23,12 +23,16 @@ from tierctl.core.samples import SAMPLE_DTYPE
 from tierctl.errors import InputError
 
 NEVER = -1
+# cycles for a page's heat to halve: long enough that sparse samples add up (a page seen once in 8
+# cycles is still told from one never seen), short enough to follow a page whose rate changed; the
+# region level in core/estimate.py follows faster changes (docs/policy.md)
+DEFAULT_HALF_LIFE = 8.0
 N_BINS = 256  # bin 0 = no heat; bins 1..255 cover 255/BINS_PER_OCTAVE octaves below the maximum
 BINS_PER_OCTAVE = 8
 
 
 class HeatModel:
-    def __init__(self, n_pages: int = 0, *, half_life: float = 4.0) -> None:
+    def __init__(self, n_pages: int = 0, *, half_life: float = DEFAULT_HALF_LIFE) -> None:
         if half_life <= 0:
             raise InputError(f"half_life must be > 0, got {half_life}", "heat.half_life")
         self.half_life = float(half_life)
@@ -184,39 +188,18 @@ class HeatModel:
         stop: int | None = None,
         hmax: float | None = None,
     ) -> np.ndarray:
-        """Log-scale bin (uint8) of the heat of pages ``start:stop``: 0 = no heat, 255 = within
-        1/8 octave of ``hmax`` (default: the current maximum over all pages).
-
-        Bin b >= 1 holds heat in [hmax * 2**((b-256)/8), hmax * 2**((b-255)/8)).
-        """
+        """Log-scale bin (uint8) of the heat of pages ``start:stop`` (see ``log_bins``), against
+        ``hmax`` (default: the current maximum over all pages)."""
         stop = self._n if stop is None else stop
-        heat = self.heat[start:stop]
-        if out is None:
-            out = np.empty(heat.shape[0], dtype=np.uint8)
         if hmax is None:
             hmax = float(self.heat.max()) if self._n else 0.0
-        if hmax <= 0.0:
-            out[...] = 0
-            return out
-        tmp = np.empty(heat.shape[0], dtype=np.float32)
-        with np.errstate(divide="ignore"):
-            np.log2(heat, out=tmp)
-        tmp -= np.float32(np.log2(hmax))
-        tmp *= np.float32(BINS_PER_OCTAVE)
-        tmp += np.float32(N_BINS)  # the max lands at 256 (clipped to 255); heat 0 stays -inf
-        np.floor(tmp, out=tmp)
-        np.clip(tmp, 1, N_BINS - 1, out=tmp)  # far below the max but not zero: bin 1
-        out[...] = tmp
-        out[heat <= 0] = 0
-        return out
+        return log_bins(self.heat[start:stop], hmax, out)
 
     def bin_floor(self, b: np.ndarray | int, *, hmax: float | None = None) -> np.ndarray:
         """Lower heat edge of bin(s) ``b`` (0 for bin 0), for bins computed against ``hmax``."""
         if hmax is None:
             hmax = float(self.heat.max()) if self._n else 0.0
-        b = np.asarray(b)
-        edge = hmax * np.exp2((b.astype(np.float64) - N_BINS) / BINS_PER_OCTAVE)
-        return np.where(b <= 0, 0.0, edge)
+        return bin_floor(b, hmax)
 
     def region_heat(self, pages_per_region: int = 512) -> np.ndarray:
         """Summed heat per region of ``pages_per_region`` consecutive tracked pages (2 MiB at 4 KiB)."""
@@ -227,6 +210,36 @@ class HeatModel:
         if self._n == 0:
             return np.zeros(0, dtype=np.float64)
         return np.add.reduceat(self.heat, starts, dtype=np.float64)
+
+
+def log_bins(values: np.ndarray, hmax: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Log-scale bin (uint8) of each value: 0 = no heat, 255 = within 1/8 octave of ``hmax``.
+
+    Bin b >= 1 holds values in [hmax * 2**((b-256)/8), hmax * 2**((b-255)/8)).
+    """
+    if out is None:
+        out = np.empty(values.shape[0], dtype=np.uint8)
+    if hmax <= 0.0:
+        out[...] = 0
+        return out
+    tmp = np.empty(values.shape[0], dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        np.log2(values, out=tmp)
+    tmp -= np.float32(np.log2(hmax))
+    tmp *= np.float32(BINS_PER_OCTAVE)
+    tmp += np.float32(N_BINS)  # the max lands at 256 (clipped to 255); heat 0 stays -inf
+    np.floor(tmp, out=tmp)
+    np.clip(tmp, 1, N_BINS - 1, out=tmp)  # far below the max but not zero: bin 1
+    out[...] = tmp
+    out[values <= 0] = 0
+    return out
+
+
+def bin_floor(b: np.ndarray | int, hmax: float) -> np.ndarray:
+    """Lower edge of bin(s) ``b`` (0 for bin 0), for bins computed against ``hmax``."""
+    b = np.asarray(b)
+    edge = hmax * np.exp2((b.astype(np.float64) - N_BINS) / BINS_PER_OCTAVE)
+    return np.where(b <= 0, 0.0, edge)
 
 
 def _grow(arr: np.ndarray, cap: int, fill: int) -> np.ndarray:

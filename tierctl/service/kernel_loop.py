@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tierctl.core.budget import CpuBudget, CycleGate
 from tierctl.core.controller import Controller, CycleReport
-from tierctl.core.heat import HeatModel
+from tierctl.core.heat import DEFAULT_HALF_LIFE, HeatModel
 from tierctl.core.mover import DryRunMover, Mover
 from tierctl.core.policies import make_policy
 from tierctl.core.policy import Quota
@@ -46,7 +46,7 @@ class LoopConfig:
     policy: str = "tierctl"
     budget_pages: int = 65536  # page moves per cycle (256 MiB at 4 KiB)
     rate_mbps: float | None = None  # migration bandwidth cap
-    half_life: float = 4.0
+    half_life: float = DEFAULT_HALF_LIFE
     dry_run: bool = False
     samplers: Sequence[str] = field(default_factory=lambda: list(SAMPLERS))
     max_running: int = 1  # samplers running at once: the first ones in ``samplers`` that can

@@ -1,34 +1,45 @@
 """``tierctl``: the default policy.
 
-Each cycle, in O(n) passes over the tracked pages and no full sort:
+Each decision is a few named steps, each an O(n) block-wise pass or smaller (no full sort):
 
-1. Target: the fast tier should hold ``target = fast used + fast free - headroom``
-   tracked pages.  Headroom follows the observed allocation rate (pages newly
-   present per cycle, smoothed) so first-touch allocations still land in DRAM.
-2. Self-tuning threshold with quotas: a heat histogram per cgroup (log-scale bins,
-   1/8 octave) gives, for every bin b, how many pages each cgroup has at least
-   that hot.  The global bin is the lowest whose count — each cgroup's count
-   clamped to its [min, max] fast-page quota — fits the target; cgroups over their
-   max get a higher bin, cgroups under their min a lower one.  A page's
-   priority is its heat over its cgroup's threshold (>= 1: belongs in DRAM).
-3. Moves, within the cycle's budget: demote what exceeds a max quota; demote the
-   coldest to restore the headroom; fill free room with the hottest slow pages;
-   then swap hot slow pages for cold fast ones while the hot one's priority
-   beats the cold one's by the hysteresis factor.  A page moved less than
-   ``min_residency`` cycles ago is not moved again (no ping-pong).
+1. ``_estimate``: posterior heat per page (``tierctl.core.estimate``: its own heat, its region's,
+   its region's recent level, its silence) and a census of present pages per (cgroup, tier, bin).
+2. ``_target``: the fast tier should hold ``fast used + fast free - headroom`` tracked pages; the
+   headroom follows the allocation rate so first-touch allocations still land in DRAM.
+3. ``_thresholds``: per cgroup, the lowest estimate bin whose page count — each cgroup's count
+   clamped to its [min, max] quota — fits the target; a profile's fixed threshold replaces it. A
+   page's priority is its estimate over its cgroup's threshold (>= 1: belongs in DRAM).
+4. ``_pools``: the hottest settled slow pages and the coldest settled fast pages the budget can use.
+5. ``_forced``: demotions that must happen — what exceeds a max quota, then the headroom.
+6. ``_fill``: promotions into free room above the headroom.
+7. ``_swaps``: a hot slow page in for a cold fast one, pairwise, only when the incoming page's
+   priority beats the outgoing one's by the hysteresis factor and by ``noise_z`` posterior standard
+   deviations of their difference.
+
+A page moved less than ``min_residency`` cycles ago is not moved again (no ping-pong).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from tierctl.core.census import candidates, fast_pages_of, quota_bins, relative_cuts, take_census
-from tierctl.core.heat import N_BINS
+from tierctl.core.census import (
+    Census,
+    candidates,
+    fast_pages_of,
+    quota_bins,
+    relative_cuts,
+    take_census,
+)
+from tierctl.core.estimate import RateEstimator
+from tierctl.core.heat import N_BINS, bin_floor
 from tierctl.core.plan import Plan
 from tierctl.core.policy import PolicyView, placement_arrays, quota_arrays, rank_within_groups, top_k
 from tierctl.errors import InputError
+
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -39,14 +50,38 @@ class TierctlStats:
     headroom: int
     growth: float
     global_bin: int
-    thresholds: np.ndarray  # heat threshold per cgroup (inf = none of it belongs in DRAM)
+    thresholds: np.ndarray  # estimate threshold per cgroup (inf = none of it belongs in DRAM)
     forced_demotions: int
     fills: int
     swaps: int
 
 
+@dataclass
+class _Decision:
+    """One decision's working state, passed from step to step."""
+
+    view: PolicyView
+    est: np.ndarray  # float32 posterior heat per tracked page
+    census: Census
+    fast_c: np.ndarray  # fast pages per cgroup
+    mins: np.ndarray
+    maxs: np.ndarray
+    thr: np.ndarray = field(default_factory=lambda: _EMPTY)  # threshold per cgroup
+    tbin: np.ndarray = field(default_factory=lambda: _EMPTY)  # threshold bin per cgroup
+    fixed: np.ndarray = field(default_factory=lambda: _EMPTY)  # a profile's fixed one (NaN = none)
+    hyst: np.ndarray = field(default_factory=lambda: _EMPTY)
+    free: int = 0
+    new: int = 0
+    headroom: int = 0
+    target: int = 0
+    global_bin: int = 0
+
+    def prio(self, idx: np.ndarray) -> np.ndarray:
+        return self.est[idx].astype(np.float64) / self.thr[self.view.memory.cgroup[idx]]
+
+
 class TierctlPolicy:
-    """Default: self-tuning heat threshold per cgroup under quotas, headroom, noise-aware swaps."""
+    """Default: posterior heat under quotas, headroom, uncertainty-aware swaps."""
 
     name = "tierctl"
 
@@ -59,8 +94,10 @@ class TierctlPolicy:
         headroom_cycles: float = 2.0,
         min_residency: int = 2,
         growth_alpha: float = 0.3,
-        min_evidence: float = 1.0,
-        noise_z: float = 1.0,
+        noise_z: float = 0.5,
+        region_pages: int = 512,
+        level_half_life: float = 1.0,
+        hazard: float = 0.05,
     ) -> None:
         if hysteresis < 0:
             raise InputError(f"must be >= 0, got {hysteresis}", "tierctl.hysteresis")
@@ -70,19 +107,23 @@ class TierctlPolicy:
             raise InputError(f"must be >= 0, got {min_residency}", "tierctl.min_residency")
         if not 0 < growth_alpha <= 1:
             raise InputError(f"must be in (0, 1], got {growth_alpha}", "tierctl.growth_alpha")
+        if not noise_z >= 0:
+            raise InputError(f"must be >= 0, got {noise_z}", "tierctl.noise_z")
         self.hysteresis = hysteresis
         self.headroom_min = headroom_min
         self.headroom_max = headroom_max
         self.headroom_cycles = headroom_cycles
         self.min_residency = min_residency
         self.growth_alpha = growth_alpha
-        self.min_evidence = min_evidence
         self.noise_z = noise_z
+        self.estimator = RateEstimator(
+            region_pages=region_pages, level_half_life=level_half_life, hazard=hazard
+        )
         self._prev_present: int | None = None
         self._growth = 0.0
-        # headroom restores whose room neither stayed free nor went to the tracked workloads' new pages
-        # (someone else fills it: untracked allocations, the kernel's NUMA balancing pulling pages
-        # back) back off: skip 1, 2, 4 ... 64 decisions
+        # headroom restores whose room neither stayed free nor went to the tracked workloads' new
+        # pages (someone else fills it: untracked allocations, the kernel's NUMA balancing pulling
+        # pages back) back off: skip 1, 2, 4 ... 64 decisions
         self._restored = 0  # pages demoted for the headroom by the last decision
         self._free_then = 0  # fast free pages that decision saw
         self._restore_backoff = 0
@@ -91,142 +132,163 @@ class TierctlPolicy:
 
     # ------------------------------------------------------------------------------------------
     def decide(self, view: PolicyView) -> Plan:
-        mem = view.memory
-        topo = mem.topology
-        heat = view.heat
-        node, cg = mem.node, mem.cgroup
-        n_cg = max(1, mem.n_cgroups)
-        lut = topo.fast_lut()
-        census = take_census(heat, node, cg, n_cg, lut)
-        fast_c = census.fast_per_cgroup
-        fast_now = int(fast_c.sum())
-        n_present = census.present
-
-        # 1. target and headroom
-        new = 0
-        if self._prev_present is not None:
-            new = max(0, n_present - self._prev_present)
-            self._growth += self.growth_alpha * (new - self._growth)
-        self._prev_present = n_present
-        cap, free = topo.fast_capacity, topo.fast_free
-        headroom = int(
-            np.clip(self._growth * self.headroom_cycles, self.headroom_min * cap, self.headroom_max * cap)
-        )
-        target = max(0, fast_now + free - headroom)
-
-        # 2. per-cgroup thresholds under the quotas
-        mins, maxs = quota_arrays(view)
-        mins = np.minimum(mins, census.hist.sum(axis=(1, 2)))  # a min beyond what a cgroup has
-        tbin, global_bin = quota_bins(census, target, mins, maxs)
-        thr = np.where(tbin >= N_BINS, np.inf, heat.bin_floor(np.maximum(tbin, 1), hmax=census.hmax))
-        # bin 0 (and an all-cold model, where every bin floor is 0) means "any heat qualifies"
-        thr = np.maximum(np.where(tbin == 0, 0.0, thr), np.finfo(np.float32).tiny).astype(np.float64)
-        fixed, hyst = placement_arrays(view, self.hysteresis)
-        thr = np.where(np.isnan(fixed), thr, fixed)  # a profile's fixed threshold replaces the tuned one
-
-        # candidates: enough pages around the thresholds for this cycle's budget (recently moved
-        # pages are skipped, so allow for them)
-        budget = view.budget
-        want = budget * (1 + self.min_residency) + 1
-        cut_p, cut_v = relative_cuts(census, tbin, want, want)
-        promote_pool, victim_pool = candidates(
-            census, heat, node, cg, lut, tbin, cut_p, cut_v, view.now - self.min_residency
-        )
-        del census
-
-        def prio(idx: np.ndarray) -> np.ndarray:
-            return heat.estimate(idx, view.now) / thr[cg[idx]]
-
-        p_idx = promote_pool[top_k(prio(promote_pool), budget, largest=True)]
-        p_prio = prio(p_idx)
-        # among equally cold victims, the least recently sampled first (never = -1 sorts first)
-        v_key = prio(victim_pool) + 1e-9 * (heat.last_seen[victim_pool] + 1)
-        v_idx = victim_pool[top_k(v_key, budget, largest=False)]
-        v_prio = prio(v_idx)
-
-        # 3a. demote what exceeds a max quota (coldest first). While there are pages to promote,
-        # forced demotions (3a + 3b) take at most half the budget, so the room they free is used
-        # in the same cycle.
-        forced_cap = budget - min(p_idx.shape[0], budget // 2)
-        demote_parts: list[np.ndarray] = []
-        for c in np.flatnonzero(fast_c > maxs):
-            k = min(int(fast_c[c] - maxs[c]), forced_cap - sum(d.shape[0] for d in demote_parts))
-            if k <= 0:
-                break
-            mine = fast_pages_of(node, cg, lut, int(c))
-            demote_parts.append(mine[top_k(prio(mine), k, largest=False)])
-        forced = np.concatenate(demote_parts) if demote_parts else np.zeros(0, np.int64)
-        if forced.size:
-            keep = ~np.isin(v_idx, forced)
-            v_idx, v_prio = v_idx[keep], v_prio[keep]
-        demoted_c = np.bincount(cg[forced], minlength=n_cg)
-
-        # victims allowed by min quotas, in coldest-first order
-        v_ok = rank_within_groups(cg[v_idx]) < (fast_c - demoted_c - mins)[cg[v_idx]]
-        v_idx, v_prio = v_idx[v_ok], v_prio[v_ok]
-
-        # 3b. restore the headroom, unless the last restores did not free room
-        deficit = min(headroom - free - forced.shape[0], forced_cap - forced.shape[0])
-        n_restore = max(0, min(deficit, v_idx.shape[0]))
-        if self._restored:  # judge the last restore: did at least half of it stay free (or go to
-            # the tracked workloads' new pages, which is what the headroom is for)?
-            futile = free + new < self._free_then + self._restored // 2
-            self._restore_backoff = min(64, max(1, 2 * self._restore_backoff)) if futile else 0
-            self._restore_wait = self._restore_backoff
-        if self._restore_wait and n_restore:
-            self._restore_wait -= 1
-            n_restore = 0
-        self._restored, self._free_then = n_restore, free
-        restore = v_idx[:n_restore]
-        v_idx, v_prio = v_idx[n_restore:], v_prio[n_restore:]
-        left = budget - forced.shape[0] - n_restore
-        demoted_c += np.bincount(cg[restore], minlength=n_cg)
-
-        # promotions allowed by max quotas, hottest first
-        p_ok = rank_within_groups(cg[p_idx]) < (maxs - fast_c + demoted_c)[cg[p_idx]]
-        p_ok &= np.isnan(fixed[cg[p_idx]]) | (p_prio >= 1.0)  # a fixed threshold: only hot pages come in
-        p_idx, p_prio = p_idx[p_ok], p_prio[p_ok]
-
-        # 3c. fill free room above the headroom
-        room = free + forced.shape[0] + n_restore - headroom
+        d = self._estimate(view)
+        self._target(d)
+        self._thresholds(d)
+        promote_pool, victim_pool = self._pools(d)
+        p_idx, v_idx = self._ranked(d, promote_pool, victim_pool)
+        forced, restore, v_idx = self._forced(d, p_idx, v_idx)
+        left = view.budget - forced.shape[0] - restore.shape[0]
+        out = np.concatenate([forced, restore])
+        demoted_c = np.bincount(view.memory.cgroup[out], minlength=d.fast_c.size)
+        p_idx = self._allowed_in(d, p_idx, demoted_c)
+        room = d.free + forced.shape[0] + restore.shape[0] - d.headroom
         n_fill = max(0, min(room, left, p_idx.shape[0]))
-        fill = p_idx[:n_fill]
-        p_idx, p_prio = p_idx[n_fill:], p_prio[n_fill:]
-        left -= n_fill
-
-        # 3d. swaps: hot slow page in, cold fast page out, only with a clear margin
-        m = min(p_idx.shape[0], v_idx.shape[0], left // 2)
-        p_heat = heat.heat[p_idx[:m]].astype(np.float64)
-        # Poisson noise: heat ~ unit * samples, so var(heat) ~ unit * heat; prio scales it further.
-        # The unit is what one observation weighs now: it has decayed since the page was last seen,
-        # so a page seen once is one observation however many cycles ago.
-        p_unit = heat.unit * heat.decay_factor ** np.maximum(view.now - heat.last_seen[p_idx[:m]], 0)
-        p_sd = np.sqrt(p_unit * p_heat) * p_prio[:m] / np.maximum(p_heat, 1e-30)
-        v_raw = heat.heat[v_idx[:m]].astype(np.float64)
-        v_unit = heat.unit * heat.decay_factor ** np.maximum(view.now - heat.last_seen[v_idx[:m]], 0)
-        v_sd = np.sqrt(v_unit * v_raw) * v_prio[:m] / np.maximum(v_raw, 1e-30)
-        noise = self.noise_z * np.hypot(p_sd, v_sd)
-        good = p_heat >= self.min_evidence * p_unit * (1 - 1e-6)
-        # the larger hysteresis of the two cgroups: a workload's margin protects its pages both ways
-        margin = np.maximum(hyst[cg[p_idx[:m]]], hyst[cg[v_idx[:m]]])
-        # only a page that belongs in the fast tier (priority >= 1) comes in, for one that does not
-        good &= (p_prio[:m] >= 1.0) & (v_prio[:m] < 1.0) & (p_prio[:m] > (1.0 + margin) * v_prio[:m])
-        good &= p_prio[:m] - v_prio[:m] >= noise * (1 - 1e-6)  # float32 heat against float64 units
-        n_swap = int(np.argmin(good)) if not good.all() else m
-        swap_in, swap_out = p_idx[:n_swap], v_idx[:n_swap]
-
+        fill, p_idx = p_idx[:n_fill], p_idx[n_fill:]
+        swap_in, swap_out = self._swaps(d, p_idx, v_idx, (left - n_fill) // 2)
         self.stats = TierctlStats(
-            target=target,
-            headroom=headroom,
+            target=d.target,
+            headroom=d.headroom,
             growth=self._growth,
-            global_bin=global_bin,
-            thresholds=thr,
-            forced_demotions=int(forced.shape[0] + n_restore),
+            global_bin=d.global_bin,
+            thresholds=d.thr,
+            forced_demotions=int(forced.shape[0] + restore.shape[0]),
             fills=int(n_fill),
-            swaps=n_swap,
+            swaps=int(swap_in.shape[0]),
         )
         demote = np.concatenate([forced, restore, swap_out])
         promote = np.concatenate([fill, swap_in])
         if demote.size == 0 and promote.size == 0:
             return Plan.empty()
+        topo = view.memory.topology
         return Plan.build(promote, topo.promotion_target(), demote, topo.demotion_target())
+
+    # ---- 1. estimates and census ----------------------------------------------------------------
+    def _estimate(self, view: PolicyView) -> _Decision:
+        mem = view.memory
+        if mem.remap is not None:
+            self.estimator.reset()
+        present = mem.node >= 0
+        self.estimator.prepare(view.heat, present, mem.cgroup, view.now)
+        est = self.estimator.rates(mem.node.shape[0])
+        n_cg = max(1, mem.n_cgroups)
+        census = take_census(est, mem.node, mem.cgroup, n_cg, mem.topology.fast_lut())
+        mins, maxs = quota_arrays(view)
+        mins = np.minimum(mins, census.hist.sum(axis=(1, 2)))  # a min beyond what a cgroup has
+        return _Decision(view, est, census, census.fast_per_cgroup, mins, maxs)
+
+    # ---- 2. target and headroom -----------------------------------------------------------------
+    def _target(self, d: _Decision) -> None:
+        n_present = d.census.present
+        if self._prev_present is not None:
+            d.new = max(0, n_present - self._prev_present)
+            self._growth += self.growth_alpha * (d.new - self._growth)
+        self._prev_present = n_present
+        topo = d.view.memory.topology
+        cap, d.free = topo.fast_capacity, topo.fast_free
+        lo, hi = self.headroom_min * cap, self.headroom_max * cap
+        d.headroom = int(np.clip(self._growth * self.headroom_cycles, lo, hi))
+        d.target = max(0, int(d.fast_c.sum()) + d.free - d.headroom)
+
+    # ---- 3. thresholds under the quotas ---------------------------------------------------------
+    def _thresholds(self, d: _Decision) -> None:
+        d.tbin, d.global_bin = quota_bins(d.census, d.target, d.mins, d.maxs)
+        tbin = d.tbin
+        thr = np.where(tbin >= N_BINS, np.inf, bin_floor(np.maximum(tbin, 1), d.census.hmax))
+        # bin 0 (and an all-cold model, where every bin floor is 0) means "any heat qualifies"
+        thr = np.maximum(np.where(tbin == 0, 0.0, thr), np.finfo(np.float32).tiny).astype(np.float64)
+        d.fixed, d.hyst = placement_arrays(d.view, self.hysteresis)
+        d.thr = np.where(np.isnan(d.fixed), thr, d.fixed)  # a profile's fixed threshold wins
+
+    # ---- 4. candidate pools ---------------------------------------------------------------------
+    def _pools(self, d: _Decision) -> tuple[np.ndarray, np.ndarray]:
+        """Enough settled pages around the thresholds for this cycle's budget (recently moved pages
+        are skipped, so allow for them)."""
+        mem, budget = d.view.memory, d.view.budget
+        want = budget * (1 + self.min_residency) + 1
+        cut_p, cut_v = relative_cuts(d.census, d.tbin, want, want)
+        lut = mem.topology.fast_lut()
+        settled_before = d.view.now - self.min_residency
+        return candidates(
+            d.census, d.view.heat, mem.node, mem.cgroup, lut, d.tbin, cut_p, cut_v, settled_before
+        )
+
+    def _ranked(
+        self, d: _Decision, promote_pool: np.ndarray, victim_pool: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The budget's hottest promotion candidates and coldest victims, in order."""
+        budget = d.view.budget
+        p_idx = promote_pool[top_k(d.prio(promote_pool), budget, largest=True)]
+        # among equally cold victims, the least recently sampled first (never = -1 sorts first)
+        v_key = d.prio(victim_pool) + 1e-9 * (d.view.heat.last_seen[victim_pool] + 1)
+        v_idx = victim_pool[top_k(v_key, budget, largest=False)]
+        return p_idx, v_idx
+
+    # ---- 5. forced demotions: max quotas, then the headroom ------------------------------------
+    def _forced(
+        self, d: _Decision, p_idx: np.ndarray, v_idx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """While there are pages to promote, forced demotions take at most half the budget, so the
+        room they free is used in the same cycle. Returns (over-quota, headroom, remaining victims)."""
+        mem, budget = d.view.memory, d.view.budget
+        cg = mem.cgroup
+        cap = budget - min(p_idx.shape[0], budget // 2)
+        parts: list[np.ndarray] = []
+        for c in np.flatnonzero(d.fast_c > d.maxs):  # coldest first
+            k = min(int(d.fast_c[c] - d.maxs[c]), cap - sum(p.shape[0] for p in parts))
+            if k <= 0:
+                break
+            mine = fast_pages_of(mem.node, cg, mem.topology.fast_lut(), int(c))
+            parts.append(mine[top_k(d.prio(mine), k, largest=False)])
+        forced = np.concatenate(parts) if parts else _EMPTY
+        if forced.size:
+            v_idx = v_idx[~np.isin(v_idx, forced)]
+        demoted_c = np.bincount(cg[forced], minlength=d.fast_c.size)
+        # victims allowed by min quotas, in coldest-first order
+        v_idx = v_idx[rank_within_groups(cg[v_idx]) < (d.fast_c - demoted_c - d.mins)[cg[v_idx]]]
+        n_restore = self._restore_count(d, forced.shape[0], cap, v_idx.shape[0])
+        return forced, v_idx[:n_restore], v_idx[n_restore:]
+
+    def _restore_count(self, d: _Decision, n_forced: int, cap: int, n_victims: int) -> int:
+        """Pages to demote for the headroom, unless the last restores did not free room."""
+        deficit = min(d.headroom - d.free - n_forced, cap - n_forced)
+        n = max(0, min(deficit, n_victims))
+        if self._restored:  # judge the last restore: did at least half of it stay free (or go to
+            # the tracked workloads' new pages, which is what the headroom is for)?
+            futile = d.free + d.new < self._free_then + self._restored // 2
+            self._restore_backoff = min(64, max(1, 2 * self._restore_backoff)) if futile else 0
+            self._restore_wait = self._restore_backoff
+        if self._restore_wait and n:
+            self._restore_wait -= 1
+            n = 0
+        self._restored, self._free_then = n, d.free
+        return n
+
+    # ---- 6. promotions allowed --------------------------------------------------------------------
+    def _allowed_in(self, d: _Decision, p_idx: np.ndarray, demoted_c: np.ndarray) -> np.ndarray:
+        """Promotions allowed by max quotas, hottest first; under a fixed threshold only hot pages."""
+        cg = d.view.memory.cgroup[p_idx]
+        ok = rank_within_groups(cg) < (d.maxs - d.fast_c + demoted_c)[cg]
+        ok &= np.isnan(d.fixed[cg]) | (d.prio(p_idx) >= 1.0)
+        return p_idx[ok]
+
+    # ---- 7. swaps ---------------------------------------------------------------------------------
+    def _swaps(
+        self, d: _Decision, p_idx: np.ndarray, v_idx: np.ndarray, pairs: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Hot slow page in, cold fast page out, hottest with coldest, while the margin holds."""
+        m = max(0, min(p_idx.shape[0], v_idx.shape[0], pairs))
+        p, v = p_idx[:m], v_idx[:m]
+        cg = d.view.memory.cgroup
+        p_rate, p_sd = self.estimator.rate_and_sd(p)
+        v_rate, v_sd = self.estimator.rate_and_sd(v)
+        p_thr, v_thr = d.thr[cg[p]], d.thr[cg[v]]
+        p_prio, v_prio = p_rate / p_thr, v_rate / v_thr
+        noise = self.noise_z * np.hypot(p_sd / p_thr, v_sd / v_thr)
+        # the larger hysteresis of the two cgroups: a workload's margin protects its pages both ways
+        margin = np.maximum(d.hyst[cg[p]], d.hyst[cg[v]])
+        # only a page that belongs in the fast tier (priority >= 1) comes in, for one that does not
+        good = (p_prio >= 1.0) & (v_prio < 1.0) & (p_prio > (1.0 + margin) * v_prio)
+        good &= p_prio - v_prio >= noise * (1 - 1e-6)
+        n = m if good.all() else int(np.argmin(good))
+        return p[:n], v[:n]
