@@ -49,31 +49,11 @@ def _write(name: str, payload: dict[str, Any]) -> Path:
 
 
 def quality(seeds: list[int]) -> None:
+    """Policies vs the causal ceiling over shapes x densities (bench/quality.py); for --quick,
+    --policies, --shapes, --densities run ``python -m bench.quality``."""
     from bench import quality as q
 
-    t0 = time.perf_counter()
-    out = q.run(seeds)
-    out["seconds"] = time.perf_counter() - t0
-    path = _write("quality", out)
-    rows = [
-        (s["workload"], s["policy"], s["quality_mean"], s["quality_min"], int(s["moved_mean"]))
-        for s in out["summary"]
-    ]
-    print(
-        render(
-            ("workload", "policy", "x oracle (mean)", "x oracle (min)", "pages moved"),
-            rows,
-            right=[False, False, True, True, True],
-        )
-    )
-    print(f"\nseeds {seeds}, sample rate 0.01, migrate limit 10 % of the fast tier per epoch")
-    for name, c in out["checks"].items():
-        print(
-            f"  {name:<13} default >= 0.95 x oracle: {'yes' if c['meets_0.95'] else 'NO'} "
-            f"(min {c['default_min_quality']:.3f}); ahead of static and nb2 on every seed: "
-            f"{'yes' if c['ahead_of_static_and_nb2_every_seed'] else 'NO'}"
-        )
-    print(f"-> {path}\n")
+    q.report("quality", RESULTS, _write, seeds=seeds)
 
 
 def cost(sizes: list[int]) -> None:
@@ -132,15 +112,16 @@ def mover() -> None:
         return
     rows = [
         ("THP" if r["thp"] else "4 KiB", r["batch_pages"], r["move_units"], f"{r['to_slow_mb_s']:.0f}",
-         f"{r['to_fast_mb_s']:.0f}",
-         f"{r['ratio_to_copy']:.2f}", f"{r['one_move_pages_call_mb_s']:.0f}",
-         f"{r['ratio_to_one_move_pages_call']:.2f}", f"{r['mbind_move_mb_s']:.0f}")
+         f"{r['to_fast_mb_s']:.0f}", f"{r['mbind_move_mb_s']:.0f}", f"{r['mbind_move_to_fast_mb_s']:.0f}",
+         f"{r['ratio_to_mbind_move']:.2f}", f"{r['ratio_to_mbind_move_to_fast']:.2f}",
+         f"{r['one_move_pages_call_mb_s']:.0f} ({r['ratio_to_one_move_pages_call']:.2f})")
         for r in out["rows"]
     ]  # fmt: skip
-    print(render(("pages", "batch", "units", "mover->slow MB/s", "->fast MB/s", "x memcpy", "1 syscall MB/s",
-                  "x 1 syscall", "mbind MB/s"), rows))  # fmt: skip
+    print(render(("pages", "batch", "units", "mover->slow MB/s", "->fast", "mbind->slow", "->fast",
+                  "x mbind ->slow", "->fast", "1 move_pages call ->slow (x)"), rows))  # fmt: skip
     print(
-        f"memcpy node0->node1 {out['copy_node0_to_node1_mb_s']:.0f} MB/s; kernel copy (process_vm_readv) "
+        f"best of {out['rows'][0]['rounds']} interleaved rounds on the same pages; memcpy node0->node1 "
+        f"{out['copy_node0_to_node1_mb_s']:.0f} MB/s; kernel copy (process_vm_readv) "
         f"{out['kernel_copy_node0_to_node1_mb_s']:.0f} MB/s; 256 MiB in the two-tier guest under TCG"
     )
     print(f"-> {RESULTS / 'mover.json'}\n")
@@ -225,14 +206,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="overhead: seconds per run (default 5)")
     ap.add_argument("--seeds", default="0,1,2", help="workload/sampling seeds for quality (default 0,1,2)")
     ap.add_argument("--sizes", default="1M,4M,16M", help="tracked page counts for cost (default 1M,4M,16M)")
-    args = ap.parse_args(argv)
+    args, rest = ap.parse_known_args(argv)
     which = args.which or ["quality", "cost", "overhead"]
+    if rest and which != ["quality"]:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     known = {"quality", "cost", "mover", "overhead", "shift", "daemon-cost", "tui"}
     unknown = set(which) - known
     if unknown:
         ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(sorted(known))}")
     if "quality" in which:
-        quality([int(s) for s in args.seeds.split(",")])
+        if rest:  # --quick, --policies, --shapes ...: bench/quality.py's own options
+            from bench import quality as q
+
+            q.main(["--seeds", args.seeds, *rest])
+        else:
+            quality([int(s) for s in args.seeds.split(",")])
     if "cost" in which:
         cost([_size(s) for s in args.sizes.split(",")])
     if "mover" in which:

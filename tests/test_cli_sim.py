@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from tierctl.cli import main
+from tierctl.core.policies import POLICIES
 from tierctl.sim.trace import from_epochs, load_trace
+from tierctl.sim.workloads import WORKLOADS
 
 SMALL = ["--scale", "0.0625", "--epochs", "24"]
 
@@ -96,7 +98,7 @@ def test_compare_runs_every_policy_on_every_workload(capsys: pytest.CaptureFixtu
         assert name in text
     out = run_json(capsys, "--compare", *SMALL)
     pairs = {(r["workload"], r["policy"]) for r in out["runs"]}
-    assert len(pairs) == 12
+    assert len(pairs) == len(WORKLOADS) * len(POLICIES)
 
 
 def test_text_output_names_policy_and_oracle(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +118,13 @@ def test_text_output_names_policy_and_oracle(capsys: pytest.CaptureFixture[str])
         ({}, ["--fast-pages", "257"], "--fast-pages: must be within 1..n_pages=256, got 257"),
         ({}, ["--fast-pages", "8", "--policy", "tierclt"], "did you mean 'tierctl'"),
         ({}, ["--fast-pages", "8", "--sample-rate", "0"], "--sample-rate"),
+        (
+            {},
+            ["--fast-pages", "8", "--sample-mode", "scan", "--scan-period", "0"],
+            "--scan-period: must be >= 1",
+        ),
+        ({}, ["--fast-pages", "8", "--density", "sparse"], "--density: --density goes with --workload"),
+        ({}, ["--fast-pages", "8", "--rates", "/nonexistent/r.npz"], "rates file not found"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, overrides, argv, expect) -> None:
@@ -175,3 +184,47 @@ def test_quota_max_below_min_is_refused() -> None:
 
     with pytest.raises(InputError, match="below min"):
         quota_from(min="50%", max="10%", page_size=4096, fast_capacity=1000, where="db")
+
+
+def test_shape_with_density_reports_the_ceiling(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, "--workload", "sliding", "--density", "sparse", *SMALL)
+    assert out["workload"] == "sliding/sparse" and out["ceiling_from"] == "rates"
+    assert out["vs_ceiling"] == pytest.approx(out["fast_hit_ratio"] / out["ceiling_hit_ratio"])
+    assert 0 < out["ceiling_hit_ratio"] <= out["oracle_hit_ratio"] <= 1
+    assert main(["sim", "--workload", "burst", *SMALL]) == 0  # default density: medium
+    text = capsys.readouterr().out
+    assert "burst/medium" in text and "x ceiling" in text and "cgroup bursty" in text
+
+
+def test_original_workloads_have_no_density(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--workload", "grow", "--density", "dense", *SMALL]) == 2
+    assert "--density" in capsys.readouterr().err
+
+
+def test_scan_sample_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, "--workload", "jump", *SMALL, "--sample-mode", "scan", "--scan-period", "2")
+    assert out["sample_mode"] == "scan" and out["promoted"] > 0
+
+
+def test_trace_ceiling_from_counts_or_rates_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = small_trace(tmp_path)
+    out = run_json(capsys, "--trace", str(path), "--fast-pages", "64")
+    assert out["ceiling_from"] == "counts"
+    t = load_trace(path)
+    rates = tmp_path / "rates.npz"
+    np.savez(
+        rates, page_size=4096, n_pages=256, epoch_s=1.0, offsets=t.offsets, page=t.page, count=t.count * 0.5
+    )
+    out2 = run_json(capsys, "--trace", str(path), "--fast-pages", "64", "--rates", str(rates))
+    assert out2["ceiling_from"] == "rates"
+    assert out2["fast_hit_ratio"] == out["fast_hit_ratio"]
+
+
+def test_list_shows_shapes_and_densities(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--list"]) == 0
+    text = capsys.readouterr().out
+    for name in ("zipf-shift", "sliding", "fast-cycle", "sparse ~5", "dense ~128", "ewma"):
+        assert name in text
+    assert main(["sim", "--list", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "periodic-scan" in out["shapes"] and out["densities"]["medium"] == 30

@@ -63,3 +63,22 @@ def test_quotas_of_multi_cgroup_are_honoured() -> None:
 def test_unknown_workload_hints() -> None:
     with pytest.raises(InputError, match="did you mean 'grow'"):
         make_workload("grwo")
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_original_workloads_expose_their_true_rates(name: str) -> None:
+    wl = make_workload(name, seed=2, scale=0.125, epochs=20)
+    assert wl.rates is not None and wl.density is None
+    t = wl.trace
+    want, got = 0.0, 0.0
+    for e in range(t.n_epochs):
+        r = wl.rates(e)
+        page, count = t.epoch(e)
+        assert r.shape == (t.n_pages,) and (r >= 0).all()
+        if name != "scan" or e > 0:  # scan's load epoch reads every cold page, drawn or not
+            assert (r[page] > 0).all()
+        want += float(r.sum())
+        got += float(count.sum())
+    assert abs(got / want - 1) < 0.01
+    r, _ = simulate(t, SimConfig(fast_pages=wl.fast_pages), quotas=wl.quotas, rates=wl.rates)
+    assert r.ceiling_from == "rates" and 0 < r.ceiling_hit_ratio <= r.oracle_hit_ratio

@@ -10,9 +10,13 @@ from typing import Any
 import numpy as np
 
 from tierctl.cli.table import render
+from tierctl.core.heat import DEFAULT_HALF_LIFE
 from tierctl.core.policies import DEFAULT_POLICY, POLICIES
 from tierctl.errors import InputError
-from tierctl.sim.runner import SimConfig, SimResult, simulate
+from tierctl.sim.ceiling import causal_ceiling, load_rates
+from tierctl.sim.rates import DENSITIES
+from tierctl.sim.runner import SAMPLE_MODES, SimConfig, SimResult, simulate
+from tierctl.sim.shapes import SHAPES
 from tierctl.sim.trace import load_trace
 from tierctl.sim.workloads import WORKLOADS, make_workload
 
@@ -20,21 +24,37 @@ from tierctl.sim.workloads import WORKLOADS, make_workload
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "sim",
-        help="simulate a policy on a built-in workload or a trace, scored against a clairvoyant oracle",
+        help="simulate a policy on a built-in workload or a trace, scored against the causal ceiling "
+        "and a clairvoyant oracle",
         description=(
             "Run the controller on a simulated two-tier machine (node 0 = fast, node 1 = slow). "
             "Each epoch the controller decides from what was observed in earlier epochs, then the "
             "epoch's accesses are served. The oracle keeps each epoch's most accessed pages in the "
-            "fast tier."
+            "fast tier. The causal ceiling knows the true rates of every epoch already served and "
+            "moves as many pages per epoch as the policy may (docs/formats.md)."
         ),
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--workload", metavar="NAME", help=f"built-in workload: {', '.join(WORKLOADS)}")
+    src.add_argument(
+        "--workload", metavar="NAME", help=f"built-in workload: {', '.join([*WORKLOADS, *SHAPES])}"
+    )
     src.add_argument("--trace", metavar="FILE.npz", help="access trace (format in docs/formats.md)")
     p.add_argument(
         "--observed",
         metavar="FILE.npz",
         help="what the sampler saw (same format); default: thin the trace with --sample-rate",
+    )
+    p.add_argument(
+        "--density",
+        choices=tuple(DENSITIES),
+        help="accesses per page per epoch of a shape workload: sparse ~5, medium ~30, dense ~128 "
+        "(default medium; the four original workloads have their own)",
+    )
+    p.add_argument(
+        "--rates",
+        metavar="FILE.npz",
+        help="true access rates behind a --trace (trace format, float counts allowed) for the causal "
+        "ceiling; default: the ceiling uses the previous epoch's counts",
     )
     p.add_argument(
         "--fast-pages",
@@ -57,9 +77,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--sample-mode",
-        choices=("all", "hint"),
+        choices=SAMPLE_MODES,
         default="all",
-        help="all: accesses on both tiers are sampled; hint: only slow-tier accesses (NUMA hint faults)",
+        help="all: accesses on both tiers are sampled; hint: only slow-tier accesses (NUMA hint faults); "
+        "scan: hint-fault scanning, one sample per slow page per --scan-period (rate ignored)",
+    )
+    p.add_argument(
+        "--scan-period",
+        type=int,
+        default=4,
+        metavar="EPOCHS",
+        help="scan mode: epochs between two armings of a page (default 4)",
     )
     p.add_argument(
         "--migrate-limit",
@@ -68,7 +96,11 @@ def register(sub: Any) -> None:
         help="pages that may change tier per epoch, promotions + demotions (default 10 %% of the fast tier)",
     )
     p.add_argument(
-        "--half-life", type=float, default=4.0, metavar="EPOCHS", help="heat half-life in epochs (default 4)"
+        "--half-life",
+        type=float,
+        default=DEFAULT_HALF_LIFE,
+        metavar="EPOCHS",
+        help=f"heat half-life in epochs (default {DEFAULT_HALF_LIFE:g})",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for workloads and sampling (default 0)")
     p.add_argument("--epochs", type=int, default=240, help="epochs of a built-in workload (default 240)")
@@ -98,15 +130,26 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         if args.trace or args.workload:
             raise InputError("--compare runs the built-in workloads; drop --trace/--workload", "--compare")
+        if args.density or args.rates:
+            raise InputError("--compare runs the original workloads at their own density", "--compare")
         return _compare(args)
     if not (args.trace or args.workload):
         raise InputError("give --workload NAME, --trace FILE.npz or --compare", "tierctl sim")
     quotas = {}
+    rates = None
+    if args.density and not args.workload:
+        raise InputError("--density goes with --workload", "--density")
     if args.workload:
         if args.observed:
             raise InputError("--observed goes with --trace", "--observed")
-        wl = make_workload(args.workload, seed=args.seed, scale=args.scale, epochs=args.epochs)
-        trace, name, quotas = wl.trace, wl.name, dict(wl.quotas)
+        if args.rates:
+            raise InputError("--rates goes with --trace (built-in workloads know their rates)", "--rates")
+        wl = make_workload(
+            args.workload, seed=args.seed, scale=args.scale, epochs=args.epochs, density=args.density
+        )
+        trace, name, quotas, rates = wl.trace, wl.name, dict(wl.quotas), wl.rates
+        if wl.density:
+            name = f"{name}/{wl.density}"
         fast = args.fast_pages if args.fast_pages is not None else wl.fast_pages
         if args.save_trace:
             _write(args.save_trace, trace.save)
@@ -120,9 +163,17 @@ def run(args: argparse.Namespace) -> int:
     if fast <= 0 or fast > trace.n_pages:
         raise InputError(f"must be within 1..n_pages={trace.n_pages}, got {fast}", "--fast-pages")
     observed = load_trace(args.observed, what="observed") if args.observed else None
+    if args.rates:
+        rates = load_rates(args.rates, trace)
     cfg = _config(args, fast, args.policy)
     result, residency = simulate(
-        trace, cfg, observed=observed, quotas=quotas, workload=name, keep_residency=bool(args.residency_out)
+        trace,
+        cfg,
+        observed=observed,
+        quotas=quotas,
+        workload=name,
+        keep_residency=bool(args.residency_out),
+        rates=rates,
     )
     if args.residency_out:
         out_path = args.residency_out
@@ -146,6 +197,10 @@ def _config(args: argparse.Namespace, fast: int, policy: str) -> SimConfig:
         raise InputError(f"must be within (0, 1], got {args.sample_rate}", "--sample-rate")
     if args.half_life <= 0:
         raise InputError(f"must be > 0, got {args.half_life}", "--half-life")
+    if args.scan_period < 1:
+        raise InputError(f"must be >= 1, got {args.scan_period}", "--scan-period")
+    if args.observed and args.sample_mode == "scan":
+        raise InputError("scan sampling is simulated; it does not read an --observed file", "--sample-mode")
     return SimConfig(
         fast_pages=fast,
         policy=policy,
@@ -153,6 +208,7 @@ def _config(args: argparse.Namespace, fast: int, policy: str) -> SimConfig:
         migrate_limit=args.migrate_limit,
         seed=args.seed,
         sample_mode=args.sample_mode,
+        scan_period=args.scan_period,
         half_life=args.half_life,
     )
 
@@ -168,10 +224,11 @@ def _describe(r: SimResult, page_size: int) -> str:
     lines = [
         f"workload      {r.workload}: {r.epochs} epochs, {r.n_pages} pages of {page_size // 1024} KiB, "
         f"fast tier {r.fast_pages} pages ({100 * r.fast_pages / r.n_pages:.1f} %)",
-        f"policy        {r.policy} (sample rate {r.sample_rate:g}, "
+        f"policy        {r.policy} (sample rate {r.sample_rate:g}, {r.sample_mode} mode, "
         f"migrate limit {r.migrate_limit} pages/epoch)",
-        f"fast hit      {r.fast_hit_ratio:.4f}   oracle {r.oracle_hit_ratio:.4f}   "
-        f"= {r.quality:.3f} x oracle",
+        f"fast hit      {r.fast_hit_ratio:.4f}   ceiling {r.ceiling_hit_ratio:.4f} (from {r.ceiling_from})"
+        f"   = {r.vs_ceiling:.3f} x ceiling",
+        f"              oracle {r.oracle_hit_ratio:.4f}   = {r.quality:.3f} x oracle",
         f"migrations    {r.promoted} promoted, {r.demoted} demoted "
         f"(~{r.migration_seconds:.2f} s of slow-tier bandwidth, {r.migration_share:.2%} of the run)",
         f"latency       {r.mean_latency_ns:.1f} ns mean (oracle {r.oracle_latency_ns:.1f} ns), "
@@ -191,8 +248,12 @@ def _compare(args: argparse.Namespace) -> int:
     for wname in WORKLOADS:
         wl = make_workload(wname, seed=args.seed, scale=args.scale, epochs=args.epochs)
         fast = args.fast_pages if args.fast_pages is not None else wl.fast_pages
+        ceiling = None
         for pname in POLICIES:
-            res, _ = simulate(wl.trace, _config(args, fast, pname), quotas=wl.quotas, workload=wname)
+            cfg = _config(args, fast, pname)
+            if ceiling is None:
+                ceiling = causal_ceiling(wl.trace, fast, cfg.limit(), wl.rates)
+            res, _ = simulate(wl.trace, cfg, quotas=wl.quotas, workload=wname, ceiling=ceiling)
             results.append(res)
     if args.json:
         print(json.dumps({"runs": [r.to_json() for r in results]}, indent=2))
@@ -204,6 +265,7 @@ def _compare(args: argparse.Namespace) -> int:
             r.fast_hit_ratio,
             r.oracle_hit_ratio,
             r.quality,
+            r.vs_ceiling,
             r.promoted,
             r.demoted,
             f"{r.slowdown:.3f}",
@@ -212,9 +274,19 @@ def _compare(args: argparse.Namespace) -> int:
     ]
     print(
         render(
-            ("workload", "policy", "hit", "oracle", "x oracle", "promoted", "demoted", "slowdown"),
+            (
+                "workload",
+                "policy",
+                "hit",
+                "oracle",
+                "x oracle",
+                "x ceiling",
+                "promoted",
+                "demoted",
+                "slowdown",
+            ),
             rows,
-            right=[False, False, True, True, True, True, True, True],
+            right=[False, False, True, True, True, True, True, True, True],
         )
     )
     print(
@@ -227,10 +299,24 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps({"workloads": list(WORKLOADS), "policies": list(POLICIES)}))
+        print(
+            json.dumps(
+                {
+                    "workloads": list(WORKLOADS),
+                    "shapes": list(SHAPES),
+                    "densities": dict(DENSITIES),
+                    "policies": list(POLICIES),
+                }
+            )
+        )
         return 0
-    print("workloads:")
+    print("workloads (fixed dense intensity, ~128 accesses per page per epoch):")
     for name, fn in WORKLOADS.items():
+        doc = " ".join((fn.__doc__ or "").split())
+        print(f"  {name:<13} {doc}")
+    dens = ", ".join(f"{k} ~{v:g}" for k, v in DENSITIES.items())
+    print(f"shapes (--density: {dens} accesses per page per epoch; default medium):")
+    for name, fn in SHAPES.items():
         doc = " ".join((fn.__doc__ or "").split())
         print(f"  {name:<13} {doc}")
     print("policies:")

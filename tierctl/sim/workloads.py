@@ -8,31 +8,45 @@ Intensity: ``ACCESSES`` memory accesses per epoch for 64 Ki pages (256 MiB), i.e
 ~128 per page per epoch on average — about 512 MB/s of cache-line traffic for a
 1 s epoch, a light memory-bound load.  With fewer accesses the per-epoch oracle
 mostly rewards Poisson luck rather than placement.
+
+These four are the original workloads (dense only); the shapes at three densities and the
+random-shape generator are in tierctl/sim/shapes.py.  Every workload carries its true rate
+vector per epoch (``Workload.rates``) for the causal ceiling.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 
-from tierctl.core.policy import Quota, quota_from
+from tierctl.core.policy import quota_from
 from tierctl.errors import InputError
 from tierctl.registry import pick
-from tierctl.sim.trace import Trace, from_epochs
+from tierctl.sim.rates import DENSITIES, Piecewise, Workload
+from tierctl.sim.shapes import SHAPES
+from tierctl.sim.trace import from_epochs
+
+__all__ = ["ALL_WORKLOADS", "DENSITIES", "SHAPES", "WORKLOADS", "Workload", "make_workload"]
 
 ACCESSES = 8_000_000
 
 
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    description: str
-    trace: Trace
-    fast_pages: int
-    quotas: Mapping[int, Quota] = field(default_factory=dict)
+class _Changes:
+    """Collects a rate vector per epoch, keeping only the change points (piecewise constant)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.vectors: list[np.ndarray] = []
+
+    def add(self, e: int, rate: np.ndarray) -> None:
+        if not self.vectors or not np.array_equal(rate, self.vectors[-1]):
+            self.starts.append(e)
+            self.vectors.append(rate.copy())
+
+    def rates(self) -> Piecewise:
+        return Piecewise(self.starts, range(len(self.vectors)), self.vectors)
 
 
 def _zipf(n: int, s: float) -> np.ndarray:
@@ -55,6 +69,7 @@ def zipf_shift(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload
     rank_to_page = rng.permutation(n)
     pop = _zipf(n, 1.0) * accesses
     rows = []
+    changes = _Changes()
     for e in range(epochs):
         if e and e % 40 == 0:
             hot = rng.choice(k, size=k // 4, replace=False)
@@ -62,9 +77,10 @@ def zipf_shift(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload
             rank_to_page[hot], rank_to_page[cold] = rank_to_page[cold].copy(), rank_to_page[hot].copy()
         rate = np.empty(n)
         rate[rank_to_page] = pop
+        changes.add(e, rate)
         rows.append(_draw(rng, rate))
     trace = from_epochs(rows, n_pages=n)
-    return Workload("zipf-shift", zipf_shift.__doc__ or "", trace, k)
+    return Workload("zipf-shift", zipf_shift.__doc__ or "", trace, k, rates=changes.rates())
 
 
 def multi_cgroup(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
@@ -85,6 +101,7 @@ def multi_cgroup(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Worklo
         _zipf(sizes[2], 0.9) * ACCESSES * 0.5 * scale,
     ]
     rows = []
+    changes = _Changes()
     for e in range(epochs):
         if e == epochs // 2:
             perms[2] = rng.permutation(sizes[2])
@@ -93,13 +110,14 @@ def multi_cgroup(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Worklo
             seg = np.empty(sizes[i])
             seg[perms[i]] = pops[i]
             rate[starts[i] : starts[i + 1]] = seg
+        changes.add(e, rate)
         rows.append(_draw(rng, rate))
     trace = from_epochs(rows, n_pages=n, cgroup=cgroup, cgroup_names=names)
     quotas = {
         0: quota_from(max="15%", page_size=trace.page_size, fast_capacity=k, where="batch"),
         1: quota_from(min="30%", page_size=trace.page_size, fast_capacity=k, where="cache"),
     }
-    return Workload("multi-cgroup", multi_cgroup.__doc__ or "", trace, k, quotas)
+    return Workload("multi-cgroup", multi_cgroup.__doc__ or "", trace, k, quotas, rates=changes.rates())
 
 
 def scan(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
@@ -114,8 +132,8 @@ def scan(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
     # the cold table sits below the hot heap in the address space, so the load touches it first
     cold_pages, hot_pages = np.arange(cold_n), cold_n + np.arange(hot_n)
     hot_rate = _zipf(hot_n, 1.0)[rng.permutation(hot_n)] * ACCESSES * scale
-    rows = []
-    for e in range(epochs):
+
+    def rates(e: int) -> np.ndarray:
         rate = np.zeros(n)
         rate[hot_pages] = hot_rate
         if e == 0:
@@ -123,7 +141,11 @@ def scan(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
         else:
             lo = (e * per_epoch) % cold_n
             rate[cold_pages[lo : lo + per_epoch]] = 4.0
-        page, count = _draw(rng, rate)
+        return rate
+
+    rows = []
+    for e in range(epochs):
+        page, count = _draw(rng, rates(e))
         if e == 0:  # the load really reads every cold page
             missing = np.setdiff1d(cold_pages, page)
             page = np.concatenate([page, missing])
@@ -132,7 +154,7 @@ def scan(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
             page, count = page[order], count[order]
         rows.append((page, count))
     trace = from_epochs(rows, n_pages=n)
-    return Workload("scan", scan.__doc__ or "", trace, k)
+    return Workload("scan", scan.__doc__ or "", trace, k, rates=rates)
 
 
 def grow(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
@@ -145,26 +167,44 @@ def grow(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
     base = rng.lognormal(0.0, 0.5, size=n)
     born = np.zeros(n)
     born[start:] = 1 + np.arange(n - start) // per_epoch
-    rows = []
-    for e in range(epochs):
+
+    def rates(e: int) -> np.ndarray:
         live = start + per_epoch * e
         age = e - born[:live]
         rate = base[:live] * np.exp(-age / 20.0)
         rate *= ACCESSES * scale / rate.sum()
         r = np.zeros(n)
         r[:live] = rate
-        rows.append(_draw(rng, r))
+        return r
+
+    rows = [_draw(rng, rates(e)) for e in range(epochs)]
     trace = from_epochs(rows, n_pages=n)
-    return Workload("grow", grow.__doc__ or "", trace, k)
+    return Workload("grow", grow.__doc__ or "", trace, k, rates=rates)
 
 
+# the original four workloads, at their own (dense) intensity; `tierctl sim --compare` runs these
 WORKLOADS: Mapping[str, Callable[..., Workload]] = MappingProxyType(
     {"zipf-shift": zipf_shift, "multi-cgroup": multi_cgroup, "scan": scan, "grow": grow}
 )
+# every name `--workload` accepts: the four above and the shapes (which take a density)
+ALL_WORKLOADS: Mapping[str, Callable[..., Workload]] = MappingProxyType({**WORKLOADS, **SHAPES})
 
 
-def make_workload(name: str, *, seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
-    builder = pick(WORKLOADS, name, kind="workload", where="--workload")
+def make_workload(
+    name: str, *, seed: int = 0, scale: float = 1.0, epochs: int = 240, density: str | None = None
+) -> Workload:
+    """A built-in workload by name; ``density`` (sparse, medium, dense; default medium) is for the shapes."""
+    builder = pick(ALL_WORKLOADS, name, kind="workload", where="--workload")
     if scale <= 0 or epochs <= 0:
         raise InputError("scale and epochs must be > 0", "--workload")
-    return builder(seed=seed, scale=scale, epochs=epochs)
+    if name in WORKLOADS:
+        if density is not None:
+            raise InputError(
+                f"workload {name!r} has a fixed (dense) intensity; --density goes with the shapes: "
+                f"{', '.join(SHAPES)}",
+                "--density",
+            )
+        return builder(seed=seed, scale=scale, epochs=epochs)
+    if density is not None and density not in DENSITIES:
+        raise InputError(f"unknown density {density!r}; choose from {', '.join(DENSITIES)}", "--density")
+    return builder(seed=seed, scale=scale, epochs=epochs, density=density or "medium")
