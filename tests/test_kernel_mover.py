@@ -250,3 +250,101 @@ def test_budget_follows_plan_priority_not_address_order() -> None:
     mover = KernelMover(numa, loc)  # type: ignore[arg-type]
     report = mover.apply(_plan([7, 6, 5, 4, 3, 2, 1, 0], 0), budget_pages=2)  # hottest first, high addresses
     assert report.outcome.tolist() == [O.MOVED, O.MOVED] + [O.OVER_BUDGET] * 6
+
+
+class FolioNuma(FakeNuma):
+    """Pages 0..3 form one large folio the kernel moves on its first page: the second page of it in the
+    same call finds the folio isolated (-EBUSY), the rest find it moved already. Page 6 is pinned: the
+    migration fails and the kernel leaves its status unwritten (read as -EBUSY)."""
+
+    def move_pages(self, pid: int, addrs: np.ndarray, node: int) -> np.ndarray:
+        self._check(pid)
+        self.calls.append(("move", pid, addrs.shape[0]))
+        self.order.append([int(a) for a in addrs])
+        folio = {0x10000 + i * PAGE for i in range(4)}
+        out, seen = [], 0
+        for a in (int(x) for x in addrs):
+            if a in folio:
+                seen += 1
+                if seen == 1:
+                    for f in folio:
+                        self.where[(pid, f)] = node
+                out.append(-errno.EBUSY if seen == 2 else node)
+            elif a == 0x10000 + 6 * PAGE:
+                out.append(-errno.EBUSY)
+            else:
+                self.where[(pid, a)] = node
+                out.append(node)
+        return np.array(out, dtype=np.int32)
+
+
+def test_busy_pages_found_on_the_target_afterwards_count_as_moved() -> None:
+    addrs = np.arange(8, dtype=np.uint64) * PAGE + 0x10000
+    numa = FolioNuma({(100, int(a)): 1 for a in addrs})
+    numa.order = []  # type: ignore[attr-defined]
+    report = KernelMover(numa, ProcessPages(100, addrs)).apply(_plan(list(range(8)), 0), budget_pages=100)  # type: ignore[arg-type]
+    assert report.outcome.tolist() == [O.MOVED] * 6 + [O.BUSY, O.MOVED]
+    # one re-query, of the two busy pages only
+    assert [c for c in numa.calls if c[0] == "query"] == [("query", 100, 8), ("query", 100, 2)]
+
+
+def test_each_call_gets_its_addresses_in_ascending_order_outcomes_in_plan_order() -> None:
+    addrs = np.arange(8, dtype=np.uint64) * PAGE + 0x10000
+    numa = FolioNuma({(100, int(a)): 1 for a in addrs})
+    numa.order = []  # type: ignore[attr-defined]
+    numa.where[(100, int(addrs[5]))] = 0  # already there
+    plan = _plan([7, 5, 6, 3, 2, 1, 0, 4], 0)  # priority order, not address order
+    report = KernelMover(numa, ProcessPages(100, addrs), batch_pages=8).apply(plan, budget_pages=100)  # type: ignore[arg-type]
+    assert numa.order == [sorted(numa.order[0])]  # type: ignore[attr-defined]
+    assert len(numa.order[0]) == 7  # type: ignore[attr-defined]
+    assert report.outcome.tolist() == [O.MOVED, O.ALREADY_THERE, O.BUSY] + [O.MOVED] * 5
+
+
+def test_units_of_a_plan_in_address_order_need_no_sort() -> None:
+    addrs = np.arange(10, dtype=np.uint64) * PAGE + 0x10000
+    numa = FakeNuma({(100, int(a)): 1 for a in addrs})
+    mover = KernelMover(numa, ProcessPages(100, addrs), huge=FakeHuge())  # type: ignore[arg-type]
+    units, sizes, inv, ascending = mover._units(100, addrs)
+    assert ascending and units.tolist() == [0x10000, 0x10000 + 8 * PAGE, 0x10000 + 9 * PAGE]
+    assert sizes.tolist() == [8, 1, 1] and inv is not None and inv.tolist() == [0] * 8 + [1, 2]
+    units, sizes, inv, ascending = mover._units(100, addrs[::-1].copy())
+    assert not ascending and units.tolist() == [0x10000 + 9 * PAGE, 0x10000 + 8 * PAGE, 0x10000]
+    assert inv is not None and inv.tolist() == [0, 1] + [2] * 8
+
+
+def test_pagemap_scan_finds_this_hosts_huge_pages() -> None:
+    """PAGEMAP_SCAN (Linux 6.7+) against kpageflags (root) on a THP-advised buffer of this process."""
+    from tierctl.kernel.procfs import ProcFS
+    from tierctl.kernel.thp import KpageflagsHugeResolver
+
+    huge = 2 << 20
+    buf = mmap.mmap(-1, 8 * huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    view = ctypes.c_char.from_buffer(buf)
+    try:
+        base = ctypes.addressof(view)
+        start = (base + huge - 1) // huge * huge
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(4 * huge), 14)  # MADV_HUGEPAGE
+        ctypes.memset(start, 1, 4 * huge)
+        addrs = start + np.arange(0, 4 * huge, PAGE, dtype=np.uint64)
+        scan = KpageflagsHugeResolver(ProcFS())
+        units, sizes = scan.units(os.getpid(), addrs)
+        if scan.method != "pagemap-scan":
+            pytest.skip("no PAGEMAP_SCAN on this kernel")
+        if (sizes == 1).all():
+            pytest.skip("the kernel gave this buffer no huge pages")
+        assert set(np.unique(units[sizes == 512]).tolist()) <= {start + i * huge for i in range(4)}
+        assert ((units == addrs) | (sizes == 512)).all()
+        if os.geteuid() == 0:  # the kpageflags way agrees
+            ref = KpageflagsHugeResolver(ProcFS(), scan=False)
+            r_units, r_sizes = ref.units(os.getpid(), addrs)
+            if ref.reason is None:
+                assert (r_units == units).all() and (r_sizes == sizes).all()
+        # scattered, unordered, repeated addresses resolve the same way
+        rng = np.random.default_rng(0)
+        pick = rng.choice(addrs.shape[0], 300)
+        u2, s2 = scan.units(os.getpid(), addrs[pick])
+        assert (u2 == units[pick]).all() and (s2 == sizes[pick]).all()
+    finally:
+        del view
+        buf.close()

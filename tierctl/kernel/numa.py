@@ -88,17 +88,23 @@ class NumaSyscalls:
         """Move (or, with ``nodes=None``, query) the pages at ``addrs`` of process ``pid``.
 
         Returns the per-page status (int32): the node the page is on, or a negative errno
-        (-ENOENT not present, -EBUSY busy, -ENOMEM target full, -EACCES shared, -EFAULT unmapped).
+        (-ENOENT not present, -EBUSY busy or not moved, -ENOMEM target full, -EACCES shared, -EFAULT
+        unmapped). Statuses the kernel leaves unwritten (a migration that failed part-way: the call
+        returns how many pages it did not move) stay -EBUSY; query them to know where they are.
         Whole-call failures raise: NoSuchProcessError (ESRCH), PermissionDeniedError (EPERM),
         InputError (ENODEV: node not online; EINVAL), KernelError otherwise.
         """
         pages = np.ascontiguousarray(addrs, dtype=np.uint64)
         n = pages.shape[0]
-        status = np.full(n, -errno.ENOENT, dtype=np.int32)
+        # a move whose migration fails returns the number of pages not moved and leaves their statuses
+        # unwritten: those read -EBUSY (not moved), not -ENOENT
+        status = np.full(n, -errno.ENOENT if nodes is None else -errno.EBUSY, dtype=np.int32)
         if n == 0:
             return status
         node_arr = None
-        if nodes is not None:
+        if isinstance(nodes, int | np.integer):
+            node_arr = np.full(n, nodes, dtype=np.int32)
+        elif nodes is not None:
             node_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(nodes, dtype=np.int32), (n,)))
         nodes_ptr = node_arr.ctypes.data if node_arr is not None else None
         if self._numa_move_pages is not None:
