@@ -673,3 +673,23 @@ def test_tierctl_one_sighting_stays_one_observation_as_it_decays() -> None:
     h.ingest(make_batch(np.array([0, 2]), np.array([10.0, 1.0])), NOW, unit=1.0)
     plan = TierctlPolicy(headroom_min=0.0, headroom_max=0.0, region_pages=1).decide(_view(m, h, budget=4))
     assert plan.promote.tolist() == [2] and plan.demote.tolist() == [1]
+
+
+def test_tierctl_fill_needs_evidence_of_its_own_or_a_uniform_region() -> None:
+    """Free room in the fast tier: a slow region of 64 pages, half of them sampled (hot), half never
+    sampled. The unsampled half is not uniform with the sampled half, so nothing but the sampled
+    pages fill the room (a move costs a copy); a uniform region's unsampled pages do come in."""
+    n = 256
+    m = SimMachine(MachineSpec(fast_pages=128), n)
+    m.touch(np.arange(n))
+    m.move(Plan.build(np.zeros(0, np.int64), FAST, np.arange(64), SLOW), 64)  # 64 pages of free room
+    h = HeatModel(n)
+    hot = np.arange(128, 160)  # region 128..191: its first half sampled 4 times each
+    h.ingest(make_batch(np.repeat(hot, 4), 1.0), NOW, unit=1.0)
+    plan = TierctlPolicy(region_pages=64).decide(_view(m, h, budget=64))
+    assert sorted(plan.promote.tolist()) == hot.tolist()
+    # a uniform region sampled sparsely (every other page once): its unsampled pages come in too
+    h2 = HeatModel(n)
+    h2.ingest(make_batch(np.arange(128, 192, 2), 1.0), NOW, unit=1.0)
+    plan = TierctlPolicy(region_pages=64).decide(_view(m, h2, budget=64))
+    assert np.isin(plan.promote, np.arange(129, 192, 2)).any()

@@ -184,6 +184,22 @@ class RateEstimator:
         noise_unit = self._noise_unit(self._heat)  # type: ignore[arg-type]
         return self._mix(own, m, z, ratio), np.sqrt(z * noise_unit * mix) * ratio
 
+    def has_evidence(self, idx: np.ndarray) -> np.ndarray:
+        """Whether there is evidence worth a move for pages ``idx``: a sample of their own within
+        two half-lives, or a region uniform enough that its prior carries at least half of their
+        estimate, and at least half an observation's worth of heat (a page at the edge of a hot
+        region, among unlike pages, has neither)."""
+        heat = self._heat
+        if heat is None or self._starts is None:
+            raise InputError("prepare() must run before estimates are read", "estimate")
+        seen = heat.last_seen[idx]
+        own = (seen >= 0) & (self._now - seen <= 2 * heat.half_life)
+        reg = np.searchsorted(self._starts, idx, side="right") - 1
+        # the region's share must be worth half an observation: a cold uniform region that once
+        # caught a stray sample lends its pages nothing
+        prior = (1 - self._z[reg]) * self._mean[reg] * self._ratio[reg]
+        return own | ((self._z[reg] <= 0.5) & (prior >= 0.5 * heat.unit))
+
     def rates(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
         """Posterior heat of every page 0..n-1 as float32, block-wise."""
         if out is None:

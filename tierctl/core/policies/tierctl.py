@@ -143,9 +143,12 @@ class TierctlPolicy:
         demoted_c = np.bincount(view.memory.cgroup[out], minlength=d.fast_c.size)
         p_idx = self._allowed_in(d, p_idx, demoted_c)
         room = d.free + forced.shape[0] + restore.shape[0] - d.headroom
-        n_fill = max(0, min(room, left, p_idx.shape[0]))
-        fill, p_idx = p_idx[:n_fill], p_idx[n_fill:]
-        swap_in, swap_out = self._swaps(d, p_idx, v_idx, (left - n_fill) // 2)
+        fill, p_idx = self._fill(d, p_idx, room, left)
+        n_fill = fill.shape[0]
+        # swaps are for a full fast tier: while the fill left room free, the pages it refused do not
+        # come in by displacing others (two moves for what one would do)
+        pairs = (left - n_fill) // 2 if n_fill >= min(room, left) else 0
+        swap_in, swap_out = self._swaps(d, p_idx, v_idx, pairs)
         self.stats = TierctlStats(
             target=d.target,
             headroom=d.headroom,
@@ -271,6 +274,20 @@ class TierctlPolicy:
         ok = rank_within_groups(cg) < (d.maxs - d.fast_c + demoted_c)[cg]
         ok &= np.isnan(d.fixed[cg]) | (d.prio(p_idx) >= 1.0)
         return p_idx[ok]
+
+    def _fill(self, d: _Decision, p_idx: np.ndarray, room: int, left: int) -> tuple[np.ndarray, np.ndarray]:
+        """Promotions into free room, hottest first. Nothing is displaced, so nothing checks them but
+        their own evidence: a sample of their own lately, or a uniform region (a move costs a copy;
+        an unsampled page at the edge of a hot region, among unlike pages, is not worth one).
+        Returns (fill, the rest for swaps)."""
+        n = max(0, min(room, left, p_idx.shape[0]))
+        if n == 0:
+            return _EMPTY, p_idx
+        ok = self.estimator.has_evidence(p_idx)
+        take = np.flatnonzero(ok)[:n]
+        rest = np.ones(p_idx.shape[0], dtype=bool)
+        rest[take] = False
+        return p_idx[take], p_idx[rest]
 
     # ---- 7. swaps ---------------------------------------------------------------------------------
     def _swaps(
