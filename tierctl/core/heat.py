@@ -23,10 +23,10 @@ from tierctl.core.samples import SAMPLE_DTYPE
 from tierctl.errors import InputError
 
 NEVER = -1
-# cycles for a page's heat to halve: long enough that sparse samples add up (a page seen once in 8
+# cycles for a page's heat to halve: long enough that sparse samples add up (a page seen once in 6
 # cycles is still told from one never seen), short enough to follow a page whose rate changed; the
-# region level in core/estimate.py follows faster changes (docs/policy.md)
-DEFAULT_HALF_LIFE = 8.0
+# region level in core/estimate.py follows faster changes (docs/policy.md, docs/bench-quality.md)
+DEFAULT_HALF_LIFE = 6.0
 N_BINS = 256  # bin 0 = no heat; bins 1..255 cover 255/BINS_PER_OCTAVE octaves below the maximum
 BINS_PER_OCTAVE = 8
 
