@@ -333,7 +333,10 @@ def table(out: dict[str, Any]) -> str:
         hh = ["held-out set", "runs", *[f"{p} min/mean" for p in policies]]
         if "tierctl" in policies:
             hh += [f"tierctl >= {TARGET}", "tierctl ahead"]
-        lines.append("\nheld out (seeds 100, 101 of every shape; random shapes 1000..1007):")
+        lines.append(
+            "\nheld out: heldout = seeds 100, 101 of every shape; random = random shapes 1000..1007 (they "
+            "informed two defaults); fresh = random shapes 2000..2007 (nothing was chosen on them):"
+        )
         lines.append(render(tuple(hh), hrows, right=[False, *[True] * (len(hh) - 1)]))
     return "\n".join(lines)
 
