@@ -15,20 +15,7 @@ SCALE, EPOCHS = 0.0625, 40  # 4 Ki pages
 
 
 def arrays(wl: Workload) -> dict[str, object]:
-    t = wl.trace
-    out: dict[str, object] = {
-        "page_size": np.int64(t.page_size),
-        "n_pages": np.int64(t.n_pages),
-        "epoch_s": t.epoch_s,
-        "offsets": t.offsets,
-        "page": t.page,
-        "count": t.count,
-    }
-    if t.cgroup is not None:
-        out["cgroup"] = t.cgroup
-    if t.cgroup_names is not None:
-        out["cgroup_names"] = np.array(t.cgroup_names)
-    return out
+    return dict(wl.trace.arrays())
 
 
 def check_valid(wl: Workload) -> None:

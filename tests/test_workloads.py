@@ -17,15 +17,7 @@ def test_workload_trace_is_valid_and_reproducible(name: str) -> None:
     b = make_workload(name, seed=3, scale=0.125, epochs=20)
     c = make_workload(name, seed=4, scale=0.125, epochs=20)
     t = a.trace
-    arrays = {
-        "page_size": np.int64(t.page_size),
-        "n_pages": np.int64(t.n_pages),
-        "epoch_s": t.epoch_s,
-        "offsets": t.offsets,
-        "page": t.page,
-        "count": t.count,
-    }
-    validate_trace(arrays, name)
+    validate_trace(t.arrays(), name)
     assert t.n_epochs == 20 and 0 < a.fast_pages < t.n_pages
     assert np.array_equal(t.page, b.trace.page) and np.array_equal(t.count, b.trace.count)
     assert not (t.page.shape == c.trace.page.shape and np.array_equal(t.count, c.trace.count))

@@ -61,7 +61,8 @@ class Trace:
         names = self.cgroup_names or tuple(f"cgroup{i}" for i in range(n))
         return self.cgroup, names
 
-    def save(self, path: str | Path) -> None:
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The named arrays of the file format (docs/formats.md)."""
         arrays: dict[str, np.ndarray] = {
             "page_size": np.int64(self.page_size),
             "n_pages": np.int64(self.n_pages),
@@ -74,8 +75,11 @@ class Trace:
             arrays["cgroup"] = self.cgroup
         if self.cgroup_names is not None:
             arrays["cgroup_names"] = np.array(self.cgroup_names)
+        return arrays
+
+    def save(self, path: str | Path) -> None:
         with open(path, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, **self.arrays())
 
 
 def load_trace(path: str | Path, *, what: str = "trace") -> Trace:
