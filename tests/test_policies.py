@@ -693,3 +693,24 @@ def test_tierctl_fill_needs_evidence_of_its_own_or_a_uniform_region() -> None:
     h2.ingest(make_batch(np.arange(128, 192, 2), 1.0), NOW, unit=1.0)
     plan = TierctlPolicy(region_pages=64).decide(_view(m, h2, budget=64))
     assert np.isin(plan.promote, np.arange(129, 192, 2)).any()
+
+
+def test_tierctl_decides_the_same_on_one_thread_or_several(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block passes run on a few threads; with blocks small enough to be many, the plan is the
+    same page for page as on one thread."""
+    from tierctl.core import census
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    counts = rng.poisson(rng.lognormal(0.0, 1.5, n)).tolist()
+    cg = (np.arange(n) * 3 // n).tolist()
+
+    def plan(workers: int) -> Plan:
+        monkeypatch.setattr(census, "MAX_WORKERS", workers)
+        m, h = _setup(counts, fast=n // 4, cgroup=cg)
+        return TierctlPolicy().decide(_view(m, h, budget=2000, quotas={1: Quota(max_pages=n // 20)}))
+
+    monkeypatch.setattr(census, "BLOCK", 1024)
+    one, many = plan(1), plan(4)
+    assert len(one) > 0
+    assert np.array_equal(one.pages, many.pages) and np.array_equal(one.dest, many.dest)

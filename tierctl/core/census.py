@@ -8,8 +8,11 @@ lives across passes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,9 +22,24 @@ BLOCK = 1 << 18
 FAST, SLOW = 0, 1
 
 
+T = TypeVar("T")
+MAX_WORKERS = 4  # threads for block passes (numpy releases the GIL inside each block's work)
+
+
 def blocks(n: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
     for lo in range(0, n, size):
         yield lo, min(n, lo + size)
+
+
+def map_blocks(fn: Callable[[int, int], T], n: int, size: int | None = None) -> list[T]:
+    """``fn(lo, hi)`` for every block, on a few threads when there are several blocks; results in
+    block order. ``fn`` may write only its own block's slice of shared arrays."""
+    spans = list(blocks(n, size or BLOCK))
+    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(spans))
+    if workers <= 1:
+        return [fn(lo, hi) for lo, hi in spans]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierctl-block") as pool:
+        return list(pool.map(lambda span: fn(*span), spans))
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,8 @@ def take_census(
     bins = np.empty(n, dtype=np.uint8)
     size = n_cg * 2 * N_BINS
     hist = np.zeros(size + 1, dtype=np.int64)
-    for lo, hi in blocks(n):
+
+    def count(lo: int, hi: int) -> np.ndarray:
         nd = node[lo:hi]
         b = log_bins(values[lo:hi], hmax, bins[lo:hi])
         key = cgroup[lo:hi].astype(np.int32)
@@ -59,7 +78,10 @@ def take_census(
         key *= N_BINS
         key += b
         key[nd < 0] = size  # not present: counted nowhere
-        hist += np.bincount(key, minlength=size + 1)
+        return np.bincount(key, minlength=size + 1)
+
+    for part in map_blocks(count, n):
+        hist += part
     return Census(hist[:size].reshape(n_cg, 2, N_BINS), bins, hmax)
 
 
@@ -119,9 +141,8 @@ def candidates(
     """Settled pages to consider: heated slow pages with relative bin >= cut_p (promotion) and fast
     pages with relative bin <= cut_v (demotion)."""
     tb16 = np.minimum(tbin, N_BINS).astype(np.int16)
-    prom: list[np.ndarray] = []
-    vict: list[np.ndarray] = []
-    for lo, hi in blocks(node.shape[0]):
+
+    def pick(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         b = census.bins[lo:hi]
         rel = b.astype(np.int16)
         rel -= tb16[cgroup[lo:hi]]
@@ -131,8 +152,11 @@ def candidates(
         settled = (moved <= settled_before) | (moved == NEVER)
         p = settled & ~fast & (nd >= 0) & (b > 0) & (rel >= cut_p)
         v = settled & fast & (rel <= cut_v)
-        prom.append(np.flatnonzero(p) + lo)
-        vict.append(np.flatnonzero(v) + lo)
+        return np.flatnonzero(p) + lo, np.flatnonzero(v) + lo
+
+    parts = map_blocks(pick, node.shape[0])
+    prom = [p for p, _ in parts]
+    vict = [v for _, v in parts]
     empty = np.zeros(0, dtype=np.int64)
     return (np.concatenate(prom) if prom else empty), (np.concatenate(vict) if vict else empty)
 

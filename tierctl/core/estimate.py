@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tierctl.core.census import blocks
+from tierctl.core.census import blocks, map_blocks
 from tierctl.core.heat import HeatModel
 from tierctl.errors import InputError
 
@@ -94,16 +94,24 @@ class RateEstimator:
         cnt = np.zeros(n_reg)
         s1 = np.zeros(n_reg)
         s2 = np.zeros(n_reg)
-        for lo, hi in blocks(n):  # block-wise: no page-sized float64 temporaries
+        heat.settle_young(now)  # from here on, heat.estimate only reads: the blocks run in parallel
+
+        def sums(lo: int, hi: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
             h = heat.estimate(np.arange(lo, hi), now)
             h[~present[lo:hi]] = 0.0
             first = int(np.searchsorted(starts, lo, side="right")) - 1
             last = int(np.searchsorted(starts, hi, side="left"))
             local = starts[first:last] - lo
             local[0] = 0
-            cnt[first:last] += np.add.reduceat(present[lo:hi].astype(np.float64), local)
-            s1[first:last] += np.add.reduceat(h, local)
-            s2[first:last] += np.add.reduceat(h * h, local)
+            c = np.add.reduceat(present[lo:hi].astype(np.float64), local)
+            return first, last, c, np.add.reduceat(h, local), np.add.reduceat(h * h, local)
+
+        # block-wise (no page-sized float64 temporaries); a region split by a block boundary gets
+        # both blocks' partial sums, added in block order
+        for first, last, c, a, b in map_blocks(sums, n):
+            cnt[first:last] += c
+            s1[first:last] += a
+            s2[first:last] += b
         mean = np.divide(s1, cnt, out=np.zeros(n_reg), where=cnt > 0)
         noise_unit = self._noise_unit(heat)
         # between-page variance after the Poisson noise (variance unit * heat / (1 + d) per page)
@@ -204,7 +212,12 @@ class RateEstimator:
         """Posterior heat of every page 0..n-1 as float32, block-wise."""
         if out is None:
             out = np.empty(n, dtype=np.float32)
-        for lo, hi in blocks(n):
+        if self._heat is not None:
+            self._heat.settle_young(self._now)
+
+        def fill(lo: int, hi: int) -> None:
             own, m, z, ratio = self._parts(np.arange(lo, hi), self._block_regions(lo, hi))
             out[lo:hi] = self._mix(own, m, z, ratio)
+
+        map_blocks(fill, n)
         return out

@@ -155,22 +155,30 @@ class HeatModel:
             self._young.append((now, np.asarray(pages, dtype=np.int64)))
             self._young_sorted = None
 
-    def estimate(self, idx: np.ndarray, now: int) -> np.ndarray:
-        """Heat of pages ``idx`` corrected for how long they have been present (float64)."""
-        est = self.heat[idx].astype(np.float64)
+    def settle_young(self, now: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The young pages at ``now`` as (pages, birth cycle), sorted by page; None when there are
+        none. After this, ``estimate(.., now)`` only reads (safe from several threads)."""
         # pages present for longer than the window are not young any more (their correction
         # would be < 1/16): drop them, so cycles that note no new pages do not keep them forever
         while self._young and now - self._young[0][0] > self._young_window:
             self._young.popleft()
             self._young_sorted = None
-        if not self._young or idx.shape[0] == 0:
-            return est
+        if not self._young:
+            return None
         if self._young_sorted is None:  # sorted once per change, not once per call
             pages = np.concatenate([p for _, p in self._young])
             born = np.concatenate([np.full(p.shape[0], t, np.int64) for t, p in self._young])
             order = np.argsort(pages, kind="stable")
             self._young_sorted = (pages[order], born[order])
-        pages, born = self._young_sorted
+        return self._young_sorted
+
+    def estimate(self, idx: np.ndarray, now: int) -> np.ndarray:
+        """Heat of pages ``idx`` corrected for how long they have been present (float64)."""
+        est = self.heat[idx].astype(np.float64)
+        young = self.settle_young(now)
+        if young is None or idx.shape[0] == 0:
+            return est
+        pages, born = young
         pos = np.searchsorted(pages, idx)
         pos_ok = np.minimum(pos, pages.shape[0] - 1)
         hit = pages[pos_ok] == idx
