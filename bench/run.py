@@ -66,6 +66,7 @@ def cost(sizes: list[int]) -> None:
             f"{r['pages'] / (1 << 20):g} Mi",
             r["budget"],
             f"{r['cycle_s_median'] * 1000:.0f} ms",
+            f"{r['cycle_s_median_threaded'] * 1000:.0f} ms",
             f"{r['time_ratio_vs_smallest']:.2f}",
             f"{r['size_ratio_vs_smallest']:g}",
             f"{r['bytes_per_page']:.1f}",
@@ -73,7 +74,18 @@ def cost(sizes: list[int]) -> None:
         for r in out["rows"]
     ]
     print(
-        render(("tracked pages", "budget", "cycle (median)", "time ratio", "size ratio", "B/page peak"), rows)
+        render(
+            (
+                "tracked pages",
+                "budget",
+                "cycle, 1 core",
+                f"{out['threads']} threads",
+                "time ratio",
+                "size ratio",
+                "B/page peak",
+            ),
+            rows,
+        )
     )
     print(f"-> {path}\n")
 
