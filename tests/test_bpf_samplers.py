@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 
 from tierctl.errors import InputError, UnavailableError
+from tierctl.kernel.pmu import parse_event_terms
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers import bpf_loader as BL
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE, SourceSampler, Targets
 from tierctl.samplers.fault import FaultSampler
-from tierctl.samplers.perf_addr import PerfAddrSampler, parse_event_terms
+from tierctl.samplers.perf_addr import PerfAddrSampler
 
 PAGE = 4096
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from types import ModuleType
 
 from tierctl.errors import InputError, UnavailableError
+from tierctl.kernel.pmu import EVENT_SOURCES, EventSources
 from tierctl.samplers.bpf_loader import BccSampler, captured_output, load_function
 
-EVENT_SOURCES = Path("/sys/bus/event_source/devices")
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_PAGE_FAULTS = 2
 PERF_SAMPLE_IP = 1 << 0
@@ -50,26 +50,6 @@ class PerfEvent:
     exclude_kernel: bool = False
     label: str = ""
     notes: list[str] = field(default_factory=list)  # why better kinds were not used
-
-
-def parse_event_terms(spec: str, fmt_dir: Path) -> dict[str, int]:
-    """``event=0xcd,umask=0x1,ldlat=3`` + the PMU's format/ files -> {config, config1, config2} values."""
-    out = {"config": 0, "config1": 0, "config2": 0}
-    for term in spec.strip().split(","):
-        if not term:
-            continue
-        name, _, value = term.partition("=")
-        val = int(value, 0) if value else 1
-        fmt = (fmt_dir / name.strip()).read_text().strip()  # e.g. "config:0-7" or "config1:0-15"
-        target, _, bits = fmt.partition(":")
-        shift = 0
-        for part in bits.split(","):
-            lo, _, hi = part.partition("-")
-            lo_i = int(lo)
-            width = (int(hi) if hi else lo_i) - lo_i + 1
-            out[target] |= ((val >> shift) & ((1 << width) - 1)) << lo_i
-            shift += width
-    return out
 
 
 def _try_open(bcc: ModuleType, ev: PerfEvent, period: int) -> str | None:
@@ -102,12 +82,7 @@ def make_attr(bcc: ModuleType, ev: PerfEvent, period: int) -> object:
 def hardware_sampling(event_sources: Path = EVENT_SOURCES) -> str | None:
     """The PMU with data-address sampling this machine lists (Intel PEBS mem-loads, AMD IBS op), or
     None: then ``bpf-perf`` can only fall back to software page faults, which see no re-accesses."""
-    for pmu in ("cpu", "cpu_core"):
-        if (event_sources / pmu / "events" / "mem-loads").exists():
-            return f"Intel PEBS {pmu}/mem-loads/"
-    if (event_sources / "ibs_op" / "type").exists():
-        return "AMD IBS op"
-    return None
+    return EventSources(event_sources).data_address_sampling()
 
 
 class PerfAddrSampler(BccSampler):
@@ -135,28 +110,18 @@ class PerfAddrSampler(BccSampler):
 
     # -- event selection
     def _pebs(self) -> PerfEvent | str:
-        for pmu in ("cpu", "cpu_core"):
-            d = self.event_sources / pmu
-            ev = d / "events" / "mem-loads"
-            if not ev.exists():
-                continue
-            try:
-                terms = parse_event_terms(ev.read_text(), d / "format")
-                typ = int((d / "type").read_text())
-            except (OSError, ValueError) as e:
-                return f"PEBS: cannot parse {ev}: {e}"
-            return PerfEvent(
-                "pebs", typ, terms["config"], terms["config1"], precise_ip=2, exclude_kernel=True,
-                label=f"Intel PEBS {pmu}/mem-loads/",
-            )  # fmt: skip
-        return f"no PEBS ({self.event_sources}/cpu/events/mem-loads missing)"
+        ev = EventSources(self.event_sources).pebs()
+        if isinstance(ev, str):
+            return ev
+        return PerfEvent(
+            "pebs", ev.type, ev.config, ev.config1, precise_ip=2, exclude_kernel=True,
+            label=f"Intel PEBS {ev.pmu}/mem-loads/",
+        )  # fmt: skip
 
     def _ibs(self) -> PerfEvent | str:
-        d = self.event_sources / "ibs_op"
-        try:
-            typ = int((d / "type").read_text())
-        except (OSError, ValueError):
-            return f"no AMD IBS ({d} missing)"
+        typ = EventSources(self.event_sources).ibs_op_type()
+        if isinstance(typ, str):
+            return typ
         return PerfEvent("ibs", typ, 0, label="AMD IBS op")
 
     def _software(self) -> PerfEvent:
