@@ -40,6 +40,12 @@ from pathlib import Path, PurePosixPath
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
 
 STATE_VERSION = 1
+
+# the NUMA-balancing knobs tierctl sets for hint-fault sampling (docs/hint-faults.md), as the kernel
+# documents them; a KnobGuard resolves them below its root
+NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
+PROMOTE_RATE_LIMIT = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
+NUMA_BALANCING_SCAN = "/sys/kernel/debug/sched/numa_balancing"  # debugfs: scan_delay_ms, ...
 _SELECTED = re.compile(r"\[([^\]\s]+)\]")
 
 

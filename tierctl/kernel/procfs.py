@@ -12,7 +12,9 @@ Field meanings: Documentation/filesystems/proc.rst and Documentation/admin-guide
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import mmap
 import os
 import re
 from dataclasses import dataclass
@@ -243,10 +245,13 @@ _CONFIG = {
 }
 
 
+LIVE_PROC = Path("/proc")
+
+
 class ProcFS:
     """Reads process and memory-management files below ``root`` (``/proc``)."""
 
-    def __init__(self, root: Path = Path("/proc"), *, page_size: int | None = None) -> None:
+    def __init__(self, root: Path = LIVE_PROC, *, page_size: int | None = None) -> None:
         self.root = Path(root)
         self.page_size = page_size if page_size is not None else os.sysconf("SC_PAGE_SIZE")
         if self.page_size <= 0 or self.page_size & (self.page_size - 1):
@@ -346,6 +351,24 @@ class ProcFS:
         return sorted(int(n) for n in names if n.isdigit())
 
     # -- binary files --------------------------------------------------------------------------
+    def reports_soft_dirty(self) -> bool | None:
+        """Whether this kernel reports soft-dirty bits (CONFIG_MEM_SOFT_DIRTY): a fresh private page
+        of this process, once written, must show bit 55 in its pagemap entry. None below a root that
+        is not the live /proc (a captured tree has no ``self`` to probe)."""
+        if self.root != LIVE_PROC:
+            return None
+        m = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            m[0] = 1
+            buf = ctypes.c_char.from_buffer(m)
+            addr = ctypes.addressof(buf)
+            del buf  # the buffer export must end before close()
+            return bool(soft_dirty(self.pagemap("self", addr, 1))[0])
+        except TierctlError:
+            return False
+        finally:
+            m.close()
+
     def pagemap(self, pid: Pid, start_addr: int, n_pages: int) -> np.ndarray:
         """The page-table entries of ``n_pages`` pages from ``start_addr``, one uint64 per page.
 

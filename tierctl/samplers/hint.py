@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tierctl.errors import TierctlError, UnavailableError
-from tierctl.kernel.knobs import KnobGuard, Restored
+from tierctl.kernel.knobs import NUMA_BALANCING, PROMOTE_RATE_LIMIT, KnobGuard, Restored
+from tierctl.kernel.knobs import NUMA_BALANCING_SCAN as SCAN
 
-NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
-PROMOTE_RATE_LIMIT = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
-SCAN = "/sys/kernel/debug/sched/numa_balancing"
+__all__ = ["NUMA_BALANCING", "PROMOTE_RATE_LIMIT", "SCAN", "SETTINGS", "HintFaults"]
 
 # (knob, value, required); order matters: the mode goes last, so it is restored first
 SETTINGS: Sequence[tuple[str, str, bool]] = (

@@ -27,9 +27,7 @@ run of consecutive 64-frame words; no per-page Python loop. Costs and limits: do
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import mmap
 import os
 import time
 from pathlib import Path
@@ -48,6 +46,7 @@ from tierctl.kernel.procfs import (
     KPF_COMPOUND_HEAD,
     KPF_COMPOUND_TAIL,
     KPF_HUGE,
+    LIVE_PROC,
     ProcFS,
     Vma,
     kpf,
@@ -89,7 +88,7 @@ class IdlePageSampler:
         chunk_pages: int = 1 << 18,
         anon_only: bool = False,
         sys_root: Path = Path("/sys"),
-        proc_root: Path = Path("/proc"),
+        proc_root: Path = LIVE_PROC,
         cgroup_root: Path = Path("/sys/fs/cgroup"),
         page_size: int | None = None,
     ) -> None:
@@ -124,7 +123,7 @@ class IdlePageSampler:
         clear = self.proc.root / "self" / "clear_refs"
         if not clear.exists():
             return Availability(False, f"no {clear} (kernel without CONFIG_PROC_PAGE_MONITOR)")
-        if self.proc.root == Path("/proc") and not _soft_dirty_works():
+        if self.proc.reports_soft_dirty() is False:
             return Availability(
                 False, "pagemap reports no soft-dirty bits (kernel without CONFIG_MEM_SOFT_DIRTY)"
             )
@@ -346,19 +345,3 @@ def _bitmap_error(e: OSError, path: Path) -> TierctlError:
     if e.errno == errno.ENOENT:
         return UnavailableError("no idle page tracking (CONFIG_IDLE_PAGE_TRACKING)", str(path))
     return KernelError(f"idle bitmap I/O failed: {e.strerror or e}", str(path))
-
-
-def _soft_dirty_works() -> bool:
-    """Whether this kernel reports soft-dirty bits: a fresh private page of our own must show bit 55."""
-    m = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        m[0] = 1
-        buf = ctypes.c_char.from_buffer(m)
-        addr = ctypes.addressof(buf)
-        del buf  # the buffer export must end before close()
-        entry = ProcFS(Path("/proc")).pagemap("self", addr, 1)
-        return bool(soft_dirty(entry)[0])
-    except TierctlError:
-        return False
-    finally:
-        m.close()
