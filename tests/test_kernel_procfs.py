@@ -481,3 +481,43 @@ def test_vm_bound_region_in_numa_maps_pagemap_and_kpageflags(tmp_path: Path) -> 
         child.wait()
     with pytest.raises(NoSuchProcessError):
         ProcFS().maps(child.pid)
+
+
+def test_pagemap_scan_on_a_captured_tree_is_unsupported(tmp_path: Path) -> None:
+    from tierctl.kernel.procfs import PagemapScanUnsupportedError
+
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "pagemap").write_bytes(b"\0" * 64)
+    with pytest.raises(PagemapScanUnsupportedError) as e:
+        ProcFS(tmp_path, page_size=4096).pagemap_scan(7, [(0, 4096 * 8)], huge_only=True)
+    assert e.value.where == str(tmp_path / "7" / "pagemap")
+
+
+def test_pagemap_scan_finds_our_own_present_pages() -> None:
+    """On this kernel (6.7+ has PAGEMAP_SCAN): 16 written pages of a fresh private mapping are
+    reported present, a never-touched page after them is not."""
+    from tierctl.kernel.procfs import PagemapScanUnsupportedError
+
+    ps = mmap.PAGESIZE
+    m = mmap.mmap(-1, 32 * ps, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        for i in range(16):
+            m[i * ps] = 1
+        buf = ctypes.c_char.from_buffer(m)
+        addr = ctypes.addressof(buf)
+        del buf
+        try:
+            starts, ends = ProcFS().pagemap_scan("self", [(addr, addr + 32 * ps)], huge_only=False)
+        except PagemapScanUnsupportedError as e:
+            pytest.skip(f"this kernel has no PAGEMAP_SCAN: {e}")
+        covered = sum(
+            int(min(e, addr + 32 * ps)) - int(max(s, addr)) for s, e in zip(starts, ends, strict=True)
+        )
+        assert covered == 16 * ps
+    finally:
+        m.close()
+
+
+def test_soft_dirty_probe_only_on_the_live_procfs(tmp_path: Path) -> None:
+    assert ProcFS(tmp_path, page_size=4096).reports_soft_dirty() is None
+    assert isinstance(ProcFS().reports_soft_dirty(), bool)

@@ -19,36 +19,24 @@ and ``reason`` says why.
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import fcntl
 import itertools
-import os
 
 import numpy as np
 
 from tierctl.errors import PermissionDeniedError
-from tierctl.kernel.procfs import KPF_THP, ProcFS, kpf, near_runs, pfn, present
+from tierctl.kernel.procfs import (
+    KPF_THP,
+    PagemapScanUnsupportedError,
+    ProcFS,
+    kpf,
+    near_runs,
+    pfn,
+    present,
+)
 
 PAGEMAP_GAP = 512  # pages this close are read together (8 bytes each) rather than one pread each
 PAGEMAP_MAX_SPAN = 1 << 18  # pages per pread at most (2 MiB of entries)
 SCAN_MAX_SPAN = 1 << 26  # pages per PAGEMAP_SCAN call at most (256 GiB of address space)
-SCAN_REGIONS = 256  # regions returned per PAGEMAP_SCAN call (the call resumes at walk_end)
-PAGE_IS_PRESENT, PAGE_IS_HUGE = 1 << 3, 1 << 6  # PAGEMAP_SCAN categories (linux/fs.h)
-
-
-class _PmScanArg(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_uint64)
-        for name in (
-            "size", "flags", "start", "end", "walk_end", "vec", "vec_len", "max_pages",
-            "category_inverted", "category_mask", "category_anyof_mask", "return_mask",
-        )
-    ]  # fmt: skip
-
-
-PAGEMAP_SCAN = (3 << 30) | (ctypes.sizeof(_PmScanArg) << 16) | (ord("f") << 8) | 16  # _IOWR('f', 16, ...)
-_NO_SCAN = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class KpageflagsHugeResolver:
@@ -75,9 +63,7 @@ class KpageflagsHugeResolver:
         if self.method == "pagemap-scan":
             try:
                 return self._scan_units(pid, addrs, sorted_addrs)
-            except OSError as e:
-                if e.errno not in _NO_SCAN:
-                    raise self.procfs._error(e, self.procfs._pid_file(pid, "pagemap"), pid) from None
+            except PagemapScanUnsupportedError:
                 self.method = "kpageflags"  # no PAGEMAP_SCAN here (or not a real pagemap file)
         if order is None:
             order = np.arange(n)
@@ -115,7 +101,7 @@ class KpageflagsHugeResolver:
         for a, b in itertools.pairwise([0, *cuts.tolist(), sorted_addrs.shape[0]]):
             lo, hi = int(sorted_addrs[a]) // ps * ps, (int(sorted_addrs[b - 1]) // ps + 1) * ps
             ranges += [(x, min(x + SCAN_MAX_SPAN * ps, hi)) for x in range(lo, hi, SCAN_MAX_SPAN * ps)]
-        starts, ends = self._scan(pid, ranges)
+        starts, ends = self.procfs.pagemap_scan(pid, ranges, huge_only=True)
         ones = np.ones(addrs.shape[0], dtype=np.int64)
         if starts.shape[0] == 0:
             return addrs, ones
@@ -123,37 +109,6 @@ class KpageflagsHugeResolver:
         huge = (i >= 0) & (addrs < ends[np.maximum(i, 0)])
         head = addrs & ~np.uint64(self.huge_pages * self.page_size - 1)
         return np.where(huge, head, addrs), np.where(huge, self.huge_pages, ones)
-
-    def _scan(self, pid: int, ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end addresses (sorted) of the present PMD-mapped huge ranges within ``ranges``."""
-        path = self.procfs._pid_file(pid, "pagemap")
-        fd = self.procfs._open(path, pid)
-        vec = np.zeros((SCAN_REGIONS, 3), dtype=np.uint64)
-        arg = _PmScanArg(
-            size=ctypes.sizeof(_PmScanArg),
-            vec=vec.ctypes.data,
-            vec_len=SCAN_REGIONS,
-            category_mask=PAGE_IS_HUGE | PAGE_IS_PRESENT,
-            return_mask=PAGE_IS_HUGE,
-        )
-        found: list[np.ndarray] = []
-        try:
-            for start, end in ranges:
-                arg.start, arg.end = start, end
-                while True:
-                    got = fcntl.ioctl(fd, PAGEMAP_SCAN, arg)  # type: ignore[call-overload]
-                    if got > 0:
-                        found.append(vec[:got, :2].copy())
-                    if arg.walk_end >= end or got < SCAN_REGIONS:
-                        break
-                    arg.start = arg.walk_end
-        finally:
-            os.close(fd)
-        if not found:
-            empty = np.zeros(0, dtype=np.uint64)
-            return empty, empty
-        regions = np.concatenate(found)
-        return regions[:, 0], regions[:, 1]
 
     def _pagemap(self, pid: int, sorted_addrs: np.ndarray) -> np.ndarray:
         """Page-table entries of sorted addresses (repeats allowed): one pread per span of nearby
