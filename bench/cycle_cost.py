@@ -11,7 +11,6 @@ transient allocation during a cycle.
 from __future__ import annotations
 
 import gc
-import os
 import time
 import tracemalloc
 from typing import Any
@@ -40,11 +39,11 @@ def _state(n: int, rng: np.random.Generator) -> tuple[HeatModel, np.ndarray, np.
     return heat, node, cgroup, topo
 
 
-def measure(n: int, cycles: int = 5, seed: int = 0) -> dict[str, Any]:
+def measure(n: int, cycles: int = 5, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     heat, node, cgroup, topo = _state(n, rng)
     quotas = {0: Quota(min_pages=n // 40), 7: Quota(max_pages=n // 40)}
-    policy = TierctlPolicy()
+    policy = TierctlPolicy(threads=threads)
     budget = (n // 4) // 10
     state = MemoryState(node=node, cgroup=cgroup, n_cgroups=8, topology=topo)
     persistent = heat.nbytes + node.nbytes + cgroup.nbytes
@@ -82,17 +81,13 @@ def measure(n: int, cycles: int = 5, seed: int = 0) -> dict[str, Any]:
 
 def run(sizes: list[int]) -> dict[str, Any]:
     """Each size on one thread (the target is per core), then with the block passes on threads."""
-    from tierctl.core import census
+    from tierctl.core.census import default_workers
 
-    threads = census.MAX_WORKERS
+    threads = default_workers()
     rows = []
     for n in sizes:
-        census.MAX_WORKERS = 1
-        try:
-            r = measure(n)
-        finally:
-            census.MAX_WORKERS = threads
-        r["cycle_s_median_threaded"] = measure(n, cycles=3)["cycle_s_median"]
+        r = measure(n, threads=1)
+        r["cycle_s_median_threaded"] = measure(n, cycles=3, threads=threads)["cycle_s_median"]
         rows.append(r)
     base = rows[0]
     for r in rows:
@@ -101,7 +96,7 @@ def run(sizes: list[int]) -> dict[str, Any]:
     biggest = rows[-1]
     return {
         "sizes": sizes,
-        "threads": min(threads, os.cpu_count() or 1),
+        "threads": threads,
         "rows": rows,
         "checks": {
             "64M_one_core_under_0.25s": any(

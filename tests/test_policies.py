@@ -705,10 +705,10 @@ def test_tierctl_decides_the_same_on_one_thread_or_several(monkeypatch: pytest.M
     counts = rng.poisson(rng.lognormal(0.0, 1.5, n)).tolist()
     cg = (np.arange(n) * 3 // n).tolist()
 
-    def plan(workers: int) -> Plan:
-        monkeypatch.setattr(census, "MAX_WORKERS", workers)
+    def plan(threads: int) -> Plan:
         m, h = _setup(counts, fast=n // 4, cgroup=cg)
-        return TierctlPolicy().decide(_view(m, h, budget=2000, quotas={1: Quota(max_pages=n // 20)}))
+        policy = TierctlPolicy(threads=threads)
+        return policy.decide(_view(m, h, budget=2000, quotas={1: Quota(max_pages=n // 20)}))
 
     monkeypatch.setattr(census, "BLOCK", 1024)
     one, many = plan(1), plan(4)

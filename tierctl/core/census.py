@@ -23,7 +23,7 @@ FAST, SLOW = 0, 1
 
 
 T = TypeVar("T")
-MAX_WORKERS = 4  # threads for block passes (numpy releases the GIL inside each block's work)
+MAX_WORKERS = 4  # default threads for block passes (numpy releases the GIL inside each block's work)
 
 
 def blocks(n: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
@@ -31,11 +31,18 @@ def blocks(n: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
         yield lo, min(n, lo + size)
 
 
-def map_blocks(fn: Callable[[int, int], T], n: int, size: int | None = None) -> list[T]:
-    """``fn(lo, hi)`` for every block, on a few threads when there are several blocks; results in
-    block order. ``fn`` may write only its own block's slice of shared arrays."""
+def default_workers() -> int:
+    return min(MAX_WORKERS, os.cpu_count() or 1)
+
+
+def map_blocks(
+    fn: Callable[[int, int], T], n: int, size: int | None = None, workers: int | None = None
+) -> list[T]:
+    """``fn(lo, hi)`` for every block, on up to ``workers`` threads (default: ``default_workers()``)
+    when there are several blocks; results in block order. ``fn`` may write only its own block's
+    slice of shared arrays."""
     spans = list(blocks(n, size or BLOCK))
-    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(spans))
+    workers = min(workers or default_workers(), len(spans))
     if workers <= 1:
         return [fn(lo, hi) for lo, hi in spans]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierctl-block") as pool:
@@ -60,7 +67,13 @@ class Census:
 
 
 def take_census(
-    values: np.ndarray, node: np.ndarray, cgroup: np.ndarray, n_cg: int, fast_lut: np.ndarray
+    values: np.ndarray,
+    node: np.ndarray,
+    cgroup: np.ndarray,
+    n_cg: int,
+    fast_lut: np.ndarray,
+    *,
+    workers: int | None = None,
 ) -> Census:
     """Count present pages per (cgroup, tier, log bin of ``values``): a page's heat or estimate."""
     n = node.shape[0]
@@ -80,7 +93,7 @@ def take_census(
         key[nd < 0] = size  # not present: counted nowhere
         return np.bincount(key, minlength=size + 1)
 
-    for part in map_blocks(count, n):
+    for part in map_blocks(count, n, workers=workers):
         hist += part
     return Census(hist[:size].reshape(n_cg, 2, N_BINS), bins, hmax)
 
@@ -137,6 +150,8 @@ def candidates(
     cut_p: int,
     cut_v: int,
     settled_before: int,
+    *,
+    workers: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Settled pages to consider: heated slow pages with relative bin >= cut_p (promotion) and fast
     pages with relative bin <= cut_v (demotion)."""
@@ -154,7 +169,7 @@ def candidates(
         v = settled & fast & (rel <= cut_v)
         return np.flatnonzero(p) + lo, np.flatnonzero(v) + lo
 
-    parts = map_blocks(pick, node.shape[0])
+    parts = map_blocks(pick, node.shape[0], workers=workers)
     prom = [p for p, _ in parts]
     vict = [v for _, v in parts]
     empty = np.zeros(0, dtype=np.int64)

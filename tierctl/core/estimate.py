@@ -41,7 +41,12 @@ class RateEstimator:
     """Posterior heat estimates per page from the heat model, its regions and its silences."""
 
     def __init__(
-        self, *, region_pages: int = 512, level_half_life: float = 1.0, hazard: float = 0.05
+        self,
+        *,
+        region_pages: int = 512,
+        level_half_life: float = 1.0,
+        hazard: float = 0.05,
+        workers: int | None = None,
     ) -> None:
         if region_pages < 1:
             raise InputError(f"must be >= 1, got {region_pages}", "estimate.region_pages")
@@ -50,6 +55,7 @@ class RateEstimator:
         if not 0 <= hazard < 1:
             raise InputError(f"must be in [0, 1), got {hazard}", "estimate.hazard")
         self.region_pages = region_pages
+        self.workers = workers  # threads for the block passes (None: census.default_workers())
         self.level_half_life = level_half_life
         self.hazard = hazard
         # per region, between decisions: long-horizon heat sum then, short-horizon level now
@@ -108,7 +114,7 @@ class RateEstimator:
 
         # block-wise (no page-sized float64 temporaries); a region split by a block boundary gets
         # both blocks' partial sums, added in block order
-        for first, last, c, a, b in map_blocks(sums, n):
+        for first, last, c, a, b in map_blocks(sums, n, workers=self.workers):
             cnt[first:last] += c
             s1[first:last] += a
             s2[first:last] += b
@@ -219,5 +225,5 @@ class RateEstimator:
             own, m, z, ratio = self._parts(np.arange(lo, hi), self._block_regions(lo, hi))
             out[lo:hi] = self._mix(own, m, z, ratio)
 
-        map_blocks(fill, n)
+        map_blocks(fill, n, workers=self.workers)
         return out

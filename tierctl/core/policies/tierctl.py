@@ -98,6 +98,7 @@ class TierctlPolicy:
         region_pages: int = 512,
         level_half_life: float = 1.0,
         hazard: float = 0.05,
+        threads: int | None = None,
     ) -> None:
         if hysteresis < 0:
             raise InputError(f"must be >= 0, got {hysteresis}", "tierctl.hysteresis")
@@ -107,6 +108,8 @@ class TierctlPolicy:
             raise InputError(f"must be >= 0, got {min_residency}", "tierctl.min_residency")
         if not 0 < growth_alpha <= 1:
             raise InputError(f"must be in (0, 1], got {growth_alpha}", "tierctl.growth_alpha")
+        if threads is not None and threads < 1:
+            raise InputError(f"must be >= 1, got {threads}", "tierctl.threads")
         if not noise_z >= 0:
             raise InputError(f"must be >= 0, got {noise_z}", "tierctl.noise_z")
         self.hysteresis = hysteresis
@@ -117,8 +120,9 @@ class TierctlPolicy:
         self.growth_alpha = growth_alpha
         self.noise_z = noise_z
         self.estimator = RateEstimator(
-            region_pages=region_pages, level_half_life=level_half_life, hazard=hazard
+            region_pages=region_pages, level_half_life=level_half_life, hazard=hazard, workers=threads
         )
+        self.threads = threads  # block passes on this many threads (None: up to 4, one per core)
         self._prev_present: int | None = None
         self._growth = 0.0
         # headroom restores whose room neither stayed free nor went to the tracked workloads' new
@@ -175,7 +179,7 @@ class TierctlPolicy:
         self.estimator.prepare(view.heat, present, mem.cgroup, view.now)
         est = self.estimator.rates(mem.node.shape[0])
         n_cg = max(1, mem.n_cgroups)
-        census = take_census(est, mem.node, mem.cgroup, n_cg, mem.topology.fast_lut())
+        census = take_census(est, mem.node, mem.cgroup, n_cg, mem.topology.fast_lut(), workers=self.threads)
         mins, maxs = quota_arrays(view)
         mins = np.minimum(mins, census.hist.sum(axis=(1, 2)))  # a min beyond what a cgroup has
         return _Decision(view, est, census, census.fast_per_cgroup, mins, maxs)
@@ -213,7 +217,16 @@ class TierctlPolicy:
         lut = mem.topology.fast_lut()
         settled_before = d.view.now - self.min_residency
         return candidates(
-            d.census, d.view.heat, mem.node, mem.cgroup, lut, d.tbin, cut_p, cut_v, settled_before
+            d.census,
+            d.view.heat,
+            mem.node,
+            mem.cgroup,
+            lut,
+            d.tbin,
+            cut_p,
+            cut_v,
+            settled_before,
+            workers=self.threads,
         )
 
     def _ranked(
