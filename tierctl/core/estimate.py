@@ -28,6 +28,8 @@ heat model's own per-page state: no extra bytes per page persist between cycles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from tierctl.core.census import blocks, map_blocks
@@ -153,14 +155,19 @@ class RateEstimator:
         return np.clip(ratio, 0.0, RATIO_MAX)
 
     # ------------------------------------------------------------------------------------------
+    def _prepared(self, idx: np.ndarray) -> tuple[HeatModel, Callable[[], np.ndarray]]:
+        """The heat model of the last ``prepare``, and (lazily) the region of each page ``idx``."""
+        heat, starts = self._heat, self._starts
+        if heat is None or starts is None:
+            raise InputError("prepare() must run before estimates are read", "estimate")
+        return heat, lambda: np.searchsorted(starts, idx, side="right") - 1
+
     def _parts(
         self, idx: np.ndarray, reg: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        heat = self._heat
-        if heat is None or self._starts is None:
-            raise InputError("prepare() must run before estimates are read", "estimate")
+        heat, regions = self._prepared(idx)
         if reg is None:
-            reg = np.searchsorted(self._starts, idx, side="right") - 1
+            reg = regions()
         own = heat.estimate(idx, self._now)
         m = self._mean[reg]
         if self.hazard > 0 and heat.unit > 0:
@@ -203,12 +210,10 @@ class RateEstimator:
         two half-lives, or a region uniform enough that its prior carries at least half of their
         estimate, and at least half an observation's worth of heat (a page at the edge of a hot
         region, among unlike pages, has neither)."""
-        heat = self._heat
-        if heat is None or self._starts is None:
-            raise InputError("prepare() must run before estimates are read", "estimate")
+        heat, regions = self._prepared(idx)
         seen = heat.last_seen[idx]
         own = (seen >= 0) & (self._now - seen <= 2 * heat.half_life)
-        reg = np.searchsorted(self._starts, idx, side="right") - 1
+        reg = regions()
         # the region's share must be worth half an observation: a cold uniform region that once
         # caught a stray sample lends its pages nothing
         prior = (1 - self._z[reg]) * self._mean[reg] * self._ratio[reg]
