@@ -14,7 +14,7 @@ from tierctl.errors import InputError
 
 def _model(heat: list[float], half_life: float = 4.0) -> HeatModel:
     h = HeatModel(len(heat), half_life=half_life)
-    h.heat[:] = np.asarray(heat, dtype=np.float32)
+    h.load(np.asarray(heat, dtype=np.float32))
     return h
 
 
@@ -257,9 +257,10 @@ def test_bin_floor_is_consistent_with_bins(values: list[float]) -> None:
 # ---- regions ----------------------------------------------------------------------------------
 def test_region_heat_sums_per_512_pages_with_partial_last_region() -> None:
     h = HeatModel(1100)
-    h.heat[:] = 1.0
-    h.heat[511] = 10.0
-    h.heat[1099] = 5.0
+    values = np.ones(1100, dtype=np.float32)
+    values[511] = 10.0
+    values[1099] = 5.0
+    h.load(values)
     r = h.region_heat()
     assert r.dtype == np.float64
     assert r.tolist() == [521.0, 512.0, 80.0]
@@ -319,7 +320,7 @@ def test_remap_follows_pages_into_a_new_page_space() -> None:
     from tierctl.core.heat import NEVER
 
     h = HeatModel(4)
-    h.heat[:] = [1, 2, 3, 4]
+    h.load(np.array([1, 2, 3, 4]))
     h.last_seen[:] = [10, 11, 12, 13]
     h.note_moved(np.array([2]), 7)
     h.note_new(np.array([3]), 12)

@@ -5,6 +5,13 @@ cycle, exponentially decayed), ``last_seen`` and ``last_moved`` (int32 cycle
 numbers, -1 = never).  Region (2 MiB) scores and log-scale bins are derived on
 demand, never stored.
 
+Decay is lazy: the array holds heat divided by a common ``scale`` (the product of
+every decay since the last rebase), so a cycle's decay costs nothing and a sample
+adds ``weight / scale``.  When the scale falls below 2**-32 the array is multiplied
+by exactly 2**-32 (a power of two: every stored value keeps its mantissa, so log
+bins of stored values shift by a whole number of octaves) and ``epoch`` counts up.
+``heat`` gives the current values (read-only); ``stored`` and ``scale`` the raw ones.
+
 Young pages: a page that appeared ``age`` cycles ago has had time to gather only
 a fraction ``1 - d**(age+1)`` of the heat a steady page of the same rate has, so
 ``estimate()`` divides by that.  The pages that appeared in the last few
@@ -44,6 +51,11 @@ class HeatModel:
         self._young: deque[tuple[int, np.ndarray]] = deque(maxlen=max(2, math.ceil(4 * half_life)))
         self._young_window = max(2, math.ceil(4 * half_life))  # cycles a page counts as young
         self._young_sorted: tuple[np.ndarray, np.ndarray] | None = None  # (pages, born) by page
+        self._scale = 1.0  # current heat = stored * scale
+        self.epoch = 0  # counts rebases and re-indexings: stored values from before are not comparable
+        # per ingest, while tracked: (pages, change of stored heat, change of its square), one row
+        # per distinct page, for consumers that keep sums of heat up to date without a full pass
+        self._touched: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self.unit = 0.0  # weight of one observation (the sampler's, else the smallest weight in a batch)
         self.dropped_samples = 0  # samples naming a page outside the tracked space
         self.ingested_samples = 0
@@ -88,6 +100,8 @@ class HeatModel:
         seen = np.full(n_pages, NEVER, dtype=np.int32)
         moved = np.full(n_pages, NEVER, dtype=np.int32)
         heat[dest] = self.heat[keep]
+        self._scale = 1.0
+        self._new_epoch()
         seen[dest] = self.last_seen[keep]
         moved[dest] = self.last_moved[keep]
         self._heat, self._last_seen, self._last_moved, self._n = heat, seen, moved, n_pages
@@ -100,7 +114,38 @@ class HeatModel:
 
     @property
     def heat(self) -> np.ndarray:
-        return self._heat[: self._n]
+        """Current heat of every tracked page (read-only; ``load`` writes)."""
+        if self._scale == 1.0:
+            out = self._heat[: self._n].view()
+        else:
+            out = self._heat[: self._n] * np.float32(self._scale)
+        out.flags.writeable = False
+        return out
+
+    @property
+    def stored(self) -> np.ndarray:
+        """Heat divided by ``scale`` (read-only): unchanged by decay, so comparable across cycles
+        of one ``epoch``."""
+        out = self._heat[: self._n].view()
+        out.flags.writeable = False
+        return out
+
+    @property
+    def scale(self) -> float:
+        return self._scale
+
+    def current(self, idx: np.ndarray | slice) -> np.ndarray:
+        """Current heat of pages ``idx`` (indices, or a slice; float64)."""
+        return self._heat[idx].astype(np.float64) * self._scale
+
+    def load(self, values: np.ndarray) -> None:
+        """Set the current heat of every tracked page (tests, benchmarks, restored state)."""
+        values = np.asarray(values, dtype=np.float32)
+        if values.shape != (self._n,):
+            raise InputError(f"heat has {values.shape} values for {self._n} pages", "heat.load")
+        self._heat[: self._n] = values
+        self._scale = 1.0
+        self._new_epoch()
 
     @property
     def last_seen(self) -> np.ndarray:
@@ -116,7 +161,30 @@ class HeatModel:
 
     # ---- updates ----------------------------------------------------------------------------
     def decay(self, cycles: float = 1.0) -> None:
-        np.multiply(self.heat, np.float32(self.decay_factor**cycles), out=self.heat)
+        self._scale *= self.decay_factor**cycles
+        if self._scale < 2.0**-32:  # rebase by an exact power of two (amortised: every 32 half-lives)
+            shift = 2.0 ** math.floor(math.log2(self._scale))
+            heat = self._heat[: self._n]
+            np.multiply(heat, np.float32(shift), out=heat)
+            self._scale /= shift
+            self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self.epoch += 1
+        if self._touched is not None:
+            self._touched = []  # deltas in the old units mean nothing now
+
+    def track_touched(self) -> None:
+        """From now on, record the stored-heat changes of each ingest (see ``take_touched``)."""
+        if self._touched is None:
+            self._touched = []
+
+    def take_touched(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The (pages, d stored, d stored**2) of every ingest since the last call, in order."""
+        if self._touched is None:
+            return []
+        out, self._touched = self._touched, []
+        return out
 
     def ingest(self, batch: np.ndarray, now: int, *, unit: float | None = None) -> int:
         """Add a sample batch observed during cycle ``now``; returns the number of rows used.
@@ -140,9 +208,18 @@ class HeatModel:
             self.unit = float(unit)
         elif weight.shape[0]:
             self.unit = float(weight.min())
-        # unbuffered add (a page may come several times); no sort: np.unique's was the cost
-        np.add.at(self.heat, page, weight.astype(np.float32, copy=False))
-        self.last_seen[page] = now
+        # one add per distinct page: sorted (a SIMD sort of the batch is several times cheaper than
+        # np.add.at's unbuffered adds, and the sorted pages make the writes below cache-friendly)
+        uniq, added = _per_page(page, weight)
+        added *= 1.0 / self._scale
+        heat = self._heat[: self._n]
+        old = heat[uniq]
+        new = old + added.astype(np.float32)
+        heat[uniq] = new
+        self.last_seen[uniq] = now
+        if self._touched is not None:
+            o, nw = old.astype(np.float64), new.astype(np.float64)
+            self._touched.append((uniq, nw - o, nw * nw - o * o))
         self.ingested_samples += int(page.shape[0])
         return int(page.shape[0])
 
@@ -172,13 +249,22 @@ class HeatModel:
             self._young_sorted = (pages[order], born[order])
         return self._young_sorted
 
-    def estimate(self, idx: np.ndarray, now: int) -> np.ndarray:
-        """Heat of pages ``idx`` corrected for how long they have been present (float64)."""
-        est = self.heat[idx].astype(np.float64)
+    def estimate(self, idx: np.ndarray | slice, now: int) -> np.ndarray:
+        """Heat of pages ``idx`` (indices, or a slice of pages) corrected for how long they have
+        been present (float64)."""
+        est = self.current(idx)
         young = self.settle_young(now)
-        if young is None or idx.shape[0] == 0:
+        if young is None or est.shape[0] == 0:
             return est
         pages, born = young
+        if isinstance(idx, slice):  # the young pages within the slice: two searches
+            lo = 0 if idx.start is None else idx.start
+            hi = self._n if idx.stop is None else idx.stop
+            a, b = np.searchsorted(pages, [lo, hi])
+            at = pages[a:b] - lo
+            age = np.maximum(now - born[a:b], 0)
+            est[at] /= 1.0 - self.decay_factor ** (age + 1)
+            return est
         pos = np.searchsorted(pages, idx)
         pos_ok = np.minimum(pos, pages.shape[0] - 1)
         hit = pages[pos_ok] == idx
@@ -200,13 +286,19 @@ class HeatModel:
         ``hmax`` (default: the current maximum over all pages)."""
         stop = self._n if stop is None else stop
         if hmax is None:
-            hmax = float(self.heat.max()) if self._n else 0.0
-        return log_bins(self.heat[start:stop], hmax, out)
+            hmax = self._max()
+        values = self._heat[start:stop]
+        if self._scale != 1.0:
+            values = values * np.float32(self._scale)
+        return log_bins(values, hmax, out)
+
+    def _max(self) -> float:
+        return float(self._heat[: self._n].max()) * self._scale if self._n else 0.0
 
     def bin_floor(self, b: np.ndarray | int, *, hmax: float | None = None) -> np.ndarray:
         """Lower heat edge of bin(s) ``b`` (0 for bin 0), for bins computed against ``hmax``."""
         if hmax is None:
-            hmax = float(self.heat.max()) if self._n else 0.0
+            hmax = self._max()
         return bin_floor(b, hmax)
 
     def region_heat(self, pages_per_region: int = 512) -> np.ndarray:
@@ -248,6 +340,36 @@ def bin_floor(b: np.ndarray | int, hmax: float) -> np.ndarray:
     b = np.asarray(b)
     edge = hmax * np.exp2((b.astype(np.float64) - N_BINS) / BINS_PER_OCTAVE)
     return np.where(b <= 0, 0.0, edge)
+
+
+def _per_page(page: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct pages of a batch (sorted, int64) and the sum of their rows' weights (float64)."""
+    page = page.astype(np.int64, copy=False)
+    if page.shape[0] == 0:
+        return page, np.zeros(0)
+    w0 = float(weight[0])
+    if bool((weight == w0).all()):  # one weight (the common case): a sort of the pages is enough
+        s = np.sort(page)
+        w = None
+    else:
+        order = np.argsort(page)
+        s = page[order]
+        w = weight[order].astype(np.float64)
+    first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    if w is None:
+        added = np.diff(np.r_[first, s.shape[0]]).astype(np.float64) * w0
+    else:
+        added = np.add.reduceat(w, first)
+    return s[first], added
+
+
+def distinct(pages: np.ndarray) -> np.ndarray:
+    """``pages`` sorted, without repeats (a SIMD sort: cheaper than np.unique, and the sorted
+    indices make later gathers cache-friendly)."""
+    if pages.shape[0] < 2:
+        return pages
+    s = np.sort(pages)
+    return s[np.r_[True, s[1:] != s[:-1]]]
 
 
 def _grow(arr: np.ndarray, cap: int, fill: int) -> np.ndarray:
