@@ -23,13 +23,17 @@ from tierctl.core.policies.tierctl import TierctlPolicy
 from tierctl.core.policy import MemoryState, PolicyView, Quota
 from tierctl.core.samples import make_batch
 from tierctl.core.topology import Node, Topology
+from tierctl.service.kernel_loop import LoopConfig
+
+DAEMON_BUDGET = LoopConfig.budget_pages
 
 
 def _state(n: int, rng: np.random.Generator) -> tuple[HeatModel, np.ndarray, np.ndarray, Topology]:
     heat = HeatModel(n)
     ranks = rng.permutation(n).astype(np.float32) + 1
-    heat.heat[:] = 1e4 / ranks
-    heat.heat[rng.random(n, dtype=np.float32) < 0.3] = 0
+    values = 1e4 / ranks
+    values[rng.random(n, dtype=np.float32) < 0.3] = 0
+    heat.load(values)
     heat.last_seen[:] = rng.integers(0, 50, n, dtype=np.int32)
     node = np.ones(n, dtype=np.int16)
     fast = n // 4
@@ -39,16 +43,16 @@ def _state(n: int, rng: np.random.Generator) -> tuple[HeatModel, np.ndarray, np.
     return heat, node, cgroup, topo
 
 
-def measure(n: int, cycles: int = 5, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+def measure(n: int, cycles: int = 8, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     heat, node, cgroup, topo = _state(n, rng)
     quotas = {0: Quota(min_pages=n // 40), 7: Quota(max_pages=n // 40)}
     policy = TierctlPolicy(threads=threads)
-    budget = (n // 4) // 10
+    budget = min((n // 4) // 10, DAEMON_BUDGET)
     state = MemoryState(node=node, cgroup=cgroup, n_cgroups=8, topology=topo)
-    persistent = heat.nbytes + node.nbytes + cgroup.nbytes
     batches = [make_batch(rng.integers(0, n, n // 100), 100.0) for _ in range(cycles + 1)]
-    times, peaks, moves = [], [], []
+    times, peaks, moves, evaluated = [], [], [], []
+    first_s = 0.0
     for c in range(cycles + 1):
         gc.collect()
         tracemalloc.start()
@@ -60,18 +64,30 @@ def measure(n: int, cycles: int = 5, seed: int = 0, threads: int | None = None) 
             PolicyView(now=100 + c, heat=heat, memory=state, budget=budget, quotas=quotas)
         )
         dt = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1] - base
+        peaks.append(tracemalloc.get_traced_memory()[1] - base)
         tracemalloc.stop()
-        if c == 0:
-            continue  # warm-up
+        if c == 0:  # the first decision evaluates every page (as after a re-index or a heat rebase)
+            first_s = dt
+            continue
         times.append(dt)
-        peaks.append(peak)
         moves.append(len(plan))
+        assert policy.stats is not None
+        evaluated.append(policy.stats.evaluated)
+    persistent = heat.nbytes + node.nbytes + cgroup.nbytes + policy.census.nbytes
+    # a full evaluation comes back when the heat rebases (every 32 half-lives: the stored heat
+    # would leave float32's range) or the page space is re-read; its share per cycle at the rebase
+    # interval is added to the median
+    every = 32 * heat.half_life
+    median = float(np.median(times))
     return {
         "pages": n,
         "budget": budget,
-        "cycle_s_median": float(np.median(times)),
+        "cycle_s_median": median,
         "cycle_s_max": float(max(times)),
+        "full_cycle_s": first_s,
+        "cycles_between_full": every,
+        "cycle_s_amortised": median + first_s / every,
+        "evaluated_pages_median": float(np.median(evaluated)),
         "moves_planned_median": float(np.median(moves)),
         "persistent_bytes": persistent,
         "transient_peak_bytes": int(max(peaks)),
@@ -91,7 +107,7 @@ def run(sizes: list[int]) -> dict[str, Any]:
         rows.append(r)
     base = rows[0]
     for r in rows:
-        r["time_ratio_vs_smallest"] = r["cycle_s_median"] / base["cycle_s_median"]
+        r["time_ratio_vs_smallest"] = r["cycle_s_amortised"] / base["cycle_s_amortised"]
         r["size_ratio_vs_smallest"] = r["pages"] / base["pages"]
     biggest = rows[-1]
     return {
@@ -100,7 +116,7 @@ def run(sizes: list[int]) -> dict[str, Any]:
         "rows": rows,
         "checks": {
             "64M_one_core_under_0.25s": any(
-                r["pages"] >= 64 << 20 and r["cycle_s_median"] <= 0.25 for r in rows
+                r["pages"] >= 64 << 20 and r["cycle_s_amortised"] <= 0.25 for r in rows
             ),
             "time_ratio_largest_vs_smallest": biggest["time_ratio_vs_smallest"],
             "max_bytes_per_page": max(r["bytes_per_page"] for r in rows),

@@ -65,7 +65,10 @@ def cost(sizes: list[int]) -> None:
         (
             f"{r['pages'] / (1 << 20):g} Mi",
             r["budget"],
+            f"{r['evaluated_pages_median'] / (1 << 20):.2f} Mi",
             f"{r['cycle_s_median'] * 1000:.0f} ms",
+            f"{r['full_cycle_s'] * 1000:.0f} ms",
+            f"{r['cycle_s_amortised'] * 1000:.0f} ms",
             f"{r['cycle_s_median_threaded'] * 1000:.0f} ms",
             f"{r['time_ratio_vs_smallest']:.2f}",
             f"{r['size_ratio_vs_smallest']:g}",
@@ -78,7 +81,10 @@ def cost(sizes: list[int]) -> None:
             (
                 "tracked pages",
                 "budget",
+                "evaluated",
                 "cycle, 1 core",
+                "full pass",
+                "amortised",
                 f"{out['threads']} threads",
                 "time ratio",
                 "size ratio",

@@ -417,7 +417,7 @@ def test_tierctl_min_residency_prevents_moving_back() -> None:
     h.note_moved(report.moved, NOW)
     assert sorted(report.moved.tolist()) == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
     # next cycle the heat flips: the pages just demoted are hot, the pages just promoted are cold
-    h.heat[:] = 0.0
+    h.load(np.zeros(h.n_pages))
     flipped = np.repeat(np.arange(10), 100)  # 0..4 (now slow) and 5..9 (fast) hot
     h.ingest(make_batch(flipped, 1.0), NOW + 1)
     assert len(TierctlPolicy().decide(_view(m, h, now=NOW + 1))) == 0

@@ -1,9 +1,8 @@
-"""Block-wise passes over the tracked pages for the default policy.
+"""Block-wise passes over the tracked pages, and the census arithmetic of the default policy.
 
 Whole-array temporaries at 16 M pages would cost more memory than the per-page
-state itself, so every full pass walks blocks of ``BLOCK`` pages: the working
-set per pass is a few MiB whatever the page count, and only a uint8 bin per page
-lives across passes.
+state itself, so every pass over a page range walks blocks of ``BLOCK`` pages:
+the working set per pass is a few MiB whatever the page count.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from tierctl.core.heat import N_BINS, NEVER, HeatModel, log_bins
+from tierctl.core.heat import N_BINS, NEVER, HeatModel
+from tierctl.core.running_census import BIN_MASK, SLOW_BIT, Census, RunningCensus
 
 BLOCK = 1 << 18
 FAST, SLOW = 0, 1
@@ -26,8 +26,8 @@ T = TypeVar("T")
 MAX_WORKERS = 4  # default threads for block passes (numpy releases the GIL inside each block's work)
 
 
-def blocks(n: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
-    for lo in range(0, n, size):
+def blocks(n: int, size: int = BLOCK, start: int = 0) -> Iterator[tuple[int, int]]:
+    for lo in range(start, n, size):
         yield lo, min(n, lo + size)
 
 
@@ -36,66 +36,22 @@ def default_workers() -> int:
 
 
 def map_blocks(
-    fn: Callable[[int, int], T], n: int, size: int | None = None, workers: int | None = None
+    fn: Callable[[int, int], T],
+    n: int,
+    size: int | None = None,
+    workers: int | None = None,
+    *,
+    start: int = 0,
 ) -> list[T]:
-    """``fn(lo, hi)`` for every block, on up to ``workers`` threads (default: ``default_workers()``)
-    when there are several blocks; results in block order. ``fn`` may write only its own block's
-    slice of shared arrays."""
-    spans = list(blocks(n, size or BLOCK))
+    """``fn(lo, hi)`` for every block of ``start..n``, on up to ``workers`` threads (default:
+    ``default_workers()``) when there are several blocks; results in block order. ``fn`` may write
+    only its own block's slice of shared arrays."""
+    spans = list(blocks(n, size or BLOCK, start))
     workers = min(workers or default_workers(), len(spans))
     if workers <= 1:
         return [fn(lo, hi) for lo, hi in spans]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierctl-block") as pool:
         return list(pool.map(lambda span: fn(*span), spans))
-
-
-@dataclass(frozen=True)
-class Census:
-    """Present pages counted per (cgroup, tier, heat bin), and every page's bin."""
-
-    hist: np.ndarray  # int64 [n_cg, 2, N_BINS]; tier 0 = fast, 1 = slow
-    bins: np.ndarray  # uint8 per tracked page
-    hmax: float
-
-    @property
-    def fast_per_cgroup(self) -> np.ndarray:
-        return self.hist[:, FAST, :].sum(axis=1)
-
-    @property
-    def present(self) -> int:
-        return int(self.hist.sum())
-
-
-def take_census(
-    values: np.ndarray,
-    node: np.ndarray,
-    cgroup: np.ndarray,
-    n_cg: int,
-    fast_lut: np.ndarray,
-    *,
-    workers: int | None = None,
-) -> Census:
-    """Count present pages per (cgroup, tier, log bin of ``values``): a page's heat or estimate."""
-    n = node.shape[0]
-    hmax = float(values.max()) if n else 0.0
-    bins = np.empty(n, dtype=np.uint8)
-    size = n_cg * 2 * N_BINS
-    hist = np.zeros(size + 1, dtype=np.int64)
-
-    def count(lo: int, hi: int) -> np.ndarray:
-        nd = node[lo:hi]
-        b = log_bins(values[lo:hi], hmax, bins[lo:hi])
-        key = cgroup[lo:hi].astype(np.int32)
-        key *= 2
-        key += ~fast_lut[nd + 1]  # tier: 0 fast, 1 slow
-        key *= N_BINS
-        key += b
-        key[nd < 0] = size  # not present: counted nowhere
-        return np.bincount(key, minlength=size + 1)
-
-    for part in map_blocks(count, n, workers=workers):
-        hist += part
-    return Census(hist[:size].reshape(n_cg, 2, N_BINS), bins, hmax)
 
 
 def quota_bins(census: Census, target: int, mins: np.ndarray, maxs: np.ndarray) -> tuple[np.ndarray, int]:
@@ -140,46 +96,64 @@ def relative_cuts(census: Census, tbin: np.ndarray, k_promote: int, k_victim: in
     return cut_p, cut_v
 
 
-def candidates(
-    census: Census,
+@dataclass(frozen=True)
+class Evaluated:
+    """Pages just re-evaluated: a page range or indices, their estimates and census codes."""
+
+    where: slice | np.ndarray
+    est: np.ndarray | None  # posterior heat (float32); None: not kept
+    codes: np.ndarray  # uint16 census codes (tier and bin)
+    cgroup: np.ndarray  # their cgroups
+
+    def pages(self, sel: np.ndarray) -> np.ndarray:
+        """Page indices of positions ``sel``."""
+        if isinstance(self.where, slice):
+            return sel + self.where.start
+        return self.where[sel]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Pages to consider moving, with their estimates."""
+
+    pages: np.ndarray
+    est: np.ndarray
+
+    @staticmethod
+    def join(parts: list[Candidates]) -> Candidates:
+        if not parts:
+            return Candidates(np.zeros(0, dtype=np.int64), np.zeros(0))
+        return Candidates(np.concatenate([p.pages for p in parts]), np.concatenate([p.est for p in parts]))
+
+
+def pick_candidates(
+    census: RunningCensus,
+    ev: Evaluated,
     heat: HeatModel,
-    node: np.ndarray,
-    cgroup: np.ndarray,
-    fast_lut: np.ndarray,
     tbin: np.ndarray,
-    cut_p: int,
-    cut_v: int,
+    cuts: tuple[int, int],
     settled_before: int,
-    *,
-    workers: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Settled pages to consider: heated slow pages with relative bin >= cut_p (promotion) and fast
-    pages with relative bin <= cut_v (demotion)."""
-    tb16 = np.minimum(tbin, N_BINS).astype(np.int16)
-
-    def pick(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        b = census.bins[lo:hi]
-        rel = b.astype(np.int16)
-        rel -= tb16[cgroup[lo:hi]]
-        nd = node[lo:hi]
-        fast = fast_lut[nd + 1]
-        moved = heat.last_moved[lo:hi]
+    rate: Callable[[np.ndarray], np.ndarray],
+) -> tuple[Candidates, Candidates]:
+    """Among pages just evaluated, the settled ones to consider: heated slow pages with relative
+    bin (bin - its cgroup's threshold bin) >= cuts[0] (promotion) and fast pages with relative bin
+    <= cuts[1] (demotion). ``rate`` estimates pages whose estimates were not kept."""
+    b = census.window_of(ev.codes)
+    rel = b - np.minimum(tbin, N_BINS)[ev.cgroup]
+    slow = (ev.codes & SLOW_BIT) != 0
+    p = np.flatnonzero(slow & (b > 0) & (rel >= cuts[0]))  # heated present slow pages
+    v = np.flatnonzero(~slow & ((ev.codes & BIN_MASK) > 0) & (rel <= cuts[1]))  # present fast pages
+    out = []
+    for sel in (p, v):
+        pages = ev.pages(sel)
+        moved = heat.last_moved[pages]
         settled = (moved <= settled_before) | (moved == NEVER)
-        p = settled & ~fast & (nd >= 0) & (b > 0) & (rel >= cut_p)
-        v = settled & fast & (rel <= cut_v)
-        return np.flatnonzero(p) + lo, np.flatnonzero(v) + lo
-
-    parts = map_blocks(pick, node.shape[0], workers=workers)
-    prom = [p for p, _ in parts]
-    vict = [v for _, v in parts]
-    empty = np.zeros(0, dtype=np.int64)
-    return (np.concatenate(prom) if prom else empty), (np.concatenate(vict) if vict else empty)
+        pages, sel = pages[settled], sel[settled]
+        out.append(Candidates(pages, rate(pages).astype(np.float32) if ev.est is None else ev.est[sel]))
+    return out[0], out[1]
 
 
-def fast_pages_of(node: np.ndarray, cgroup: np.ndarray, fast_lut: np.ndarray, c: int) -> np.ndarray:
-    """Indices of cgroup ``c``'s pages in the fast tier."""
-    out = [
-        np.flatnonzero(fast_lut[node[lo:hi] + 1] & (cgroup[lo:hi] == c)) + lo
-        for lo, hi in blocks(node.shape[0])
-    ]
+def fast_pages_in(spans: list[tuple[int, int]], node: np.ndarray, fast_lut: np.ndarray) -> np.ndarray:
+    """Indices of the fast-tier pages within page ``spans``."""
+    out = [np.flatnonzero(fast_lut[node[lo:hi] + 1]) + lo for a, b in spans for lo, hi in blocks(b, start=a)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)

@@ -36,6 +36,7 @@ from tierctl.core.census import blocks, map_blocks
 from tierctl.core.heat import HeatModel
 from tierctl.errors import InputError
 
+_EMPTY = np.zeros(0, dtype=np.int64)
 RATIO_MAX = 8.0  # a region's short-horizon level may raise its pages' estimates at most this much
 
 
@@ -64,6 +65,21 @@ class RateEstimator:
         self._sum_then: np.ndarray | None = None
         self._level: np.ndarray | None = None
         self._then = 0
+        # per region, kept up to date between decisions: present pages, and the sums of their
+        # (young-corrected) stored heat and its square; valid for one heat epoch
+        self._cnt = np.zeros(0)
+        self._s1 = np.zeros(0)
+        self._s2 = np.zeros(0)
+        self._epoch = -1
+        self._cgroup_ref: np.ndarray | None = None  # the cgroup array the regions were cut from
+        self._starts_n = 0
+        self._cell_region = np.zeros(0, dtype=np.int64)
+        self._cell_cut = np.zeros(0, dtype=bool)
+        self._reg_cg: np.ndarray | None = None
+        self.touched: list[np.ndarray] = []  # pages sampled since the previous prepare (per ingest)
+        # per region, the factors its pages were last evaluated with (see ``drifted``)
+        self._seen_prior = np.zeros(0)
+        self._seen_gain = np.zeros(0)
         # this decision's per-region figures
         self._mean = np.zeros(0)
         self._z = np.zeros(0)
@@ -73,8 +89,9 @@ class RateEstimator:
         self._now = 0
 
     def reset(self) -> None:
-        """Forget the regions' recent levels (the tracked page space was re-indexed)."""
+        """Forget the regions and their recent levels (the tracked page space was re-indexed)."""
         self._sum_then = self._level = None
+        self._starts = self._cgroup_ref = None
 
     # ------------------------------------------------------------------------------------------
     def _regions(self, cgroup: np.ndarray) -> np.ndarray:
@@ -91,46 +108,171 @@ class RateEstimator:
             return fixed
         return np.union1d(fixed, cuts)
 
-    def prepare(self, heat: HeatModel, present: np.ndarray, cgroup: np.ndarray, now: int) -> None:
-        """One pass over the pages: per-region mean, credibility weight and recent level."""
+    @property
+    def n_regions(self) -> int:
+        return 0 if self._starts is None else int(self._starts.shape[0])
+
+    def region_span(self, first: int, last: int) -> tuple[int, int]:
+        """Pages of regions ``first..last-1``."""
+        starts, heat = self._starts, self._heat
+        assert starts is not None and heat is not None
+        hi = int(starts[last]) if last < starts.shape[0] else heat.n_pages
+        return int(starts[first]), hi
+
+    def region_bounds(self, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First page and end of each of ``regions``."""
+        starts, heat = self._starts, self._heat
+        assert starts is not None and heat is not None
+        ends = np.r_[starts[1:], heat.n_pages]
+        return starts[regions], ends[regions]
+
+    def _grid(self, starts: np.ndarray, n: int) -> None:
+        """Per grid cell of ``region_pages`` pages: the region of its first page, and whether
+        another region starts inside it (a cgroup changes there)."""
+        cells = np.arange(0, n, self.region_pages, dtype=np.int64)
+        self._cell_region = np.searchsorted(starts, cells, side="right") - 1
+        inner = starts[starts % self.region_pages != 0] // self.region_pages
+        self._cell_cut = np.zeros(cells.shape[0], dtype=bool)
+        self._cell_cut[inner] = True
+
+    def region_cgroup(self, cgroup: np.ndarray) -> np.ndarray:
+        """The cgroup of each region (a region never spans two)."""
+        if self._reg_cg is None:
+            assert self._starts is not None
+            self._reg_cg = cgroup[self._starts]
+        return self._reg_cg
+
+    def regions_of(self, idx: np.ndarray) -> np.ndarray:
+        """Region of each page ``idx``: a lookup by grid cell, a search only in cells a cgroup
+        change cuts."""
+        assert self._starts is not None
+        cell = idx // self.region_pages
+        reg = self._cell_region[cell]
+        cut = np.flatnonzero(self._cell_cut[cell])
+        if cut.shape[0]:
+            reg[cut] = np.searchsorted(self._starts, idx[cut], side="right") - 1
+        return reg
+
+    def prepare(
+        self,
+        heat: HeatModel,
+        present: np.ndarray,  # bool per page, or the node per page (present: >= 0)
+        cgroup: np.ndarray,
+        now: int,
+        *,
+        refresh: tuple[int, int] | None = None,
+        new_pages: np.ndarray | None = None,
+    ) -> bool:
+        """Per-region mean, credibility weight and recent level for this decision.
+
+        ``refresh=None`` recomputes every region's sums in one pass over the pages. A page range
+        ``(lo, hi)`` recomputes only the regions that overlap it; the others are kept up to date
+        from the heat model's changes since the last call (samples) and ``new_pages`` (pages that
+        became present), and drift from the truth only by what those miss (pages gone, young
+        pages ageing) until their turn comes. Returns True when every region was recomputed
+        (always on the first call, after ``reset`` and when the heat model changed epoch)."""
         n = heat.n_pages
-        starts = self._regions(cgroup[:n])
-        if self._starts is None or not np.array_equal(starts, self._starts):
-            self.reset()  # other regions: their recent levels do not carry over
-        self._starts = starts
+        heat.track_touched()
+        touched = heat.take_touched()
+        self.touched = [p for p, _, _ in touched]
+        cg = cgroup[:n]
+        if self._starts is None or self._cgroup_ref is not cgroup or self._starts_n != n:
+            starts = self._regions(cg)
+            if self._starts is None or not np.array_equal(starts, self._starts):
+                self.reset()  # other regions: their recent levels do not carry over
+            self._starts, self._cgroup_ref, self._starts_n = starts, cgroup, n
+            self._grid(starts, n)
+            self._reg_cg = None
+        starts = self._starts
         n_reg = starts.shape[0]
-        cnt = np.zeros(n_reg)
-        s1 = np.zeros(n_reg)
-        s2 = np.zeros(n_reg)
+        full = refresh is None or self._epoch != heat.epoch or self._s1.shape[0] != n_reg
         heat.settle_young(now)  # from here on, heat.estimate only reads: the blocks run in parallel
-
-        def sums(lo: int, hi: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
-            h = heat.estimate(np.arange(lo, hi), now)
-            h[~present[lo:hi]] = 0.0
-            first = int(np.searchsorted(starts, lo, side="right")) - 1
-            last = int(np.searchsorted(starts, hi, side="left"))
-            local = starts[first:last] - lo
-            local[0] = 0
-            c = np.add.reduceat(present[lo:hi].astype(np.float64), local)
-            return first, last, c, np.add.reduceat(h, local), np.add.reduceat(h * h, local)
-
-        # block-wise (no page-sized float64 temporaries); a region split by a block boundary gets
-        # both blocks' partial sums, added in block order
-        for first, last, c, a, b in map_blocks(sums, n, workers=self.workers):
-            cnt[first:last] += c
-            s1[first:last] += a
-            s2[first:last] += b
+        self._heat, self._now = heat, now
+        if full:
+            self._cnt, self._s1, self._s2 = np.zeros(n_reg), np.zeros(n_reg), np.zeros(n_reg)
+            self._refresh(heat, present, 0, n)
+        else:
+            for pages, d1, d2 in touched:
+                reg = self.regions_of(pages)
+                np.add.at(self._s1, reg, d1)
+                np.add.at(self._s2, reg, d2)
+            if new_pages is not None and new_pages.shape[0]:
+                np.add.at(self._cnt, self.regions_of(new_pages[_present(present[new_pages])]), 1.0)
+            assert refresh is not None
+            lo, hi = refresh
+            first, last = self.regions_of(np.array([lo, max(lo, hi - 1)]))
+            lo, hi = self.region_span(int(first), int(last) + 1)
+            self._refresh(heat, present, lo, hi)
+        self._epoch = heat.epoch
+        scale = heat.scale
+        cnt, s1, s2 = self._cnt, self._s1 * scale, self._s2 * (scale * scale)  # current units
         mean = np.divide(s1, cnt, out=np.zeros(n_reg), where=cnt > 0)
         noise_unit = self._noise_unit(heat)
         # between-page variance after the Poisson noise (variance unit * heat / (1 + d) per page)
-        within = s2 - cnt * mean * mean
+        within = np.maximum(s2 - cnt * mean * mean, 0.0)
         tau2 = np.maximum(within - noise_unit * s1, 0.0) / np.maximum(cnt - 1, 1)
         noise = noise_unit * mean
         z = np.divide(tau2, tau2 + noise, out=np.ones(n_reg), where=(tau2 + noise) > 0)
         z[cnt < 2] = 1.0  # a page alone in its region: no neighbours to learn from
         self._mean, self._z = mean, z
         self._ratio = self._recent_level(heat, s1, now)
-        self._heat, self._now = heat, now
+        if full or self._seen_prior.shape[0] != n_reg:
+            self._seen_prior, self._seen_gain = self._factors()
+        return full
+
+    def _refresh(self, heat: HeatModel, present: np.ndarray, lo: int, hi: int) -> None:
+        """Recompute the sums of the regions in pages lo..hi-1 (region-aligned), block-wise."""
+        starts = self._starts
+        assert starts is not None
+        inv = 1.0 / heat.scale
+
+        def sums(blo: int, bhi: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+            h = heat.estimate(slice(blo, bhi), self._now) * inv
+            here = _present(present[blo:bhi])
+            h[~here] = 0.0
+            first = int(np.searchsorted(starts, blo, side="right")) - 1
+            last = int(np.searchsorted(starts, bhi, side="left"))
+            local = starts[first:last] - blo
+            local[0] = 0
+            c = np.add.reduceat(here.astype(np.float64), local)
+            return first, last, c, np.add.reduceat(h, local), np.add.reduceat(h * h, local)
+
+        r0 = int(np.searchsorted(starts, lo, side="right")) - 1
+        r1 = int(np.searchsorted(starts, hi, side="left"))
+        for arr in (self._cnt, self._s1, self._s2):
+            arr[r0:r1] = 0.0
+        # block-wise (no page-sized float64 temporaries); a region split by a block boundary gets
+        # both blocks' partial sums, added in block order
+        for first, last, c, a, b in map_blocks(sums, hi, workers=self.workers, start=lo):
+            self._cnt[first:last] += c
+            self._s1[first:last] += a
+            self._s2[first:last] += b
+
+    def _factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per region: what its pages' estimates take from the region (prior) and the weight of
+        their own heat (gain) — see ``_mix``."""
+        return (1 - self._z) * self._mean * self._ratio, self._z * self._ratio
+
+    def drifted(self, max_regions: int, octaves: float = 0.5) -> np.ndarray:
+        """Regions whose factors moved by more than ``octaves`` since their pages were last
+        evaluated (a region that lit up or went quiet), the largest moves first, at most
+        ``max_regions``; ``note_evaluated`` records them as evaluated."""
+        heat = self._heat
+        if heat is None or max_regions <= 0 or self._seen_prior.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        prior, gain = self._factors()
+        eps = 0.05 * max(heat.unit, 1e-12) / (1 - heat.decay_factor)  # a twentieth of a sample a cycle
+        move = np.abs(np.log2((prior + eps) / (self._seen_prior + eps)))
+        np.maximum(move, np.abs(np.log2((gain + 1e-3) / (self._seen_gain + 1e-3))), out=move)
+        big = np.flatnonzero(move > octaves)
+        if big.shape[0] > max_regions:
+            big = big[np.argpartition(-move[big], max_regions - 1)[:max_regions]]
+        return np.sort(big)
+
+    def note_evaluated(self, regions: np.ndarray | slice) -> None:
+        prior, gain = self._factors()
+        self._seen_prior[regions] = prior[regions]
+        self._seen_gain[regions] = gain[regions]
 
     def _noise_unit(self, heat: HeatModel) -> float:
         return max(heat.unit, 0.0) / (1.0 + heat.decay_factor)
@@ -160,20 +302,28 @@ class RateEstimator:
         heat, starts = self._heat, self._starts
         if heat is None or starts is None:
             raise InputError("prepare() must run before estimates are read", "estimate")
-        return heat, lambda: np.searchsorted(starts, idx, side="right") - 1
+        return heat, lambda: self.regions_of(idx)
 
     def _parts(
-        self, idx: np.ndarray, reg: np.ndarray | None = None
+        self, idx: np.ndarray | slice, reg: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        heat, regions = self._prepared(idx)
+        """Own (silence-weighed) heat, region mean, credibility and level ratio of pages ``idx``
+        (indices, or a slice with ``reg`` given)."""
         if reg is None:
+            assert isinstance(idx, np.ndarray)
+            heat, regions = self._prepared(idx)
             reg = regions()
+        else:
+            heat, _ = self._prepared(_EMPTY)
         own = heat.estimate(idx, self._now)
         m = self._mean[reg]
         if self.hazard > 0 and heat.unit > 0:
             above = np.flatnonzero(own > m)  # silence is evidence only against a page above its region
             if above.size:
-                seen = heat.last_seen[idx[above]]
+                if isinstance(idx, slice):
+                    seen = heat.last_seen[idx.start + above]
+                else:
+                    seen = heat.last_seen[idx[above]]
                 quiet = np.where(seen >= 0, self._now - seen, 0)
                 excess = own[above] - m[above]
                 expected = excess * ((1 - heat.decay_factor) / heat.unit) * quiet  # samples not seen
@@ -195,9 +345,9 @@ class RateEstimator:
     def _mix(own: np.ndarray, m: np.ndarray, z: np.ndarray, ratio: np.ndarray) -> np.ndarray:
         return (z * own + (1 - z) * m) * ratio
 
-    def rate(self, idx: np.ndarray) -> np.ndarray:
-        """Posterior heat of pages ``idx`` (float64)."""
-        return self._mix(*self._parts(idx))
+    def rate(self, idx: np.ndarray, reg: np.ndarray | None = None) -> np.ndarray:
+        """Posterior heat of pages ``idx`` (float64); ``reg``: their regions, when known."""
+        return self._mix(*self._parts(idx, reg))
 
     def rate_and_sd(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         own, m, z, ratio = self._parts(idx)
@@ -219,6 +369,22 @@ class RateEstimator:
         prior = (1 - self._z[reg]) * self._mean[reg] * self._ratio[reg]
         return own | ((self._z[reg] <= 0.5) & (prior >= 0.5 * heat.unit))
 
+    def block_rates(self, lo: int, hi: int) -> np.ndarray:
+        """Posterior heat of pages lo..hi-1 (float64); after ``settle_young``, any thread."""
+        return self._mix(*self._parts(slice(lo, hi), self._block_regions(lo, hi)))
+
+    def cgroup_spans(self, cgroup: np.ndarray, c: int) -> list[tuple[int, int]]:
+        """Page spans of cgroup ``c``'s regions (a region never spans two cgroups)."""
+        starts = self._starts
+        assert starts is not None
+        mine = np.flatnonzero(cgroup[starts] == c)
+        if mine.shape[0] == 0:
+            return []
+        breaks = np.flatnonzero(np.diff(mine) > 1)
+        firsts = np.r_[mine[0], mine[breaks + 1]]
+        lasts = np.r_[mine[breaks], mine[-1]]
+        return [self.region_span(int(f), int(la) + 1) for f, la in zip(firsts, lasts, strict=True)]
+
     def rates(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
         """Posterior heat of every page 0..n-1 as float32, block-wise."""
         if out is None:
@@ -227,8 +393,12 @@ class RateEstimator:
             self._heat.settle_young(self._now)
 
         def fill(lo: int, hi: int) -> None:
-            own, m, z, ratio = self._parts(np.arange(lo, hi), self._block_regions(lo, hi))
+            own, m, z, ratio = self._parts(slice(lo, hi), self._block_regions(lo, hi))
             out[lo:hi] = self._mix(own, m, z, ratio)
 
         map_blocks(fill, n, workers=self.workers)
         return out
+
+
+def _present(p: np.ndarray) -> np.ndarray:
+    return p if p.dtype == np.bool_ else p >= 0

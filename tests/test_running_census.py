@@ -1,0 +1,201 @@
+"""The incremental cycle: lazy decay, sampled-page deltas, the running census, sweeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tierctl.core.estimate import RateEstimator
+from tierctl.core.heat import NEVER, HeatModel, distinct
+from tierctl.core.policies.tierctl import TierctlPolicy
+from tierctl.core.policy import MemoryState, PolicyView
+from tierctl.core.running_census import BIN_MASK, RunningCensus
+from tierctl.core.samples import make_batch
+from tierctl.sim.machine import FAST, SLOW, MachineSpec, SimMachine
+
+
+# ---- heat: lazy decay ---------------------------------------------------------------------------
+def test_lazy_decay_gives_the_eagerly_decayed_values_and_rebases_exactly() -> None:
+    rng = np.random.default_rng(1)
+    lazy = HeatModel(64, half_life=1.0)
+    eager = np.zeros(64)
+    d = lazy.decay_factor
+    epoch = lazy.epoch
+    for t in range(80):  # 2**-80: past the rebase point (2**-32) twice
+        lazy.decay()
+        eager *= d
+        pages = rng.integers(0, 64, 20)
+        lazy.ingest(make_batch(pages, 1.0), t)
+        np.add.at(eager, pages, 1.0)
+        assert 2.0**-33 < lazy.scale <= 1.0
+    assert lazy.epoch >= epoch + 2
+    np.testing.assert_allclose(lazy.heat, eager, rtol=1e-5)
+    np.testing.assert_allclose(lazy.current(np.arange(64)), eager, rtol=1e-5)
+
+
+def test_heat_is_read_only_and_load_sets_current_values() -> None:
+    h = HeatModel(3)
+    h.decay(3)
+    with pytest.raises(ValueError):
+        h.heat[0] = 1.0
+    h.load(np.array([1.0, 2.0, 0.0]))
+    assert h.heat.tolist() == [1.0, 2.0, 0.0]
+    h.decay(h.half_life)
+    np.testing.assert_allclose(h.heat, [0.5, 1.0, 0.0], rtol=1e-6)
+    assert h.stored.tolist() == [1.0, 2.0, 0.0]  # decay did not touch the array
+
+
+def test_touched_deltas_add_up_to_the_change_in_stored_heat() -> None:
+    rng = np.random.default_rng(2)
+    h = HeatModel(50)
+    h.track_touched()
+    before = h.stored.astype(np.float64).copy()
+    for t in range(5):
+        h.decay()
+        h.ingest(make_batch(rng.integers(0, 50, 40), 1.0), t)  # with repeats
+    d1 = np.zeros(50)
+    d2 = np.zeros(50)
+    for pages, a, b in h.take_touched():
+        assert np.unique(pages).shape == pages.shape  # one row per distinct page
+        np.add.at(d1, pages, a)
+        np.add.at(d2, pages, b)
+    after = h.stored.astype(np.float64)
+    np.testing.assert_allclose(d1, after - before, atol=1e-9)
+    np.testing.assert_allclose(d2, after**2 - before**2, rtol=1e-6, atol=1e-9)
+    assert h.take_touched() == []
+
+
+def test_distinct_sorts_and_drops_repeats() -> None:
+    assert distinct(np.array([3, 3, 5, 4, 3, 5, 9])).tolist() == [3, 4, 5, 9]
+    assert distinct(np.array([7])).tolist() == [7]
+
+
+def test_ingest_sums_repeats_and_unequal_weights() -> None:
+    h = HeatModel(6)
+    batch = make_batch(np.array([4, 1, 4, 4]), 1.0)
+    batch["weight"] = [1.0, 2.0, 3.0, 0.5]
+    assert h.ingest(batch, 3) == 4
+    assert h.heat.tolist() == [0, 2.0, 0, 0, 4.5, 0]
+    assert h.last_seen.tolist() == [NEVER, 3, NEVER, NEVER, 3, NEVER]
+
+
+# ---- the running census ---------------------------------------------------------------------
+def _recount(c: RunningCensus, cgroup: np.ndarray) -> np.ndarray:
+    return np.bincount(c._keys(c.codes, cgroup), minlength=c.hist.size).reshape(c.hist.shape)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_running_census_counts_what_the_codes_say(seed: int) -> None:
+    """Whatever is re-evaluated in whatever order, and however far the window slides up, the
+    histogram equals a count of the codes."""
+    rng = np.random.default_rng(seed)
+    n, n_cg = 300, 3
+    cgroup = rng.integers(0, n_cg, n).astype(np.uint16)
+    lut = np.array([False, True, False])  # node -1: absent, 0: fast, 1: slow
+    c = RunningCensus()
+    c.reset(n, n_cg)
+    level = 1.0
+    for _ in range(12):
+        level *= float(rng.choice([1.0, 3.0, 1000.0]))  # the top rises, sometimes by far
+        k = int(rng.integers(1, n))
+        idx = rng.choice(n, k, replace=False)
+        stored = rng.exponential(level, k) * (rng.random(k) < 0.8)
+        node = rng.integers(-1, 2, k).astype(np.int16)
+        if rng.random() < 0.5:
+            lo = int(rng.integers(0, n - 1))
+            hi = int(rng.integers(lo + 1, n + 1))
+            stored = rng.exponential(level, hi - lo)
+            node = rng.integers(-1, 2, hi - lo).astype(np.int16)
+            c.apply(slice(lo, hi), c.codes_for(stored, node, lut), cgroup[lo:hi])
+        else:
+            c.apply(idx, c.codes_for(stored, node, lut), cgroup[idx])
+        assert c.healthy()
+        np.testing.assert_array_equal(c.hist, _recount(c, cgroup))
+    assert c.hist.sum() == np.count_nonzero(c.codes & BIN_MASK)
+
+
+def test_window_bins_put_the_highest_code_at_the_top() -> None:
+    c = RunningCensus()
+    c.reset(4, 1)
+    lut = np.array([False, True, False])
+    c.apply(
+        np.arange(4), c.codes_for(np.array([8.0, 4.0, 0.0, 1.0]), np.zeros(4, np.int16), lut), np.zeros(4)
+    )
+    assert c.window_bins(np.arange(4)).tolist() == [255, 247, 0, 231]
+    cen = c.census(scale=1.0)
+    assert 8.0 <= cen.hmax < 8.0 * 2 ** (1 / 8) + 1e-9
+
+
+# ---- the estimator's sums, kept up to date ------------------------------------------------------
+def test_incremental_region_sums_match_a_full_pass() -> None:
+    rng = np.random.default_rng(3)
+    n = 4096
+    h = HeatModel(n)
+    cg = np.repeat(np.arange(4), n // 4).astype(np.uint16)
+    present = np.ones(n, dtype=bool)
+    inc = RateEstimator(region_pages=256, level_half_life=0, workers=1)  # no history to compare
+    for t in range(10):
+        h.decay()
+        h.ingest(make_batch(rng.integers(0, n, 300), 1.0), t)
+        lo = (t * 1000) % n
+        full = inc.prepare(h, present, cg, t, refresh=(lo, min(n, lo + 1000)))
+        assert full == (t == 0)
+    ref = RateEstimator(region_pages=256, level_half_life=0, workers=1)
+    assert ref.prepare(h, present, cg, 9)
+    np.testing.assert_allclose(inc._s1, ref._s1, rtol=1e-6)
+    np.testing.assert_allclose(inc._s2, ref._s2, rtol=1e-5)
+    np.testing.assert_array_equal(inc._cnt, ref._cnt)
+    idx = np.arange(0, n, 7)
+    np.testing.assert_allclose(inc.rate(idx), ref.rate(idx), rtol=1e-5)
+
+
+# ---- the policy evaluating part of the pages -------------------------------------------------
+def _machine(n: int, fast: int) -> SimMachine:
+    m = SimMachine(MachineSpec(fast_pages=fast), n, np.repeat(np.arange(4), n // 4))
+    m.touch(np.arange(n))
+    m.take_new()
+    return m
+
+
+def _view(m: SimMachine, h: HeatModel, now: int, budget: int = 64) -> PolicyView:
+    state = MemoryState(node=m.node, cgroup=m.cgroup, n_cgroups=m.n_cgroups, topology=m.topology())
+    return PolicyView(now=now, heat=h, memory=state, budget=budget, quotas={})
+
+
+def test_a_sampled_slow_page_outside_the_sweep_comes_in() -> None:
+    n, fast = 8192, 1024
+    m = _machine(n, fast)
+    h = HeatModel(n)
+    h.ingest(make_batch(np.arange(n), 1.0), 0)  # everything lukewarm
+    pol = TierctlPolicy(sweep_pages=1024, threads=1)
+    pol.decide(_view(m, h, 1))
+    assert pol.stats is not None and pol.stats.full
+    h.decay()
+    h.ingest(make_batch(np.repeat([6000, 7000], 30), 1.0), 2)
+    plan = pol.decide(_view(m, h, 2))
+    assert not pol.stats.full and pol.stats.evaluated < n // 2
+    assert {6000, 7000} <= set(plan.promote.tolist())
+    assert (m.node[plan.demote] == FAST).all() and (m.node[plan.promote] == SLOW).all()
+
+
+def test_incremental_census_stays_a_true_count_while_pages_move() -> None:
+    rng = np.random.default_rng(4)
+    n, fast = 8192, 2048
+    m = _machine(n, fast)
+    h = HeatModel(n)
+    pol = TierctlPolicy(sweep_pages=1024, threads=1)
+    rate = rng.pareto(1.2, n)
+    for t in range(1, 30):
+        h.decay()
+        h.ingest(make_batch(rng.choice(n, 400, p=rate / rate.sum()), 1.0), t)
+        plan = pol.decide(_view(m, h, t))
+        h.note_moved(m.move(plan, 64).moved, t)
+        c = pol.census
+        assert c.healthy()
+        np.testing.assert_array_equal(c.hist, _recount(c, m.cgroup))
+    # every page's code was refreshed within the last rotation of the sweep: tiers are right
+    slow = (pol.census.codes & 0x8000) != 0
+    assert (slow == (m.node == SLOW)).mean() > 0.99
