@@ -73,7 +73,7 @@ def measure(n: int, cycles: int = 8, seed: int = 0, threads: int | None = None) 
         moves.append(len(plan))
         assert policy.stats is not None
         evaluated.append(policy.stats.evaluated)
-    persistent = heat.nbytes + node.nbytes + cgroup.nbytes + policy.census.nbytes
+    persistent = heat.nbytes + node.nbytes + cgroup.nbytes + policy.evaluation.census.nbytes
     # a full evaluation comes back when the heat rebases (every 32 half-lives: the stored heat
     # would leave float32's range) or the page space is re-read; its share per cycle at the rebase
     # interval is added to the median

@@ -1,6 +1,6 @@
 """Run the benchmarks, write bench/results/<name>.json and print a table.
 
-Usage: python -m bench.run [quality] [cost] [mover] [overhead] [shift] [daemon-cost]
+Usage: python -m bench.run [quality] [cost] [amortised] [mover] [overhead] [shift] [daemon-cost]
                           [--seeds 0,1,2] [--sizes 1M,4M,16M] [--rounds N] [--phase-s S] ...
 
 ``shift`` and ``daemon-cost`` boot the two-tier guest once per contender and round
@@ -93,6 +93,15 @@ def cost(sizes: list[int]) -> None:
             rows,
         )
     )
+    print(f"-> {path}\n")
+
+
+def amortised() -> None:
+    from bench import amortised as am
+
+    out = am.run()
+    path = _write("amortised", out)
+    print(render(*am.table(out)))
     print(f"-> {path}\n")
 
 
@@ -199,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "which",
         nargs="*",
-        metavar="quality|cost|mover|overhead|shift|daemon-cost|tui",
+        metavar="quality|cost|amortised|mover|overhead|shift|daemon-cost|tui",
         help="which benchmarks (default: quality, cost and overhead; mover, shift and daemon-cost boot "
         "the two-tier guest)",
     )
@@ -228,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     which = args.which or ["quality", "cost", "overhead"]
     if rest and which != ["quality"]:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
-    known = {"quality", "cost", "mover", "overhead", "shift", "daemon-cost", "tui"}
+    known = {"quality", "cost", "amortised", "mover", "overhead", "shift", "daemon-cost", "tui"}
     unknown = set(which) - known
     if unknown:
         ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(sorted(known))}")
@@ -241,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             quality([int(s) for s in args.seeds.split(",")])
     if "cost" in which:
         cost([_size(s) for s in args.sizes.split(",")])
+    if "amortised" in which:
+        amortised()
     if "mover" in which:
         mover()
     if "overhead" in which:

@@ -57,10 +57,11 @@ def test_touched_deltas_add_up_to_the_change_in_stored_heat() -> None:
         h.ingest(make_batch(rng.integers(0, 50, 40), 1.0), t)  # with repeats
     d1 = np.zeros(50)
     d2 = np.zeros(50)
-    for pages, a, b in h.take_touched():
-        assert np.unique(pages).shape == pages.shape  # one row per distinct page
-        np.add.at(d1, pages, a)
-        np.add.at(d2, pages, b)
+    for t in h.take_touched():
+        assert np.unique(t.pages).shape == t.pages.shape  # one row per distinct page
+        np.add.at(d1, t.pages, t.d1)
+        np.add.at(d2, t.pages, t.d2)
+        assert (h.stored[t.pages] >= t.stored).all()  # stored heat only grows by samples
     after = h.stored.astype(np.float64)
     np.testing.assert_allclose(d1, after - before, atol=1e-9)
     np.testing.assert_allclose(d2, after**2 - before**2, rtol=1e-6, atol=1e-9)
@@ -193,9 +194,39 @@ def test_incremental_census_stays_a_true_count_while_pages_move() -> None:
         h.ingest(make_batch(rng.choice(n, 400, p=rate / rate.sum()), 1.0), t)
         plan = pol.decide(_view(m, h, t))
         h.note_moved(m.move(plan, 64).moved, t)
-        c = pol.census
+        c = pol.evaluation.census
         assert c.healthy()
         np.testing.assert_array_equal(c.hist, _recount(c, m.cgroup))
     # every page's code was refreshed within the last rotation of the sweep: tiers are right
-    slow = (pol.census.codes & 0x8000) != 0
+    slow = (pol.evaluation.census.codes & 0x8000) != 0
     assert (slow == (m.node == SLOW)).mean() > 0.99
+
+
+def test_everything_is_evaluated_again_after_a_rebase_a_full_read_or_below_sweep_pages() -> None:
+    n, fast = 4096, 1024
+    m = _machine(n, fast)
+    h = HeatModel(n, half_life=1.0)
+    pol = TierctlPolicy(sweep_pages=1024, threads=1)
+    fulls = []
+    for t in range(1, 40):  # 2**-32 of decay in 32 cycles: one rebase on the way
+        epoch = h.epoch
+        h.decay()
+        h.ingest(make_batch(np.arange(0, n, 3), 1.0), t)
+        pol.decide(_view(m, h, t))
+        assert pol.stats is not None
+        fulls.append(pol.stats.full)
+        if h.epoch != epoch:
+            assert pol.stats.full  # stored heat was rescaled: every code with it
+    assert fulls[0] and fulls.count(True) == 2
+    # a new node array (a full read of where pages are) is a full evaluation
+    state = _view(m, h, 41)
+    fresh = MemoryState(node=m.node.copy(), cgroup=m.cgroup, n_cgroups=m.n_cgroups, topology=m.topology())
+    pol.decide(PolicyView(now=41, heat=h, memory=fresh, budget=64, quotas={}))
+    assert pol.stats.full
+    pol.decide(state)
+    assert pol.stats.full  # back to the machine's own array: one more
+    # at most sweep_pages tracked pages: always every page
+    small = TierctlPolicy(sweep_pages=n, threads=1)
+    for t in range(42, 45):
+        small.decide(_view(m, h, t))
+        assert small.stats is not None and small.stats.full and small.stats.evaluated == n

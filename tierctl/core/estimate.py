@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tierctl.core.census import blocks, map_blocks
-from tierctl.core.heat import HeatModel
+from tierctl.core.heat import HeatModel, Touched
 from tierctl.errors import InputError
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -76,7 +76,7 @@ class RateEstimator:
         self._cell_region = np.zeros(0, dtype=np.int64)
         self._cell_cut = np.zeros(0, dtype=bool)
         self._reg_cg: np.ndarray | None = None
-        self.touched: list[np.ndarray] = []  # pages sampled since the previous prepare (per ingest)
+        self.touched: list[Touched] = []  # what the ingests since the previous prepare changed
         # per region, the factors its pages were last evaluated with (see ``drifted``)
         self._seen_prior = np.zeros(0)
         self._seen_gain = np.zeros(0)
@@ -174,7 +174,7 @@ class RateEstimator:
         n = heat.n_pages
         heat.track_touched()
         touched = heat.take_touched()
-        self.touched = [p for p, _, _ in touched]
+        self.touched = touched
         cg = cgroup[:n]
         if self._starts is None or self._cgroup_ref is not cgroup or self._starts_n != n:
             starts = self._regions(cg)
@@ -192,10 +192,10 @@ class RateEstimator:
             self._cnt, self._s1, self._s2 = np.zeros(n_reg), np.zeros(n_reg), np.zeros(n_reg)
             self._refresh(heat, present, 0, n)
         else:
-            for pages, d1, d2 in touched:
-                reg = self.regions_of(pages)
-                np.add.at(self._s1, reg, d1)
-                np.add.at(self._s2, reg, d2)
+            for t in touched:
+                reg = self.regions_of(t.pages)
+                np.add.at(self._s1, reg, t.d1)
+                np.add.at(self._s2, reg, t.d2)
             if new_pages is not None and new_pages.shape[0]:
                 np.add.at(self._cnt, self.regions_of(new_pages[_present(present[new_pages])]), 1.0)
             assert refresh is not None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,6 +37,17 @@ NEVER = -1
 DEFAULT_HALF_LIFE = 6.0
 N_BINS = 256  # bin 0 = no heat; bins 1..255 cover 255/BINS_PER_OCTAVE octaves below the maximum
 BINS_PER_OCTAVE = 8
+
+
+@dataclass(frozen=True)
+class Touched:
+    """One ingest's changes: its distinct pages (sorted), the change of their stored heat and of
+    its square, and their stored heat after it."""
+
+    pages: np.ndarray
+    d1: np.ndarray
+    d2: np.ndarray
+    stored: np.ndarray
 
 
 class HeatModel:
@@ -55,7 +67,7 @@ class HeatModel:
         self.epoch = 0  # counts rebases and re-indexings: stored values from before are not comparable
         # per ingest, while tracked: (pages, change of stored heat, change of its square), one row
         # per distinct page, for consumers that keep sums of heat up to date without a full pass
-        self._touched: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._touched: list[Touched] | None = None
         self.unit = 0.0  # weight of one observation (the sampler's, else the smallest weight in a batch)
         self.dropped_samples = 0  # samples naming a page outside the tracked space
         self.ingested_samples = 0
@@ -179,8 +191,8 @@ class HeatModel:
         if self._touched is None:
             self._touched = []
 
-    def take_touched(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """The (pages, d stored, d stored**2) of every ingest since the last call, in order."""
+    def take_touched(self) -> list[Touched]:
+        """What every ingest since the last call changed, in order."""
         if self._touched is None:
             return []
         out, self._touched = self._touched, []
@@ -219,7 +231,7 @@ class HeatModel:
         self.last_seen[uniq] = now
         if self._touched is not None:
             o, nw = old.astype(np.float64), new.astype(np.float64)
-            self._touched.append((uniq, nw - o, nw * nw - o * o))
+            self._touched.append(Touched(uniq, nw - o, nw * nw - o * o, new))
         self.ingested_samples += int(page.shape[0])
         return int(page.shape[0])
 

@@ -1,15 +1,18 @@
 """``tierctl``: the default policy.
 
-Each decision is a few named steps, each an O(n) block-wise pass or smaller (no full sort):
+Each decision is a few named steps, none with a full sort; past ``sweep_pages`` tracked pages none
+passes over every page either (``tierctl.core.evaluation``):
 
-1. ``_estimate``: posterior heat per page (``tierctl.core.estimate``: its own heat, its region's,
-   its region's recent level, its silence) and a census of present pages per (cgroup, tier, bin).
+1. ``_estimate``: posterior heat of the pages that may have changed (``tierctl.core.estimate``:
+   its own heat, its region's, its region's recent level, its silence) into a running census of
+   present pages per (cgroup, tier, bin).
 2. ``_target``: the fast tier should hold ``fast used + fast free - headroom`` tracked pages; the
    headroom follows the allocation rate so first-touch allocations still land in DRAM.
 3. ``_thresholds``: per cgroup, the lowest estimate bin whose page count — each cgroup's count
    clamped to its [min, max] quota — fits the target; a profile's fixed threshold replaces it. A
    page's priority is its estimate over its cgroup's threshold (>= 1: belongs in DRAM).
-4. ``_pools``: the hottest settled slow pages and the coldest settled fast pages the budget can use.
+4. ``_pools``: among the pages just evaluated, the hottest settled slow pages and the coldest
+   settled fast pages the budget can use.
 5. ``_forced``: demotions that must happen — what exceeds a max quota, then the headroom.
 6. ``_fill``: promotions into free room above the headroom.
 7. ``_swaps``: a hot slow page in for a cold fast one, pairwise, only when the incoming page's
@@ -21,31 +24,28 @@ A page moved less than ``min_residency`` cycles ago is not moved again (no ping-
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tierctl.core.census import (
-    BLOCK,
     Candidates,
     Evaluated,
     fast_pages_in,
-    map_blocks,
     pick_candidates,
     quota_bins,
     relative_cuts,
 )
 from tierctl.core.estimate import RateEstimator
-from tierctl.core.heat import BINS_PER_OCTAVE, N_BINS, bin_floor, distinct
+from tierctl.core.evaluation import Evaluation
+from tierctl.core.heat import N_BINS, bin_floor
 from tierctl.core.plan import Plan
 from tierctl.core.policy import PolicyView, placement_arrays, quota_arrays, rank_within_groups, top_k
-from tierctl.core.running_census import SLOW_BIT, Census, RunningCensus
+from tierctl.core.running_census import SLOW_BIT, Census
 from tierctl.errors import InputError
 
 _EMPTY = np.zeros(0, dtype=np.int64)
-SILENCE_CHECKS = (3, 8)
 
 
 @dataclass(frozen=True)
@@ -62,17 +62,6 @@ class TierctlStats:
     swaps: int
     evaluated: int = 0  # pages whose estimate was recomputed for this decision
     full: bool = True  # every page was (else: samples, a sweep slice, drifted regions, pools)
-
-
-@dataclass(frozen=True)
-class _Pages:
-    """Scattered pages to evaluate, with the region of each."""
-
-    idx: np.ndarray
-    reg: np.ndarray
-
-
-_Segment = slice | _Pages
 
 
 @dataclass
@@ -153,15 +142,7 @@ class TierctlPolicy:
         # at most this many pages are re-evaluated in a sweep slice each decision; up to this many
         # tracked pages, every page is, every decision
         self.sweep_pages = sweep_pages
-        self.census = RunningCensus()
-        self._sweep_at = 0
-        self._carry = _EMPTY  # pages to re-evaluate next decision: pools left over, pages moved
-        # fast pages sampled in recent decisions' cycles, to re-evaluate when they have gone silent
-        # since (3 and 8 cycles on: silence is evidence against a page that was hot)
-        self._sampled: deque[tuple[int, np.ndarray]] = deque(maxlen=SILENCE_CHECKS[-1])
-        self._just_sampled = _EMPTY
-        self._node_ref: np.ndarray | None = None
-        self._cgroup_ref: np.ndarray | None = None
+        self.evaluation = Evaluation(self.estimator, sweep_pages=sweep_pages, threads=threads)
         self._prev_present: int | None = None
         self._growth = 0.0
         # headroom restores whose room neither stayed free nor went to the tracked workloads' new
@@ -178,9 +159,9 @@ class TierctlPolicy:
         d = self._estimate(view)
         self._target(d)
         self._thresholds(d)
-        self._note_sampled(d)
         promote_pool, victim_pool = self._pools(d)
         p_idx, v_idx = self._ranked(d, promote_pool, victim_pool)
+        ranked = np.concatenate([p_idx, v_idx])  # evaluated again next time, moved or not
         forced, restore, v_idx = self._forced(d, p_idx, v_idx)
         left = view.budget - forced.shape[0] - restore.shape[0]
         out = np.concatenate([forced, restore])
@@ -207,7 +188,7 @@ class TierctlPolicy:
         )
         demote = np.concatenate([forced, restore, swap_out])
         promote = np.concatenate([fill, swap_in])
-        self._carry = np.concatenate([self._carry, demote, promote])
+        self.evaluation.after(view, d.tbin, d.full, np.concatenate([ranked, demote, promote]))
         if demote.size == 0 and promote.size == 0:
             return Plan.empty()
         topo = view.memory.topology
@@ -215,141 +196,15 @@ class TierctlPolicy:
 
     # ---- 1. estimates and census ----------------------------------------------------------------
     def _estimate(self, view: PolicyView) -> _Decision:
-        """Re-evaluate pages and bring the census up to date. Every page when the tracked pages
-        number at most ``sweep_pages`` or anything under the codes changed (a re-indexed page
-        space, a full read of where pages are, a new heat epoch); else only the pages sampled since
-        the last decision, new pages, pages moved, the pools left over, a sweep slice of
-        ``sweep_pages`` pages (the slices go round the page space) and the pages of regions whose
-        estimate factors drifted (a region that lit up or went quiet)."""
-        mem, heat = view.memory, view.heat
-        n, n_cg = mem.node.shape[0], max(1, mem.n_cgroups)
-        if mem.remap is not None:
-            self.estimator.reset()
-        rebuild = (
-            n <= self.sweep_pages
-            or mem.remap is not None
-            or mem.node is not self._node_ref
-            or mem.cgroup is not self._cgroup_ref
-            or not self.census.consistent(n, n_cg)
-        )
-        sweep = None if rebuild else self._next_sweep(n)
-        full = self.estimator.prepare(
-            heat, mem.node, mem.cgroup, view.now, refresh=sweep, new_pages=mem.new_pages
-        )
-        self._node_ref, self._cgroup_ref = mem.node, mem.cgroup
-        everything = full or sweep is None
-        if everything:
-            self._sampled.clear()
-            self.census.reset(n, n_cg)
-            segments: list[_Segment] = [slice(0, n)]
-        else:
-            assert sweep is not None
-            segments = self._segments(view, sweep)
-        evaluated = self._evaluate(view, segments)
-        if not self.census.healthy():  # a page's cgroup changed under its code: count afresh
-            self.census.reset(n, n_cg)
-            segments, everything = [slice(0, n)], True
-            evaluated = self._evaluate(view, segments)
-        census = self.census.census(heat.scale)
+        """Re-evaluate pages (all, or the ones that may have changed: ``core.evaluation``) and read
+        the census."""
+        evaluated, full = self.evaluation.run(view)
+        census = self.evaluation.census.census(view.heat.scale)
         mins, maxs = quota_arrays(view)
         mins = np.minimum(mins, census.hist.sum(axis=(1, 2)))  # a min beyond what a cgroup has
         d = _Decision(view, self.estimator.rate, census, census.fast_per_cgroup, mins, maxs)
-        d.evaluated, d.full = evaluated, everything
+        d.evaluated, d.full = evaluated, full
         return d
-
-    def _next_sweep(self, n: int) -> tuple[int, int]:
-        lo = self._sweep_at if self._sweep_at < n else 0
-        hi = min(n, lo + self.sweep_pages)
-        self._sweep_at = hi
-        return lo, hi
-
-    def _segments(self, view: PolicyView, sweep: tuple[int, int]) -> list[_Segment]:
-        """The pages to re-evaluate when not everything is: the sweep slice, then in one array the
-        pages of drifted regions and the distinct scattered pages outside both."""
-        est, mem = self.estimator, view.memory
-        r0, r1 = (int(r) for r in est.regions_of(np.array([sweep[0], sweep[1] - 1])))
-        lo, hi = est.region_span(r0, r1 + 1)  # the estimator refreshed whole regions
-        est.note_evaluated(slice(r0, r1 + 1))
-        # as many regions as a few budgets of pages: enough to find what a region that lit up
-        # has to promote, and what one that went quiet has to give back
-        drifted = est.drifted(-(-4 * view.budget // est.region_pages))
-        drifted = drifted[(drifted < r0) | (drifted > r1)]
-        est.note_evaluated(drifted)
-        d_lo, d_hi = est.region_bounds(drifted)
-        lengths = d_hi - d_lo
-        d_idx = np.arange(int(lengths.sum()), dtype=np.int64)
-        d_idx += np.repeat(d_lo - (np.cumsum(lengths) - lengths), lengths)
-        d_reg = np.repeat(drifted, lengths)
-        sampled = distinct(np.concatenate([_EMPTY, *est.touched]))
-        scattered = [sampled, self._carry, *self._gone_silent(view)]
-        self._just_sampled = sampled
-        if mem.new_pages is not None:
-            scattered.append(np.asarray(mem.new_pages, dtype=np.int64))
-        pages = np.concatenate(scattered).astype(np.int64, copy=False)
-        pages = distinct(pages[(pages >= 0) & (pages < mem.node.shape[0])])
-        pages = pages[(pages < lo) | (pages >= hi)]
-        reg = est.regions_of(pages)
-        if drifted.shape[0]:  # drop the ones in a drifted region (sorted: a search per page)
-            at = np.minimum(np.searchsorted(drifted, reg), drifted.shape[0] - 1)
-            out = drifted[at] != reg
-            pages, reg = pages[out], reg[out]
-        return [slice(lo, hi), _Pages(np.concatenate([d_idx, pages]), np.concatenate([d_reg, reg]))]
-
-    def _note_sampled(self, d: _Decision) -> None:
-        """Remember the fast pages sampled for this decision that stand within an octave of their
-        cgroup's threshold or above: if they go silent, that may be news."""
-        pages, self._just_sampled = self._just_sampled, _EMPTY
-        if d.full or pages.shape[0] == 0:
-            return
-        codes = self.census.codes[pages]
-        rel = self.census.window_of(codes) - np.minimum(d.tbin, N_BINS)[d.view.memory.cgroup[pages]]
-        keep = ((codes & SLOW_BIT) == 0) & (rel >= -BINS_PER_OCTAVE)
-        self._sampled.append((d.view.now, pages[keep]))
-
-    def _gone_silent(self, view: PolicyView) -> list[np.ndarray]:
-        """Fast pages sampled 3 or 8 cycles ago and not since."""
-        out = []
-        seen = view.heat.last_seen
-        for t, pages in self._sampled:
-            if view.now - t in SILENCE_CHECKS:
-                ok = pages[pages < seen.shape[0]]
-                out.append(ok[seen[ok] == t])
-        return out
-
-    def _evaluate(self, view: PolicyView, segments: list[_Segment]) -> list[Evaluated]:
-        """Estimates of the pages in ``segments`` into the census. Returns per block of a page range
-        its new codes (a view of the census's), and for the scattered pages their estimates and new
-        codes. A page range's estimates are not kept: at a full pass they would cost 4 bytes a page,
-        and the few pages picked from it are estimated again."""
-        mem, est, census = view.memory, self.estimator, self.census
-        lut = mem.topology.fast_lut()
-        inv = 1.0 / view.heat.scale
-        out: list[Evaluated] = []
-        for seg in segments:
-            if isinstance(seg, slice):
-
-                def block(lo: int, hi: int) -> tuple[int, int, np.ndarray]:
-                    return lo, hi, census.codes_for(est.block_rates(lo, hi) * inv, mem.node[lo:hi], lut)
-
-                step = BLOCK * 8  # a few blocks at a time: their codes are applied, then dropped
-                for glo in range(seg.start, seg.stop, step):
-                    ghi = min(seg.stop, glo + step)
-                    for lo, hi, codes in map_blocks(block, ghi, workers=self.threads, start=glo):
-                        census.apply(slice(lo, hi), codes, mem.cgroup[lo:hi])
-                        out.append(Evaluated(slice(lo, hi), None, census.codes[lo:hi], mem.cgroup[lo:hi]))
-            elif seg.idx.shape[0]:
-
-                def chunk(lo: int, hi: int, seg: _Pages = seg) -> Evaluated:
-                    idx = seg.idx[lo:hi]
-                    reg = seg.reg[lo:hi]
-                    e = est.rate(idx, reg).astype(np.float32)
-                    codes = census.codes_for(e * inv, mem.node[idx], lut)
-                    return Evaluated(idx, e, codes, est.region_cgroup(mem.cgroup)[reg])
-
-                for ev in map_blocks(chunk, seg.idx.shape[0], workers=self.threads):
-                    census.apply(ev.where, ev.codes, ev.cgroup)
-                    out.append(ev)
-        return out
 
     # ---- 2. target and headroom -----------------------------------------------------------------
     def _target(self, d: _Decision) -> None:
@@ -381,11 +236,15 @@ class TierctlPolicy:
         budget = d.view.budget
         want = budget * (1 + self.min_residency) + 1
         # the cuts that leave enough candidates among the pages evaluated (all of them, or some)
-        counted = d.census if d.full else self.census.count([(e.codes, e.cgroup) for e in d.evaluated])
+        counted = (
+            d.census if d.full else self.evaluation.census.count([(e.codes, e.cgroup) for e in d.evaluated])
+        )
         cuts = relative_cuts(counted, d.tbin, want, want)
         settled_before = d.view.now - self.min_residency
         parts = [
-            pick_candidates(self.census, e, d.view.heat, d.tbin, cuts, settled_before, self.estimator.rate)
+            pick_candidates(
+                self.evaluation.census, e, d.view.heat, d.tbin, cuts, settled_before, self.estimator.rate
+            )
             for e in d.evaluated
         ]
         return Candidates.join([p for p, _ in parts]), Candidates.join([v for _, v in parts])
@@ -393,15 +252,13 @@ class TierctlPolicy:
     def _ranked(
         self, d: _Decision, promote: Candidates, victims: Candidates
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The budget's hottest promotion candidates and coldest victims, in order. The first
-        budget's worth of each is evaluated again at the next decision (when not every page is)."""
+        """The budget's hottest promotion candidates and coldest victims, in order."""
         budget = d.view.budget
         cg = d.view.memory.cgroup
         p_idx = promote.pages[top_k(promote.est / d.thr[cg[promote.pages]], budget, largest=True)]
         # among equally cold victims, the least recently sampled first (never = -1 sorts first)
         v_key = victims.est / d.thr[cg[victims.pages]] + 1e-9 * (d.view.heat.last_seen[victims.pages] + 1)
         v_idx = victims.pages[top_k(v_key, budget, largest=False)]
-        self._carry = _EMPTY if d.full else np.concatenate([p_idx, v_idx])
         return p_idx, v_idx
 
     # ---- 5. forced demotions: max quotas, then the headroom ------------------------------------
@@ -420,7 +277,7 @@ class TierctlPolicy:
                 break
             mine = self._fast_pages_of(d, int(c), k)
             if mine.shape[0] > k:  # the bins (monotone in the estimate) narrow the field first
-                b = self.census.window_bins(mine)
+                b = self.evaluation.census.window_bins(mine)
                 mine = mine[b <= np.partition(b, k - 1)[k - 1]]
             parts.append(mine[top_k(d.prio(mine), k, largest=False)])
         forced = np.concatenate(parts) if parts else _EMPTY
