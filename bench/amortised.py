@@ -5,8 +5,8 @@ benchmark sees every page evaluated every decision. Past ``sweep_pages`` (256 Ki
 re-evaluates the sampled, new, moved and carried pages, the pages gone silent, the drifted regions
 and a sweep slice (``tierctl.core.evaluation``). This runs the same workloads with ``sweep_pages``
 set to 1/k of the tracked pages (k = 8 and 64; at 64 Mi tracked pages the default slice is 1/256)
-and reports each as a ratio to the causal ceiling next to the full evaluation. Tuning seeds and
-held-out seeds are reported apart.
+and reports each as a ratio to the causal ceiling next to the full evaluation. Tuning seeds,
+held-out seeds and fresh random shapes are reported apart.
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.quality import DENSITIES, HELDOUT_SEEDS, SCALE, TUNING_SEEDS, run_one, workload
+from bench.quality import (
+    DENSITIES,
+    FRESH_SEEDS,
+    HELDOUT_SEEDS,
+    RANDOM,
+    SCALE,
+    TUNING_SEEDS,
+    run_one,
+    workload,
+)
 from tierctl.sim.shapes import SHAPES
 
 FRACTIONS = (1, 8, 64)  # 1: every page (the default at the simulator's size)
@@ -54,10 +63,12 @@ def run(
         for seed in seeds
         for k in fractions
     ]
+    # random shapes nothing was chosen on (the quality benchmark's fresh set)
+    todo += [(RANDOM, d, seed, "fresh", k) for d in densities for seed in FRESH_SEEDS for k in fractions]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         rows = pool.map(_one, todo)
     summary: dict[str, dict[str, float]] = {}
-    for kind in ("tuning", "heldout"):
+    for kind in ("tuning", "heldout", "fresh"):
         for k in fractions:
             sel = [r["vs_ceiling"] for r in rows if r["set"] == kind and r["fraction"] == k]
             summary[f"{kind}/1:{k}"] = {"mean": float(np.mean(sel)), "min": float(np.min(sel))}
