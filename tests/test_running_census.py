@@ -151,6 +151,9 @@ def test_incremental_region_sums_match_a_full_pass() -> None:
     np.testing.assert_array_equal(inc._cnt, ref._cnt)
     idx = np.arange(0, n, 7)
     np.testing.assert_allclose(inc.rate(idx), ref.rate(idx), rtol=1e-5)
+    # the float32 bulk path (what the census bins) agrees with the float64 one
+    np.testing.assert_allclose(ref.rates32(idx, ref.regions_of(idx)), ref.rate(idx), rtol=2e-6, atol=1e-30)
+    np.testing.assert_allclose(ref.block_rates(0, n), ref.rate(np.arange(n)), rtol=2e-6, atol=1e-30)
 
 
 # ---- the policy evaluating part of the pages -------------------------------------------------

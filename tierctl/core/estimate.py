@@ -83,6 +83,7 @@ class RateEstimator:
         # this decision's per-region figures
         self._mean = np.zeros(0)
         self._z = np.zeros(0)
+        self._m32 = self._gain32 = self._prior32 = np.zeros(0, dtype=np.float32)
         self._ratio = np.zeros(0)
         self._heat: HeatModel | None = None
         self._starts: np.ndarray | None = None  # first page of each region
@@ -216,6 +217,11 @@ class RateEstimator:
         z[cnt < 2] = 1.0  # a page alone in its region: no neighbours to learn from
         self._mean, self._z = mean, z
         self._ratio = self._recent_level(heat, s1, now)
+        # float32 per-region factors for bulk estimates: est = own * gain + prior
+        f32 = np.float32
+        self._m32 = mean.astype(f32)
+        self._gain32 = (z * self._ratio).astype(f32)
+        self._prior32 = ((1 - z) * mean * self._ratio).astype(f32)
         if full or self._seen_prior.shape[0] != n_reg:
             self._seen_prior, self._seen_gain = self._factors()
         return full
@@ -320,15 +326,7 @@ class RateEstimator:
         if self.hazard > 0 and heat.unit > 0:
             above = np.flatnonzero(own > m)  # silence is evidence only against a page above its region
             if above.size:
-                if isinstance(idx, slice):
-                    seen = heat.last_seen[idx.start + above]
-                else:
-                    seen = heat.last_seen[idx[above]]
-                quiet = np.where(seen >= 0, self._now - seen, 0)
-                excess = own[above] - m[above]
-                expected = excess * ((1 - heat.decay_factor) / heat.unit) * quiet  # samples not seen
-                odds = ((1 - self.hazard) / self.hazard) * np.exp(-np.minimum(expected, 60.0))
-                own[above] = m[above] + excess * (odds / (1 + odds))
+                self._silence(heat, idx, above, own, m)
         return own, m, self._z[reg], self._ratio[reg]
 
     def _block_regions(self, lo: int, hi: int) -> np.ndarray:
@@ -370,8 +368,36 @@ class RateEstimator:
         return own | ((self._z[reg] <= 0.5) & (prior >= 0.5 * heat.unit))
 
     def block_rates(self, lo: int, hi: int) -> np.ndarray:
-        """Posterior heat of pages lo..hi-1 (float64); after ``settle_young``, any thread."""
-        return self._mix(*self._parts(slice(lo, hi), self._block_regions(lo, hi)))
+        """Posterior heat of pages lo..hi-1 (float32, for binning); after ``settle_young``, any
+        thread."""
+        return self.rates32(slice(lo, hi), self._block_regions(lo, hi))
+
+    def rates32(self, idx: np.ndarray | slice, reg: np.ndarray) -> np.ndarray:
+        """Posterior heat of pages ``idx`` in regions ``reg``, in float32 with fewer temporaries:
+        what the census bins (1/8 octave) needs, for many pages at once."""
+        heat, _ = self._prepared(_EMPTY)
+        own = heat.estimate(idx, self._now, np.float32)
+        if self.hazard > 0 and heat.unit > 0:
+            m = self._m32[reg]
+            above = np.flatnonzero(own > m)
+            if above.size:
+                self._silence(heat, idx, above, own, m)
+        own *= self._gain32[reg]
+        own += self._prior32[reg]
+        return own
+
+    def _silence(
+        self, heat: HeatModel, idx: np.ndarray | slice, above: np.ndarray, own: np.ndarray, m: np.ndarray
+    ) -> None:
+        """Weigh down, in place, the excess over their region of pages ``above`` (positions in
+        ``idx``) by the likelihood of their silence since their last sample."""
+        pages = idx.start + above if isinstance(idx, slice) else idx[above]
+        seen = heat.last_seen[pages]
+        quiet = np.where(seen >= 0, self._now - seen, 0)
+        excess = own[above] - m[above]
+        expected = excess * ((1 - heat.decay_factor) / heat.unit) * quiet  # samples not seen
+        odds = ((1 - self.hazard) / self.hazard) * np.exp(-np.minimum(expected, 60.0))
+        own[above] = m[above] + excess * (odds / (1 + odds))
 
     def cgroup_spans(self, cgroup: np.ndarray, c: int) -> list[tuple[int, int]]:
         """Page spans of cgroup ``c``'s regions (a region never spans two cgroups)."""

@@ -183,13 +183,13 @@ class Evaluation:
         and the few pages picked from it are estimated again."""
         mem, est, census = view.memory, self.estimator, self.census
         lut = mem.topology.fast_lut()
-        inv = 1.0 / view.heat.scale
+        scale = view.heat.scale
         out: list[Evaluated] = []
         for seg in segments:
             if isinstance(seg, slice):
 
                 def block(lo: int, hi: int) -> tuple[int, int, np.ndarray]:
-                    return lo, hi, census.codes_for(est.block_rates(lo, hi) * inv, mem.node[lo:hi], lut)
+                    return lo, hi, census.codes_for(est.block_rates(lo, hi), mem.node[lo:hi], lut, scale)
 
                 step = BLOCK * 8  # a few blocks at a time: their codes are applied, then dropped
                 for glo in range(seg.start, seg.stop, step):
@@ -202,8 +202,8 @@ class Evaluation:
                 def chunk(lo: int, hi: int, seg: _Pages = seg) -> Evaluated:
                     idx = seg.idx[lo:hi]
                     reg = seg.reg[lo:hi]
-                    e = est.rate(idx, reg).astype(np.float32)
-                    codes = census.codes_for(e * inv, mem.node[idx], lut)
+                    e = est.rates32(idx, reg)
+                    codes = census.codes_for(e, mem.node[idx], lut, scale)
                     return Evaluated(idx, e, codes, est.region_cgroup(mem.cgroup)[reg])
 
                 for ev in map_blocks(chunk, seg.idx.shape[0], workers=self.threads):

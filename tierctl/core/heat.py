@@ -146,9 +146,13 @@ class HeatModel:
     def scale(self) -> float:
         return self._scale
 
-    def current(self, idx: np.ndarray | slice) -> np.ndarray:
-        """Current heat of pages ``idx`` (indices, or a slice; float64)."""
-        return self._heat[idx].astype(np.float64) * self._scale
+    def current(self, idx: np.ndarray | slice, dtype: type = np.float64) -> np.ndarray:
+        """Current heat of pages ``idx`` (indices, or a slice; float64, or ``dtype``)."""
+        out = self._heat[idx]
+        if dtype is not np.float32 or isinstance(idx, slice):
+            out = out.astype(dtype)
+        out *= dtype(self._scale)
+        return out
 
     def load(self, values: np.ndarray) -> None:
         """Set the current heat of every tracked page (tests, benchmarks, restored state)."""
@@ -261,10 +265,10 @@ class HeatModel:
             self._young_sorted = (pages[order], born[order])
         return self._young_sorted
 
-    def estimate(self, idx: np.ndarray | slice, now: int) -> np.ndarray:
+    def estimate(self, idx: np.ndarray | slice, now: int, dtype: type = np.float64) -> np.ndarray:
         """Heat of pages ``idx`` (indices, or a slice of pages) corrected for how long they have
-        been present (float64)."""
-        est = self.current(idx)
+        been present (float64, or ``dtype``)."""
+        est = self.current(idx, dtype)
         young = self.settle_young(now)
         if young is None or est.shape[0] == 0:
             return est

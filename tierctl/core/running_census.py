@@ -45,18 +45,17 @@ class Census:
         return int(self.hist.sum())
 
 
-def absolute_bins(stored: np.ndarray) -> np.ndarray:
-    """Absolute bin (int32) of stored estimates: 1 for no heat, else >= 2."""
-    v = stored.astype(np.float32)
+def absolute_bins(est: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Absolute bin (float32, integral) of estimates ``est`` divided by ``scale`` (stored units):
+    1 for no heat, else >= 8 (the smallest positive float32, 2**-149, at any scale up to 2**32)."""
+    v = est.astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         np.log2(v, out=v)  # -inf for no heat
     v *= np.float32(BINS_PER_OCTAVE)
-    v += np.float32(OFFSET)
+    v += np.float32(OFFSET - BINS_PER_OCTAVE * np.log2(scale))
     np.floor(v, out=v)
-    np.clip(v, 2, BIN_MASK, out=v)
-    out = v.astype(np.int32)
-    out[stored <= 0] = 1
-    return out
+    np.clip(v, 1, BIN_MASK, out=v)  # -inf (no heat) -> 1
+    return v
 
 
 class RunningCensus:
@@ -124,13 +123,17 @@ class RunningCensus:
         return self._lut
 
     @staticmethod
-    def codes_for(stored: np.ndarray, node: np.ndarray, fast_lut: np.ndarray) -> np.ndarray:
-        """Codes (uint16) of pages with these stored estimates and nodes (pure: any thread)."""
-        present = node >= 0
-        absb = absolute_bins(stored)
-        absb[~present] = 0
-        codes = absb.astype(np.uint16)
-        codes[present & ~fast_lut[node + 1]] |= SLOW_BIT
+    def codes_for(est: np.ndarray, node: np.ndarray, fast_lut: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """Codes (uint16) of pages with estimates ``est`` (current units: stored times ``scale``)
+        on ``node`` (pure: any thread)."""
+        codes = absolute_bins(est, scale).astype(np.uint16)
+        # per node + 1: 0 for absent (node -1), the bin bits for a fast node, and the slow bit too
+        # for any other
+        tier = np.where(fast_lut, BIN_MASK, SLOW_BIT | BIN_MASK).astype(np.uint16)
+        tier[0] = 0
+        tier_of = tier[node + 1]
+        codes &= tier_of  # an absent page's code is 0
+        codes |= tier_of & SLOW_BIT
         return codes
 
     def apply(self, where: np.ndarray | slice, codes: np.ndarray, cgroup: np.ndarray) -> None:
