@@ -233,6 +233,8 @@ def test_cycle_log_has_one_json_line_per_cycle(tmp_path: Path) -> None:
     assert all(x["time"] == 1e9 and x["tracked_pages"] > 0 for x in lines)
     assert sum(x["promoted"] + x["demoted"] for x in lines) == svc.moved["promoted"] + svc.moved["demoted"]
     assert "target" in lines[0]["policy"] and "thresholds" not in lines[0]["policy"]
+    # how much of the page space the decision evaluated (all of it at this size)
+    assert lines[0]["policy"]["full"] is True and lines[0]["policy"]["evaluated"] > 0
 
 
 def test_cycle_log_that_cannot_be_opened_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -159,9 +159,8 @@ class Service:
         }
         stats = getattr(self.loop.controller.policy, "stats", None)
         if rep.decided and stats is not None:
-            line["policy"] = {
-                k: v for k, v in vars(stats).items() if isinstance(v, int | float) and not isinstance(v, bool)
-            }
+            # scalar figures (counts, the target, whether every page was evaluated), not arrays
+            line["policy"] = {k: v for k, v in vars(stats).items() if isinstance(v, bool | int | float)}
         try:
             self._cycle_log.write(json.dumps(line) + "\n")
         except OSError as e:
