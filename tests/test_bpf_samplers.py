@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from tierctl.errors import InputError, UnavailableError
+from tierctl.kernel import bpfhost
 from tierctl.kernel.pmu import parse_event_terms
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers import bpf_loader as BL
@@ -315,8 +316,8 @@ def test_shipped_header_tree_compiles_even_when_kernel_headers_exist(child_facto
 
 @needs_bcc
 def test_stop_detaches_and_restores(child_factory) -> None:
-    stats_before = BL.BPF_STATS_SYSCTL.read_text() if BL.BPF_STATS_SYSCTL.exists() else None
-    tracefs_before = BL.tracefs_dir()
+    stats_before = bpfhost.BPF_STATS_SYSCTL.read_text() if bpfhost.BPF_STATS_SYSCTL.exists() else None
+    tracefs_before = bpfhost.tracefs_dir()
     child = child_factory(200)
     fds_before = open_fds()
     s = FaultSampler()
@@ -327,9 +328,9 @@ def test_stop_detaches_and_restores(child_factory) -> None:
     s.stop()  # idempotent
     assert len(s.drain()) == 0
     assert open_fds() == fds_before  # programs, maps, perf fds all closed
-    assert BL.tracefs_dir() == tracefs_before
+    assert bpfhost.tracefs_dir() == tracefs_before
     if stats_before is not None:
-        assert BL.BPF_STATS_SYSCTL.read_text() == stats_before
+        assert bpfhost.BPF_STATS_SYSCTL.read_text() == stats_before
 
 
 # -------------------------------------------------------------------------------- error paths
@@ -520,9 +521,8 @@ def test_cgroup_ids_resolve_to_directories() -> None:
 def test_bpf_stats_fall_back_to_the_sysctl_and_restore_it(tmp_path: Path, monkeypatch) -> None:
     knob = tmp_path / "bpf_stats_enabled"
     knob.write_text("0\n")
-    monkeypatch.setattr(BL, "BPF_STATS_SYSCTL", knob)
-    monkeypatch.setattr(BL, "BPF_ENABLE_STATS", 0x7FFF)  # no such bpf command: EINVAL
-    stats = BL.BpfStats()
+    monkeypatch.setattr(bpfhost, "BPF_ENABLE_STATS", 0x7FFF)  # no such bpf command: EINVAL
+    stats = bpfhost.BpfStats(sysctl=knob)
     how = stats.acquire()
     assert "bpf_stats_enabled (was 0, restored at stop)" in how
     assert knob.read_text() == "1\n"
