@@ -109,10 +109,6 @@ class RateEstimator:
             return fixed
         return np.union1d(fixed, cuts)
 
-    @property
-    def n_regions(self) -> int:
-        return 0 if self._starts is None else int(self._starts.shape[0])
-
     def region_span(self, first: int, last: int) -> tuple[int, int]:
         """Pages of regions ``first..last-1``."""
         starts, heat = self._starts, self._heat
@@ -410,20 +406,6 @@ class RateEstimator:
         firsts = np.r_[mine[0], mine[breaks + 1]]
         lasts = np.r_[mine[breaks], mine[-1]]
         return [self.region_span(int(f), int(la) + 1) for f, la in zip(firsts, lasts, strict=True)]
-
-    def rates(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Posterior heat of every page 0..n-1 as float32, block-wise."""
-        if out is None:
-            out = np.empty(n, dtype=np.float32)
-        if self._heat is not None:
-            self._heat.settle_young(self._now)
-
-        def fill(lo: int, hi: int) -> None:
-            own, m, z, ratio = self._parts(slice(lo, hi), self._block_regions(lo, hi))
-            out[lo:hi] = self._mix(own, m, z, ratio)
-
-        map_blocks(fill, n, workers=self.workers)
-        return out
 
 
 def _present(p: np.ndarray) -> np.ndarray:
