@@ -23,6 +23,7 @@ from tierctl.profiles import (
     load_profiles,
     unit_of,
 )
+from tierctl.profiles import loader
 from tierctl.profiles.loader import key_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,7 +236,7 @@ def test_out_of_range_values(tmp_path: Path) -> None:
         "p.toml:6: placement.demote_rate_mbps: must be > 0, got -5",
         "p.toml:7: placement.hysteresis: must be >= 0, got -0.1",
         "p.toml:8: placement.hot_threshold: must be > 0, got 0",
-        "p.toml:9: placement.headroom: a share must be within 0..0.5, got '60%'",
+        "p.toml:9: placement.headroom: a share must be within 0..50 %, got '60%'",
         "p.toml:10: placement.fast_max: a share must be within 0..100 %, got '150%'",
     ]
 
@@ -334,10 +335,10 @@ def test_unreadable_file_permission(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = write(tmp_path, "secret.toml", CATCH_ALL)
     if os.geteuid() == 0:  # root reads any file: make reading fail the way it fails for a user
 
-        def denied(self: Path, *args: object, **kwargs: object) -> str:
-            raise PermissionError(13, "Permission denied", str(self))
+        def denied(path: Path) -> int:
+            raise PermissionError(13, "Permission denied", str(path))
 
-        monkeypatch.setattr(Path, "read_text", denied)
+        monkeypatch.setattr(loader, "_open_ro", denied)
     else:
         path.chmod(0)
     _, problems = check_profiles([path])

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from tierctl import values
 from tierctl.core.heat import HeatModel
 from tierctl.core.plan import Plan
 from tierctl.core.topology import Topology
@@ -41,38 +42,10 @@ class Quota:
                 raise InputError(f"must be >= 0 pages, got {v}", f"quota.{name}")
 
 
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
 def amount_to_pages(value: int | float | str, *, page_size: int, fast_capacity: int, where: str) -> int:
     """Pages for a quota amount: bytes (int, or "512M", "2G", "1.5T"), or a share of the fast tier
-    ("30%", or a float in [0, 1])."""
-    if isinstance(value, bool):
-        raise InputError(f"expected bytes or a share, got {value!r}", where)
-    if isinstance(value, float):
-        if not 0.0 <= value <= 1.0:
-            raise InputError(f"a share must be within 0..1, got {value}", where)
-        return int(value * fast_capacity)
-    if isinstance(value, int):
-        if value < 0:
-            raise InputError(f"must be >= 0 bytes, got {value}", where)
-        return value // page_size
-    text = value.strip().upper().removesuffix("IB").removesuffix("B")
-    try:
-        if text.endswith("%"):
-            share = float(text[:-1]) / 100.0
-            if not 0.0 <= share <= 1.0:
-                raise InputError(f"a share must be within 0..100 %, got {value!r}", where)
-            return int(share * fast_capacity)
-        unit = text[-1:] if text[-1:] in _UNITS else ""
-        number = float(text[: len(text) - len(unit)])
-    except ValueError:
-        raise InputError(
-            f"expected bytes (e.g. 512M, 2G) or a share (e.g. 30%), got {value!r}", where
-        ) from None
-    if number < 0:
-        raise InputError(f"must be >= 0, got {value!r}", where)
-    return int(number * _UNITS[unit]) // page_size
+    ("30%", or a float in [0, 1]); parsed and range-checked by ``tierctl.values.amount``."""
+    return values.amount(value, where).pages(page_size, fast_capacity)
 
 
 def quota_from(

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +26,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from tierctl.core.policy import amount_to_pages
+from tierctl import values
 from tierctl.errors import InputError
 from tierctl.profiles.match import ProfileSet
 from tierctl.profiles.schema import (
@@ -56,6 +59,7 @@ PLACEMENT_KEYS = (
 )
 PRESSURE_RESERVED = "reserved for the pressure issue; not supported yet"
 MAX_HEADROOM_SHARE = 0.5
+MAX_RATE = values.MAX_RATE_MBPS
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 KeyPath = tuple[str | int, ...]
@@ -72,6 +76,12 @@ _AOT_RE = re.compile(rf"\[\[\s*({_KEY})\s*\]\]")
 _TABLE_RE = re.compile(rf"\[\s*({_KEY})\s*\]")
 _ASSIGN_RE = re.compile(rf"({_KEY})\s*=(.*)")
 _PART_RE = re.compile(rf"\s*({_BARE}|{_QUOTED})\s*(?:\.|$)")
+# a dotted key of more than two parts at the start of a line or of a table header
+_DOTTED_RE = re.compile(
+    rf"^[ \t]*\[*[ \t]*((?:{_BARE}|{_QUOTED})(?:[ \t]*\.[ \t]*(?:{_BARE}|{_QUOTED})){{2,}})", re.M
+)
+MAX_KEY_PARTS = 8
+MAX_PROFILE_BYTES = 64 * 1024
 
 
 def _split_key(text: str) -> tuple[str, ...]:
@@ -197,14 +207,18 @@ class _FileCheck:
     def integer(self, value: Any, path: KeyPath) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.bad(path, f"expected an integer, got {_got(value)}")
-        return value
+        try:
+            return values.integer(value, key_text(path))
+        except InputError as e:
+            raise self.bad(path, e.message) from None
 
-    def number(self, value: Any, path: KeyPath, *, minimum: float, strict: bool) -> float:
+    def number(self, value: Any, path: KeyPath, *, minimum: float, strict: bool, maximum: float) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.bad(path, f"expected a number, got {_got(value)}")
-        if value < minimum or (strict and value == minimum):
-            raise self.bad(path, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
-        return float(value)
+        try:
+            return values.number(value, key_text(path), lo=minimum, hi=maximum, lo_open=strict)
+        except InputError as e:
+            raise self.bad(path, e.message) from None
 
     def choice(self, value: Any, path: KeyPath, choices: Sequence[str]) -> str:
         if not isinstance(value, str):
@@ -219,26 +233,14 @@ class _FileCheck:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise self.bad(path, f"expected bytes (e.g. 512M, 2G) or a share (e.g. 30%), got {_got(value)}")
         try:
-            amount_to_pages(value, page_size=1, fast_capacity=0, where=key_text(path))
+            values.amount(value, key_text(path), max_share=max_share)
         except InputError as e:
             raise self.bad(path, e.message) from None
-        if amount_kind(value) == "share" and _share(value) > max_share:
-            raise self.bad(path, f"a share must be within 0..{max_share:g}, got {value!r}")
         return value
 
 
-def _share(value: int | float | str) -> float:
-    if isinstance(value, str):
-        return float(value.strip().removesuffix("%")) / 100.0
-    return float(value)
-
-
-def _bytes(value: int | float | str) -> int:
-    return amount_to_pages(value, page_size=1, fast_capacity=0, where="")
-
-
 def _magnitude(value: int | float | str) -> float:
-    return _share(value) if amount_kind(value) == "share" else float(_bytes(value))
+    return values.amount(value, "").magnitude()
 
 
 @dataclass
@@ -348,7 +350,7 @@ def _hot_threshold(fc: _FileCheck, value: Any, path: KeyPath) -> float | str:
         return "auto"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise fc.bad(path, f'expected "auto" or a number > 0, got {_got(value)}')
-    return fc.number(value, path, minimum=0, strict=True)
+    return fc.number(value, path, minimum=0, strict=True, maximum=values.MAX_HOT_THRESHOLD)
 
 
 def _headroom(fc: _FileCheck, value: Any, path: KeyPath) -> int | float | str:
@@ -370,9 +372,12 @@ def _placement(fc: _FileCheck, value: Any) -> Placement:
         "pin": (lambda v, p: fc.choice(v, p, PINS), "auto"),
         "hot_threshold": (lambda v, p: _hot_threshold(fc, v, p), "auto"),
         "headroom": (lambda v, p: _headroom(fc, v, p), "auto"),
-        "promote_rate_mbps": (lambda v, p: fc.number(v, p, minimum=0, strict=True), None),
-        "demote_rate_mbps": (lambda v, p: fc.number(v, p, minimum=0, strict=True), None),
-        "hysteresis": (lambda v, p: fc.number(v, p, minimum=0, strict=False), DEFAULT_HYSTERESIS),
+        "promote_rate_mbps": (lambda v, p: fc.number(v, p, minimum=0, strict=True, maximum=MAX_RATE), None),
+        "demote_rate_mbps": (lambda v, p: fc.number(v, p, minimum=0, strict=True, maximum=MAX_RATE), None),
+        "hysteresis": (
+            lambda v, p: fc.number(v, p, minimum=0, strict=False, maximum=values.MAX_HYSTERESIS),
+            DEFAULT_HYSTERESIS,
+        ),
         "thp": (lambda v, p: fc.choice(v, p, THP_MODES), "keep"),
         "samplers": (lambda v, p: _samplers(fc, v, p), None),
     }
@@ -423,12 +428,30 @@ def _syntax_problem(file: str, text: str, err: tomllib.TOMLDecodeError) -> Profi
     return ProfileProblem(file, int(lineno or 1), "toml", f"invalid TOML: {msg}{where}")
 
 
+def _shape_problem(file: str, text: str) -> ProfileProblem | None:
+    """What would make the TOML parser slow or recurse without end, found before it runs: a key of
+    more than ``MAX_KEY_PARTS`` dotted parts (tomllib's time grows with the cube of their number)."""
+    for m in _DOTTED_RE.finditer(text):
+        parts = len(_split_key(m.group(1)))
+        if parts > MAX_KEY_PARTS:
+            line = text.count("\n", 0, m.start()) + 1
+            return ProfileProblem(
+                file, line, "toml", f"a key of {parts} dotted parts (at most {MAX_KEY_PARTS} here)"
+            )
+    return None
+
+
 def parse_profile(file: str, text: str) -> _Parsed:
     """Check one file's text; never raises for a problem in the file."""
+    if (shape := _shape_problem(file, text)) is not None:
+        return _Parsed(file, None, None, 0, None, [shape])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         return _Parsed(file, None, None, 0, None, [_syntax_problem(file, text, e)])
+    except RecursionError:
+        problem = ProfileProblem(file, 1, "toml", "invalid TOML: arrays or tables nested too deeply")
+        return _Parsed(file, None, None, 0, None, [problem])
     fc = _FileCheck(file, key_lines(text))
     fc.unknown_keys(data, TOP_KEYS, ())
     stem = Path(file).stem
@@ -460,16 +483,66 @@ def parse_profile(file: str, text: str) -> _Parsed:
 
 
 def read_profile(path: Path) -> _Parsed:
+    """Read and check one file; every failure (unreadable, too big, not UTF-8, not a regular file,
+    anything unforeseen) is a problem of that file, never an exception."""
     file = str(path)
+
+    def problem(message: str) -> _Parsed:
+        return _Parsed(file, None, None, 0, None, [ProfileProblem(file, 0, "file", message)])
+
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NONBLOCK: a FIFO named x.toml must not hang the reader; it is refused below
+        fd = _open_ro(path)
     except OSError as e:
-        problem = ProfileProblem(file, 0, "file", f"cannot read: {e.strerror or e}")
-        return _Parsed(file, None, None, 0, None, [problem])
+        return problem(f"cannot read: {_oserror(e, path)}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return problem(f"cannot read: not a regular file ({_file_kind(st.st_mode)})")
+        if st.st_size > MAX_PROFILE_BYTES:
+            return problem(f"{st.st_size} bytes; a profile is at most {MAX_PROFILE_BYTES} bytes")
+        raw = os.read(fd, MAX_PROFILE_BYTES + 1)
+    except OSError as e:
+        return problem(f"cannot read: {_oserror(e, path)}")
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_PROFILE_BYTES:
+        return problem(f"more than {MAX_PROFILE_BYTES} bytes; a profile is at most {MAX_PROFILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        problem = ProfileProblem(file, 0, "file", f"cannot read: not UTF-8 ({e.reason} at byte {e.start})")
-        return _Parsed(file, None, None, 0, None, [problem])
-    return parse_profile(file, text)
+        return problem(f"cannot read: not UTF-8 ({e.reason} at byte {e.start})")
+    try:
+        return parse_profile(file, text)
+    except RecursionError:
+        return problem("nested too deeply to check")
+    except Exception as e:  # a checker bug must not take the daemon down: report it as this file's problem
+        return problem(f"cannot check ({type(e).__name__}: {e}); please report this as a tierctl bug")
+
+
+def _open_ro(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def _oserror(e: OSError, path: Path) -> str:
+    if e.errno == errno.ELOOP:
+        return "symlink loop"
+    if e.errno == errno.ENOENT and path.is_symlink():
+        return f"dangling symlink (to {os.readlink(path)})"
+    return e.strerror or str(e)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -481,17 +554,19 @@ def profile_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[Profile
     the same file named twice is loaded once."""
     files: list[Path] = []
     problems: list[ProfileProblem] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            found = sorted(q for q in p.glob("*.toml") if q.is_file())
-            if not found:
-                problems.append(ProfileProblem(str(p), 0, "file", "no profiles (*.toml) in this directory"))
-        else:
-            found = [p]
+        try:
+            is_dir = p.is_dir()
+            found = sorted(p.glob("*.toml")) if is_dir else [p]
+        except OSError as e:
+            problems.append(ProfileProblem(str(p), 0, "file", f"cannot list: {_oserror(e, p)}"))
+            continue
+        if is_dir and not found:
+            problems.append(ProfileProblem(str(p), 0, "file", "no profiles (*.toml) in this directory"))
         for q in found:
-            key = q.resolve()
+            key = os.path.realpath(q)  # never raises on a symlink loop (Path.resolve does on 3.11)
             if key not in seen:
                 seen.add(key)
                 files.append(q)
