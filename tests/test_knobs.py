@@ -198,14 +198,25 @@ def test_a_rejected_first_write_leaves_no_record(tmp_path: Path, root: Path) -> 
 
 def test_bad_state_file_and_bad_knob_paths(tmp_path: Path, root: Path) -> None:
     state = tmp_path / "k.json"
-    state.write_text("{not json")
-    with pytest.raises(InputError) as ei:
-        KnobGuard(state, root)
-    assert ei.value.where == str(state)
-    state.write_text(json.dumps({"version": 99, "knobs": []}))
-    with pytest.raises(InputError, match="version 99"):
-        KnobGuard(state, root)
-    state.unlink()
+    aside = tmp_path / "k.json.corrupt"
+    bad_records = (
+        ("{not json", "Expecting property name"),
+        (json.dumps({"version": 99, "knobs": []}), "version 99"),
+        (b"\xff\xfe{}", "can't decode"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("[" * 200_000, ""),
+        (
+            json.dumps({"version": 1, "knobs": [{"knob": "/proc/../etc/passwd", "original": "x", "expected": "x"}]}),
+            "",
+        ),
+        ("x" * ((1 << 20) + 1), "larger than"),
+    )
+    for text, why in bad_records:
+        (state.write_bytes if isinstance(text, bytes) else state.write_text)(text)  # type: ignore[operator]
+        g = KnobGuard(state, root)  # set aside, reported, never fatal
+        assert g.records == [] and not state.exists() and aside.exists()
+        assert g.problem is not None and str(aside) in g.problem and why in g.problem
+        aside.unlink()
     g = KnobGuard(state, root)
     for bad in ("proc/sys/kernel/numa_balancing", "/proc/../etc/passwd"):
         with pytest.raises(InputError, match="absolute path"):

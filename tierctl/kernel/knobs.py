@@ -40,6 +40,7 @@ from pathlib import Path, PurePosixPath
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
 
 STATE_VERSION = 1
+MAX_STATE_BYTES = 1 << 20
 
 # the NUMA-balancing knobs tierctl sets for hint-fault sampling (docs/hint-faults.md), as the kernel
 # documents them; a KnobGuard resolves them below its root
@@ -77,6 +78,7 @@ class KnobGuard:
     def __init__(self, state_file: Path, root: Path = Path("/")) -> None:
         self.state_file = Path(state_file)
         self.root = Path(root)
+        self.problem: str | None = None  # set when an unusable record was set aside at load
         self._records: list[KnobRecord] = self._load()
 
     # -- public API ---------------------------------------------------------------------------
@@ -185,21 +187,47 @@ class KnobGuard:
             os.close(fd)
 
     def _load(self) -> list[KnobRecord]:
+        """The record on disk; an unusable one (too big, not UTF-8/JSON, nested too deeply, another
+        version, a knob outside the allowed set) is set aside as ``<name>.corrupt`` (kept for the
+        operator: it may name originals to restore by hand), reported in ``problem``, and ignored."""
         try:
-            text = self.state_file.read_text(encoding="utf-8")
+            with open(self.state_file, "rb") as f:
+                raw = f.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return []
         except OSError as e:
             raise InputError(f"cannot read the knob record: {e.strerror}", str(self.state_file)) from None
         try:
-            data = json.loads(text)
-            if data.get("version") != STATE_VERSION:
-                raise ValueError(f"version {data.get('version')!r}, expected {STATE_VERSION}")
+            if len(raw) > MAX_STATE_BYTES:
+                raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+                version = data.get("version") if isinstance(data, dict) else None
+                raise ValueError(f"version {version!r}, expected {STATE_VERSION}")
             recs = [KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"])) for k in data["knobs"]]
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise InputError(f"not a tierctl knob record: {e}", str(self.state_file)) from None
-        for r in recs:
-            _check_knob(r.knob)
+            for r in recs:
+                _check_knob(r.knob)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, InputError) as e:
+            why = (
+                "nested too deeply"
+                if isinstance(e, RecursionError)
+                else e.message
+                if isinstance(e, InputError)
+                else str(e) or type(e).__name__
+            )
+            aside = self.state_file.with_name(self.state_file.name + ".corrupt")
+            try:
+                os.replace(self.state_file, aside)
+            except OSError as err:
+                raise InputError(
+                    f"not a tierctl knob record ({why}) and cannot be set aside: {err.strerror}",
+                    str(self.state_file),
+                ) from None
+            self.problem = (
+                f"{self.state_file}: not a tierctl knob record ({why}); kept as {aside} — "
+                "knobs it named were not restored"
+            )
+            return []
         return recs
 
     def _save(self) -> None:

@@ -92,8 +92,10 @@ class KernelLoop:
         self.restored_at_start: list[str] = []
         if cfg.hint_faults_state is not None and cfg.hint_faults_state.exists():
             leftover = KnobGuard(cfg.hint_faults_state, cfg.knob_root)
+            if leftover.problem:
+                self.restored_at_start.append(leftover.problem)
             if leftover.records:
-                self.restored_at_start = [
+                self.restored_at_start += [
                     f"{r.knob}: {r.outcome} {r.value!r}" + (f" ({r.error})" if r.error else "")
                     for r in leftover.restore_all()
                 ]

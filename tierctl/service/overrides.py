@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tierctl.core.policy import amount_to_pages
+from tierctl import values
 from tierctl.errors import InputError, KernelError
 
 TIERS = ("fast", "slow", "auto")
+VERSION = 1
+MAX_STATE_BYTES = 16 << 20  # ~100 bytes per override: room for >100 000 cgroups
 
 
 @dataclass
@@ -30,7 +32,12 @@ class Overrides:
     paused: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": 1, "pins": dict(self.pins), "quotas": dict(self.quotas), "paused": self.paused}
+        return {
+            "version": VERSION,
+            "pins": dict(self.pins),
+            "quotas": dict(self.quotas),
+            "paused": self.paused,
+        }
 
 
 class OverrideStore:
@@ -39,27 +46,23 @@ class OverrideStore:
         self.problem: str | None = None  # set when a corrupt file was put aside at load
 
     def load(self) -> Overrides:
+        """The saved overrides; a file that cannot be used (too big, not UTF-8, not JSON, nested too
+        deeply, duplicate keys, a newer version, a value out of range) is set aside, never fatal."""
         self._remove_stale_tmp()
         try:
-            text = self.path.read_text()
+            with open(self.path, "rb") as f:
+                raw = f.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return Overrides()
         except OSError as e:
             raise KernelError(f"cannot read overrides: {e.strerror}", str(self.path)) from None
         try:
-            raw = json.loads(text)
-            pins = {str(k): str(v) for k, v in raw.get("pins", {}).items()}
-            if any(v not in ("fast", "slow") for v in pins.values()):
-                raise ValueError("a pin must be fast or slow")
-            quotas = {str(k): _quota(v) for k, v in raw.get("quotas", {}).items()}
-            paused = raw.get("paused", False)
-            if not isinstance(paused, bool):
-                raise ValueError(f"paused must be true or false, got {paused!r}")
-            return Overrides(pins, quotas, paused)
-        except (ValueError, AttributeError, TypeError, InputError) as e:
+            return parse_overrides(raw)
+        except (ValueError, AttributeError, TypeError, InputError, RecursionError) as e:
             aside = self.path.with_name(self.path.name + ".corrupt")
             os.replace(self.path, aside)
-            self.problem = f"{self.path}: unreadable overrides ({e}); kept as {aside}, starting without"
+            why = e.message if isinstance(e, InputError) else str(e) or type(e).__name__
+            self.problem = f"{self.path}: unreadable overrides ({why}); kept as {aside}, starting without"
             return Overrides()
 
     def _remove_stale_tmp(self) -> None:
@@ -91,12 +94,62 @@ class OverrideStore:
             raise KernelError(f"cannot save overrides: {e.strerror}", str(self.path)) from None
 
 
-def _quota(v: Any) -> dict[str, Any]:
+def parse_overrides(raw: bytes) -> Overrides:
+    """Check a saved overrides file with the same code that checks API arguments (``values``);
+    raises ValueError (or InputError naming the field) for anything it cannot use."""
+    if len(raw) > MAX_STATE_BYTES:
+        raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
+    text = raw.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("version", 1)
+    if version != VERSION:
+        raise ValueError(f"version {version!r}; this tierctl reads version {VERSION}")
+    unknown = set(data) - {"version", "pins", "quotas", "paused"}
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    pins_raw, quotas_raw = data.get("pins", {}), data.get("quotas", {})
+    if not isinstance(pins_raw, dict) or not isinstance(quotas_raw, dict):
+        raise ValueError("pins and quotas must be JSON objects")
+    pins = {_path(k): v for k, v in pins_raw.items()}
+    if any(v not in ("fast", "slow") for v in pins.values()):
+        raise ValueError("a pin must be fast or slow")
+    quotas = {_path(k): _quota(k, v) for k, v in quotas_raw.items()}
+    paused = data.get("paused", False)
+    if not isinstance(paused, bool):
+        raise ValueError(f"paused must be true or false, got {paused!r}")
+    return Overrides(pins, quotas, paused)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _path(k: str) -> str:
+    if not k.startswith("/") or "\0" in k or len(k.encode("utf-8", "surrogatepass")) >= 4096:
+        raise ValueError(f"not a cgroup path: {k[:80]!r}")
+    return k
+
+
+def _quota(path: str, v: Any) -> dict[str, Any]:
     if not isinstance(v, dict) or not set(v) <= {"fast_min", "fast_max"}:
-        raise ValueError(f"a quota must be {{fast_min, fast_max}}, got {v!r}")
+        raise ValueError(f"quota of {path[:80]}: must be {{fast_min, fast_max}}, got {str(v)[:80]}")
     for name in ("fast_min", "fast_max"):
         if v.get(name) is not None:
-            amount_to_pages(v[name], page_size=4096, fast_capacity=1, where=name)  # InputError if unreadable
+            values.amount(v[name], f"quotas[{path[:80]!r}].{name}")  # InputError naming the field
     return {"fast_min": v.get("fast_min"), "fast_max": v.get("fast_max")}
 
 
