@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -38,22 +40,37 @@ def default_socket() -> Path:
 
 
 def _connect(path: Path, timeout: float | None) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        raise DaemonNotRunningError(f"daemon not running (no socket at {path})") from None
-    except PermissionError:
-        sock.close()
-        raise PermissionDeniedError(
-            "cannot connect to the daemon: permission denied (are you in the tierctl group?)", str(path)
-        ) from None
-    except OSError as e:
-        sock.close()
-        raise UnavailableError(f"cannot connect to the daemon: {e.strerror or e}", str(path)) from None
-    return sock
+    """Connect, retrying EAGAIN (the daemon's listen backlog is full: a burst of clients) with a short
+    backoff until ``timeout`` (10 s when None)."""
+    deadline = time.monotonic() + (timeout if timeout is not None else 10.0)
+    delay = 0.005
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            return sock
+        except BlockingIOError:
+            sock.close()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise UnavailableError(
+                    "cannot connect to the daemon: it does not accept connections fast enough (backlog full)",
+                    str(path),
+                ) from None
+            time.sleep(min(delay, left) * (0.5 + random.random()))
+            delay = min(delay * 2, 0.2)
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            raise DaemonNotRunningError(f"daemon not running (no socket at {path})") from None
+        except PermissionError:
+            sock.close()
+            raise PermissionDeniedError(
+                "cannot connect to the daemon: permission denied (are you in the tierctl group?)", str(path)
+            ) from None
+        except OSError as e:
+            sock.close()
+            raise UnavailableError(f"cannot connect to the daemon: {e.strerror or e}", str(path)) from None
 
 
 class _LineReader:

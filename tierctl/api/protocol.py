@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tierctl import values
 from tierctl.errors import InputError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.service.contract import API_VERSION
 
@@ -24,6 +25,7 @@ MAX_LINE = 64 * 1024
 """Longest request line in bytes, newline included; a longer one is a protocol error and closes."""
 
 MAX_PATH = 4096
+NAME_MAX = 255
 TIERS = ("fast", "slow", "auto")
 ERROR_KINDS = ("input", "permission", "unavailable", "internal", "protocol")
 REQUEST_KEYS = ("v", "id", "op", "args")
@@ -101,6 +103,15 @@ def check_path(where: str, value: Any) -> str:
         raise _bad(where, f"expected a cgroup path (string), got {_got(value)}")
     if not value or len(value) > MAX_PATH or "\0" in value:
         raise _bad(where, f"expected a non-empty cgroup path of at most {MAX_PATH} characters without NUL")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(where, "a cgroup path must be valid UTF-8 text") from None
+    if len(raw) >= MAX_PATH:
+        raise _bad(where, f"a cgroup path is shorter than {MAX_PATH} bytes (PATH_MAX), got {len(raw)}")
+    longest = max(len(part) for part in raw.split(b"/"))
+    if longest > NAME_MAX:
+        raise _bad(where, f"a cgroup name is at most {NAME_MAX} bytes (NAME_MAX), got one of {longest}")
     return value
 
 
@@ -129,15 +140,17 @@ def check_optional_seq(where: str, value: Any) -> int | None:
 
 
 def check_amount(where: str, value: Any) -> str | int | None:
-    """A quota bound: null (none), bytes as an integer >= 0, or a string the service parses ("4G", "25%")."""
+    """A quota bound: null (none), bytes as an integer, or a size or share string ("4G", "25%"),
+    checked by ``values.amount`` (finite, within range); the service also checks it against the
+    machine."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise _bad(where, f"expected bytes (integer), a size string or null, got {_got(value)}")
-    if isinstance(value, int) and not 0 <= value < 2**63:
-        raise _bad(where, f"expected bytes within 0..2**63-1, got {value}")
-    if isinstance(value, str) and not 0 < len(value) <= 64:
-        raise _bad(where, "expected a size string of 1..64 characters")
+    try:
+        values.amount(value, where)
+    except InputError as e:
+        raise _bad(where, e.message) from None
     return value
 
 
@@ -212,10 +225,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k[:40]!r}")
+        out[k] = v
+    return out
+
+
 def loads_strict(data: str) -> Any:
-    """json.loads without NaN/Infinity; nesting or number size beyond the parser's limits is a ValueError."""
+    """json.loads without NaN/Infinity or duplicate keys (``{"op":"status","op":"pause"}`` is an error,
+    not last-wins); nesting or number size beyond the parser's limits is a ValueError."""
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json.loads(data, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 

@@ -60,6 +60,13 @@ Credentials = tuple[int, int, int]
 @dataclass(frozen=True)
 class Limits:
     max_connections: int = 64
+    """connections in all"""
+    reserved_privileged: int = 16
+    """of ``max_connections``, kept for root and the mutators group: unprivileged peers share the rest"""
+    per_uid: int = 8
+    """connections one unprivileged uid may hold"""
+    busy_idle_timeout: float = 5.0
+    """when a quarter or less of the connections is left, idle ones older than this are closed"""
     max_line: int = MAX_LINE
     line_timeout: float = 10.0
     """seconds from a request line's first byte to its newline"""
@@ -97,6 +104,18 @@ class _Closed(Exception):
     """The connection is done (peer gone, write failed, or we closed it on purpose)."""
 
 
+@dataclass
+class _Conn:
+    """What admission and idle reaping need to know about one connection."""
+
+    thread: threading.Thread
+    uid: int
+    privileged: bool
+    last_active: float
+    busy: bool = False  # answering a request (never reaped)
+    stream: bool = False  # a subscription (long-lived by design; not reaped)
+
+
 class ApiServer:
     """Serve ``service`` on a Unix stream socket at ``socket_path``; ``start()``/``stop()`` or ``with``."""
 
@@ -122,7 +141,7 @@ class ApiServer:
         # shared with the daemon loop when it passes its own lock; serialises every Service call
         self._service_lock = service_lock if service_lock is not None else threading.Lock()
         self._state_lock = threading.Lock()
-        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._conns: dict[socket.socket, _Conn] = {}
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -132,6 +151,7 @@ class ApiServer:
         self.requests_served = 0
         self.errors_sent = 0
         self.connections_refused = 0
+        self.idle_closed = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -156,7 +176,7 @@ class ApiServer:
             self._chgrp(path)
             st = path.stat()
             self._inode = (st.st_dev, st.st_ino)
-            sock.listen(min(self.limits.max_connections, socket.SOMAXCONN))
+            sock.listen(socket.SOMAXCONN)  # bursts wait in the backlog, not in EAGAIN at the client
             sock.setblocking(False)
         except OSError as e:
             sock.close()
@@ -197,8 +217,8 @@ class ApiServer:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
         deadline = time.monotonic() + timeout
-        for thread in conns.values():
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for info in conns.values():
+            info.thread.join(max(0.0, deadline - time.monotonic()))
         self._remove_own_socket()
 
     def __enter__(self) -> ApiServer:
@@ -285,22 +305,69 @@ class ApiServer:
                 conn.close()
 
     def _admit(self, conn: socket.socket) -> None:
+        """Admit a connection, or answer ``unavailable`` and close it. Unprivileged peers share
+        ``max_connections - reserved_privileged`` slots, at most ``per_uid`` each, so no reader can lock
+        root or the mutators out; near the limit, connections idle for ``busy_idle_timeout`` are closed."""
+        lim = self.limits
+        try:
+            pid, uid, gid = self._credentials(conn)
+        except OSError:
+            pid, uid, gid = 0, -1, -1
+        privileged = self._privileged(pid, uid, gid)
+        now = time.monotonic()
         with self._state_lock:
-            full = len(self._conns) >= self.limits.max_connections or self._stopping.is_set()
-            if not full:
+            if len(self._conns) >= lim.max_connections - max(1, lim.max_connections // 4):
+                self._reap_idle(now)
+            total = len(self._conns)
+            why = None
+            if self._stopping.is_set():
+                why = "the daemon is stopping"
+            elif total >= lim.max_connections:
+                why = f"too many connections (limit {lim.max_connections}); try again"
+            elif not privileged:
+                mine = sum(1 for c in self._conns.values() if c.uid == uid)
+                others = sum(1 for c in self._conns.values() if not c.privileged)
+                if mine >= lim.per_uid:
+                    why = f"too many connections from uid {uid} (limit {lim.per_uid} per user); try again"
+                elif others >= lim.max_connections - lim.reserved_privileged:
+                    why = (
+                        f"too many connections from unprivileged users (limit "
+                        f"{lim.max_connections - lim.reserved_privileged}); try again"
+                    )
+            if why is None:
                 thread = threading.Thread(
                     target=self._serve, args=(conn,), name="tierctl-api-conn", daemon=True
                 )
-                self._conns[conn] = thread
-        if full:
+                self._conns[conn] = _Conn(thread, uid, privileged, now)
+        if why is not None:
             self.connections_refused += 1
             conn.settimeout(0.2)
             with contextlib.suppress(OSError):
-                msg = f"too many connections (limit {self.limits.max_connections}); try again"
-                conn.sendall(error_response(None, "unavailable", msg, "connection"), socket.MSG_NOSIGNAL)
+                conn.sendall(error_response(None, "unavailable", why, "connection"), socket.MSG_NOSIGNAL)
             conn.close()
             return
         thread.start()
+
+    def _reap_idle(self, now: float) -> None:
+        """Close (shut down; their threads exit) connections idle for ``busy_idle_timeout``; holds
+        ``_state_lock``."""
+        for conn, info in self._conns.items():
+            if not info.busy and not info.stream and now - info.last_active >= self.limits.busy_idle_timeout:
+                info.busy = True  # reaped once
+                self.idle_closed += 1
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+    def _mark(self, conn: socket.socket, *, busy: bool | None = None, stream: bool | None = None) -> None:
+        with self._state_lock:
+            info = self._conns.get(conn)
+            if info is None:
+                return
+            info.last_active = time.monotonic()
+            if busy is not None:
+                info.busy = busy
+            if stream is not None:
+                info.stream = stream
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -317,16 +384,18 @@ class ApiServer:
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
 
-    def _may_mutate(self, conn: socket.socket) -> bool:
-        try:
-            pid, uid, gid = self._credentials(conn)
-        except OSError:
-            return False
+    def _privileged(self, pid: int, uid: int, gid: int) -> bool:
+        """May mutate: uid 0, or the mutators group as primary or supplementary group."""
         if uid == 0:
             return True
-        if self.mutators_gid is None:
+        if self.mutators_gid is None or uid < 0:
             return False
         return gid == self.mutators_gid or self.mutators_gid in self._groups(pid)
+
+    def _may_mutate(self, conn: socket.socket) -> bool:
+        with self._state_lock:
+            info = self._conns.get(conn)
+        return info is not None and info.privileged
 
     def _send(self, conn: socket.socket, data: bytes) -> None:
         conn.settimeout(self.limits.write_timeout)
@@ -359,8 +428,12 @@ class ApiServer:
                         conn, None, "protocol", f"request line longer than {lim.max_line} bytes", "request"
                     )
                     raise _Closed
-                if not self._handle(conn, line, allowed):
-                    return
+                self._mark(conn, busy=True)
+                try:
+                    if not self._handle(conn, line, allowed):
+                        return
+                finally:
+                    self._mark(conn, busy=False)
                 last_request = time.monotonic()
                 continue
             scanned = len(buf)
@@ -388,6 +461,7 @@ class ApiServer:
             if not buf:
                 line_started = time.monotonic()
             buf += chunk
+            self._mark(conn)
 
     def _handle(self, conn: socket.socket, line: bytes, allowed: bool) -> bool:
         """Answer one request line; False when the connection is done (a finished subscription)."""
@@ -402,6 +476,7 @@ class ApiServer:
             )
             return True
         if req.spec.stream:
+            self._mark(conn, stream=True)
             self._subscribe(conn, req)
             return False
         try:

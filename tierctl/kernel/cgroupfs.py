@@ -388,7 +388,11 @@ class CgroupFS:
     def _dir(self, base: Path, path: str) -> Path:
         rel = _norm(path)
         d = base.joinpath(*rel.split("/")) if rel else base
-        if not d.is_dir():
+        try:
+            is_dir = d.is_dir()
+        except OSError as e:  # ENAMETOOLONG, EACCES on a parent
+            raise InputError(f"no such cgroup ({e.strerror or e})", str(d)[:300]) from None
+        if not is_dir:
             raise InputError("no such cgroup", str(d))
         return d
 

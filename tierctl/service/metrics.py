@@ -173,6 +173,7 @@ class MetricsSnapshot:
     samplers: tuple[SamplerSample, ...] = ()
     cycle_seconds: CycleHistogram = field(default_factory=CycleHistogram)
     cgroups: tuple[CgroupSample, ...] = ()
+    reload_failures: int = 0
 
 
 # ---- the table: every metric, declared once -------------------------------------------------------
@@ -288,6 +289,9 @@ METRICS: tuple[MetricSpec, ...] = (
                ("state",), lambda s: _states(s.state, CONTROLLER_STATES)),
     MetricSpec("tierctl_cycles_total", "counter", "", "Control cycles completed", (),
                lambda s: _one(s.cycles)),
+    MetricSpec("tierctl_profile_reload_failures_total", "counter", "",
+               "Profile reloads refused (the running set was kept)", (),
+               lambda s: _one(s.reload_failures)),
     MetricSpec("tierctl_cycle_duration_seconds", "histogram", "seconds",
                "Wall time of one control cycle (sample, heat, policy, move)", (),
                lambda s: [((), s.cycle_seconds)]),
@@ -436,6 +440,7 @@ def snapshot_from_service(service: Any, *, cycle_times: CycleTimes | None = None
         version=str(st.get("version", "")),
         state=str(st.get("state", "running")),
         cycles=int(_num(st.get("cycle"))),
+        reload_failures=int(_num(st.get("reload_failures"))),
         tracked_pages=int(_num(st.get("tracked_pages"))),
         promoted_pages=int(_num(moved.get("promoted"))),
         demoted_pages=int(_num(moved.get("demoted"))),

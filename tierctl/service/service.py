@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from tierctl import __version__
+from tierctl import __version__, values
 from tierctl.core.controller import CycleReport
 from tierctl.core.policy import Quota, amount_to_pages
 from tierctl.errors import InputError, TierctlError
@@ -96,6 +96,7 @@ class Service:
         self.cycle_times = CycleTimes()
         self.cycles = 0
         self.moved = {"promoted": 0, "demoted": 0}
+        self.reload_failures = 0
 
     # ---- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -248,6 +249,7 @@ class Service:
             "api": API_VERSION,
             "state": state,
             "cycle": self.cycles,
+            "reload_failures": self.reload_failures,
             "uptime_s": self.clock() - self.started,
             "tracked_pages": self.tracked_pages(),
             "last_cycle_s": self.last_cycle_s,
@@ -394,10 +396,27 @@ class Service:
         return self.pin(path, "auto")
 
     def set_quota(self, path: str, fast_min: str | int | None, fast_max: str | int | None) -> dict[str, Any]:
+        """Set (or with both None, drop) a cgroup's fast-tier min/max. Each bound is checked by
+        ``values.amount`` (finite, in range), must not exceed this machine's memory, and the minimum
+        must not be above the maximum on this machine; nothing is stored unless all of that holds."""
         path = self._known(path)
+        last = self.loop.view.last
+        topo = last.topology if last is not None else self.topo.read().topology
+        machine = sum(n.capacity_pages for n in topo.nodes) * topo.page_size
+        pages: dict[str, int] = {}
         for name, v in (("fast_min", fast_min), ("fast_max", fast_max)):
-            if v is not None:
-                amount_to_pages(v, page_size=4096, fast_capacity=1, where=name)  # validates the form
+            if v is None:
+                continue
+            amount = values.amount(v, name)
+            if amount.kind == "bytes" and int(amount.value) > machine:
+                raise InputError(f"{v!r} is more than this machine's memory ({machine} bytes)", name)
+            pages[name] = amount.pages(topo.page_size, topo.fast_capacity)
+        if "fast_min" in pages and "fast_max" in pages and pages["fast_min"] > pages["fast_max"]:
+            raise InputError(
+                f"fast_min ({fast_min}: {pages['fast_min']} pages) is above fast_max "
+                f"({fast_max}: {pages['fast_max']} pages)",
+                "fast_min",
+            )
         if fast_min is None and fast_max is None:
             self.overrides.quotas.pop(path, None)
         else:
@@ -419,7 +438,21 @@ class Service:
         return {"cycle": self.cycles, "moved": dict(self.moved)}
 
     def reload(self) -> dict[str, Any]:
-        new = load_profiles([self.cfg.profiles_dir])  # ProfileError (every problem) keeps the running set
+        """Load the profile set again; on any failure the running set stays, an event says why, and
+        the error is raised (a ``ProfileError`` lists every problem)."""
+        try:
+            new = load_profiles([self.cfg.profiles_dir])
+        except TierctlError as e:
+            self.reload_failures += 1
+            self._event("reload_failed", message=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            raise
+        except Exception as e:  # RecursionError, MemoryError...: never take the daemon down
+            self.reload_failures += 1
+            self._event("reload_failed", message=f"{type(e).__name__}: {e}")
+            raise InputError(
+                f"profiles could not be checked ({type(e).__name__}: {e}); running set kept",
+                str(self.cfg.profiles_dir),
+            ) from None
         self.profiles = new
         self._event("reloaded", profiles=new.names())
         return {"profiles": new.names()}
