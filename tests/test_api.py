@@ -479,7 +479,7 @@ def test_client_daemon_not_running(sockdir: Path) -> None:
     with ApiClient(sockdir / "missing.sock") as c, pytest.raises(DaemonNotRunningError) as ei:
         c.call("status")
     assert str(ei.value) == f"daemon not running (no socket at {sockdir / 'missing.sock'})"
-    assert isinstance(ei.value, UnavailableError) and ei.value.exit_code == 2
+    assert isinstance(ei.value, UnavailableError) and ei.value.exit_code == 3  # daemon unreachable
 
 
 def test_client_connection_refused_is_not_running(sockdir: Path) -> None:
@@ -520,7 +520,7 @@ def test_non_root_peer_cannot_mutate(fake: FakeService, sockdir: Path, op: str) 
     ):
         with pytest.raises(PermissionDeniedError, match="needs root") as ei:
             c.call(op, **args)
-        assert ei.value.exit_code == 2
+        assert ei.value.exit_code == 4
         assert c.call("status")["state"] == "running"  # reads are fine
         assert c.call("cgroups")
         assert c.call("events", since=0) == {"seq": 0, "events": []}
@@ -914,7 +914,7 @@ def test_cli_pin_rejects_a_bad_tier(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_daemon_not_running(sockdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     path = sockdir / "nothing.sock"
     code, out, err = run_cli([*argv, "--socket", str(path)], capsys)
-    assert code == 2
+    assert code == 3  # daemon unreachable: not the usage/bad-input code
     assert out == ""
     assert err == f"tierctl: error: daemon not running (no socket at {path})\n"
 
@@ -922,7 +922,7 @@ def test_cli_daemon_not_running(sockdir: Path, capsys: pytest.CaptureFixture[str
 def test_cli_permission_denied(fake: FakeService, sockdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with _server_as(fake, sockdir / "np.sock", 1000, 1000) as srv:
         code, out, err = run_cli(["pause", "--socket", str(srv.socket_path)], capsys)
-        assert code == 2 and out == ""
+        assert code == 4 and out == ""  # permission denied
         assert err == "tierctl: error: pause: pause needs root or the tierctl mutators group\n"
         code, _, _ = run_cli(["status", "--socket", str(srv.socket_path)], capsys)
         assert code == 0

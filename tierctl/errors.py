@@ -2,7 +2,17 @@
 
 Every error says what went wrong (``message``) and where (``where``: a file, a
 file:line, an array name, a pid or a cgroup path).  Command-line front ends
-print ``str(err)`` as one line and exit with ``err.exit_code``.
+print ``str(err)`` as one line and exit with ``err.exit_code``:
+
+====  =====================================================================================
+0     success
+1     failed: the kernel or the host could not do it (``KernelError``, ``UnavailableError``)
+2     usage or bad input: a flag, a value, a profile, a pid or cgroup that does not exist
+3     the daemon is unreachable: not running, not accepting, or the connection broke
+4     permission denied: root, the mutators group, a capability or ptrace access is needed
+70    internal error: a bug in tierctl, or the daemon answered ``internal``/``protocol``
+130   interrupted (Ctrl-C)
+====  =====================================================================================
 """
 
 from __future__ import annotations
@@ -39,7 +49,16 @@ class UnavailableError(TierctlError):
 class PermissionDeniedError(TierctlError):
     """The operation needs privileges the caller lacks (root, CAP_SYS_NICE, ptrace access)."""
 
-    exit_code = 2
+    exit_code = 4
+
+
+class DaemonUnreachableError(UnavailableError):
+    """The daemon cannot be reached: no socket, connection refused or broken, no answer in time."""
+
+    exit_code = 3
+
+
+EXIT_INTERNAL = 70
 
 
 class NoSuchProcessError(InputError):

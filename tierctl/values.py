@@ -139,8 +139,10 @@ def integer(value: Any, where: str, *, lo: int = INT32[0], hi: int = INT32[1], t
         value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"expected an integer, got {_got(value)}", where)
-    if not lo <= value <= hi:
-        raise InputError(f"must be within {lo}..{hi}, got {value}", where)
+    if value < lo:
+        raise InputError(f"must be >= {lo}, got {value}", where)
+    if value > hi:
+        raise InputError(f"must be <= {hi}, got {value}", where)
     return value
 
 

@@ -11,8 +11,9 @@ from tierctl.cli import main
     "argv,message",
     [
         (["tui", "--sim", "--socket", "/tmp/x.sock"], "choose --sim or --socket, not both"),
-        (["tui", "--refresh", "0"], "--refresh/--period: must be > 0"),
-        (["tui", "--sim", "--period", "-1"], "--refresh/--period: must be > 0"),
+        (["tui", "--refresh", "0"], "--refresh: must be > 0"),
+        (["tui", "--refresh", "nan"], "--refresh: must be a finite number"),
+        (["tui", "--sim", "--period", "-1"], "--period: must be > 0"),
         (["tui", "--sim", "no-such-workload"], "unknown workload 'no-such-workload'"),
     ],
 )

@@ -3,7 +3,8 @@
 ``ApiClient(path).call("pin", path="/app", tier="fast")`` returns the result or raises the TierctlError
 subclass matching the error kind: InputError, PermissionDeniedError, UnavailableError; kinds ``protocol``
 and ``internal`` raise RemoteError (a TierctlError with ``.kind``). A missing socket or a refused
-connection raises DaemonNotRunningError (an UnavailableError with exit code 2).
+connection raises DaemonNotRunningError; any other failure to reach the daemon (backlog full, no answer
+in time, connection broken) raises DaemonUnreachableError, its base (exit code 3).
 """
 
 from __future__ import annotations
@@ -20,17 +21,15 @@ from types import TracebackType
 from typing import Any
 
 from tierctl.api.protocol import RemoteError, encode_request, parse_response, raise_for_error
-from tierctl.errors import PermissionDeniedError, UnavailableError
+from tierctl.errors import DaemonUnreachableError, PermissionDeniedError, UnavailableError
 
 DEFAULT_SOCKET = Path("/run/tierctl/tierctl.sock")
 SOCKET_ENV = "TIERCTL_SOCKET"
 MAX_RESPONSE = 256 * 1024 * 1024
 
 
-class DaemonNotRunningError(UnavailableError):
+class DaemonNotRunningError(DaemonUnreachableError):
     """Nothing listens on the socket: the daemon is not running (or listens elsewhere)."""
-
-    exit_code = 2
 
 
 def default_socket() -> Path:
@@ -54,7 +53,7 @@ def _connect(path: Path, timeout: float | None) -> socket.socket:
             sock.close()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise UnavailableError(
+                raise DaemonUnreachableError(
                     "cannot connect to the daemon: it does not accept connections fast enough (backlog full)",
                     str(path),
                 ) from None
@@ -70,7 +69,9 @@ def _connect(path: Path, timeout: float | None) -> socket.socket:
             ) from None
         except OSError as e:
             sock.close()
-            raise UnavailableError(f"cannot connect to the daemon: {e.strerror or e}", str(path)) from None
+            raise DaemonUnreachableError(
+                f"cannot connect to the daemon: {e.strerror or e}", str(path)
+            ) from None
 
 
 class _LineReader:
@@ -93,13 +94,13 @@ class _LineReader:
             try:
                 chunk = self.sock.recv(1 << 20)
             except TimeoutError:
-                raise UnavailableError("the daemon did not answer in time", str(self.path)) from None
+                raise DaemonUnreachableError("the daemon did not answer in time", str(self.path)) from None
             except OSError as e:
-                raise UnavailableError(
+                raise DaemonUnreachableError(
                     f"connection to the daemon failed: {e.strerror or e}", str(self.path)
                 ) from None
             if not chunk:
-                raise UnavailableError("the daemon closed the connection", str(self.path))
+                raise DaemonUnreachableError("the daemon closed the connection", str(self.path))
             self.buf += chunk
 
 
@@ -139,7 +140,7 @@ class ApiClient:
                 self._sock.sendall(encode_request(op, args, req_id))
             except OSError as e:
                 # the server may have answered and closed first (e.g. "too many connections"): read that
-                failed = UnavailableError(
+                failed = DaemonUnreachableError(
                     f"connection to the daemon failed: {e.strerror or e}", str(self.socket_path)
                 )
                 try:

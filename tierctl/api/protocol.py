@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tierctl import values
-from tierctl.errors import InputError, PermissionDeniedError, TierctlError, UnavailableError
+from tierctl.errors import EXIT_INTERNAL, InputError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.service.contract import API_VERSION
 
 MAX_LINE = 64 * 1024
@@ -39,6 +39,8 @@ class ProtocolError(TierctlError):
 
 class RemoteError(TierctlError):
     """An error the server reported that has no more specific class (kinds ``internal``, ``protocol``)."""
+
+    exit_code = EXIT_INTERNAL
 
     def __init__(self, kind: str, message: str, where: str | None = None) -> None:
         super().__init__(message, where)

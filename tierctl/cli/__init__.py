@@ -1,13 +1,16 @@
 """Command-line entry point: ``tierctl <command> ...``.
 
-Every TierctlError becomes one line on stderr and its exit code (2 for bad
-input); no traceback reaches the user.
+Every TierctlError becomes one line on stderr and its exit code (tierctl/errors.py: 1 failed, 2 usage
+or bad input, 3 daemon unreachable, 4 permission denied, 70 internal error); anything else is a bug,
+reported in one line with exit code 70 (``TIERCTL_DEBUG=1`` prints the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from tierctl import __version__
@@ -23,7 +26,7 @@ from tierctl.cli import (
     topology_cmd,
     tui_cmd,
 )
-from tierctl.errors import TierctlError
+from tierctl.errors import EXIT_INTERNAL, TierctlError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_argument_errors(parser: argparse.ArgumentParser) -> None:
+    """Let a bad flag value reach ``main`` as an ArgumentError (one line, exit 2), in every subparser."""
+    parser.exit_on_error = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _raise_argument_errors(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    _raise_argument_errors(parser)
+    try:
+        args = parser.parse_args(argv)
+    except argparse.ArgumentError as err:
+        where = f"{err.argument_name}: " if err.argument_name else ""
+        print(f"tierctl: error: {where}{err.message}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except TierctlError as err:
@@ -57,6 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # a bug: say so in one line, keep the traceback for those who ask
+        if os.environ.get("TIERCTL_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"tierctl: internal error: {type(err).__name__}: {err} (a bug in tierctl; "
+            "TIERCTL_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

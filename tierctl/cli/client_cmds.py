@@ -14,6 +14,7 @@ from typing import Any
 
 from tierctl.api.client import ApiClient, default_socket
 from tierctl.api.protocol import TIERS
+from tierctl.cli import args as args_
 from tierctl.cli.table import render
 from tierctl.fmt import fmt_bytes
 
@@ -32,7 +33,9 @@ def register(sub: Any) -> None:
         help="managed cgroups of the running daemon, most fast-tier memory first (one shot)",
         description="One table of the cgroups the daemon manages, sorted by bytes in the fast tier.",
     )
-    p.add_argument("-n", "--limit", type=int, metavar="N", help="show the first N cgroups only")
+    p.add_argument(
+        "-n", "--limit", type=args_.count(1, 1 << 20), metavar="N", help="show the first N cgroups only"
+    )
     _common(p)
     p.set_defaults(func=run_top)
 
@@ -92,7 +95,7 @@ def run_status(args: argparse.Namespace) -> int:
     if not isinstance(st, dict):
         print(st)
         return 0
-    known = ("state", "version", "cycle", "last_cycle_s", "uptime_s", "tracked_pages")
+    known = ("state", "version", "cycle", "last_cycle_s", "uptime_s", "tracked_pages", "cycle_seconds")
     lines = [f"{'state':<11}{st.get('state', '?')}"]
     if "version" in st:
         lines.append(f"{'version':<11}{st['version']}")
@@ -104,11 +107,29 @@ def run_status(args: argparse.Namespace) -> int:
         lines.append(f"{'uptime':<11}{_duration(st['uptime_s'])}")
     if "tracked_pages" in st:
         lines.append(f"{'tracked':<11}{st['tracked_pages']} pages")
+    if isinstance(st.get("cycle_seconds"), dict):
+        lines.append(f"{'cycle time':<11}{_cycle_times(st['cycle_seconds'])}")
     for key, value in st.items():
         if key not in known:
-            lines.append(f"{key:<11}{_inline(value)}")
+            label = key.replace("_", " ")
+            lines.append(f"{label:<{max(11, len(label) + 2)}}{_inline(value)}")
     print("\n".join(lines))
     return 0
+
+
+def _cycle_times(h: dict[str, Any]) -> str:
+    """'mean 0.012 s, 90 % within 0.025 s (N cycles)' from the status histogram (bounds, counts, sum)."""
+    bounds, counts = h.get("bounds") or [], h.get("counts") or []
+    n = sum(c for c in counts if isinstance(c, int))
+    if not n or len(counts) != len(bounds) + 1:
+        return "-"
+    acc, p90 = 0, "more than the largest bucket"
+    for bound, c in zip(bounds, counts, strict=False):
+        acc += c
+        if acc >= 0.9 * n:
+            p90 = f"{bound:g} s"
+            break
+    return f"mean {float(h.get('sum', 0.0)) / n:.3f} s, 90 % within {p90} ({n} cycles)"
 
 
 def _inline(value: Any) -> str:

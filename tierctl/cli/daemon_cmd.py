@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tierctl.cli import args as args_
 from tierctl.cli.kernel_args import pid_arg
 from tierctl.errors import InputError
 from tierctl.kernel.procfs import ProcFS
@@ -45,10 +46,10 @@ def register(sub: Any) -> None:
     p.add_argument("--pid", action="append", default=None, help="ad hoc: manage these processes only")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--once", action="store_true", help="run one cycle and exit")
-    runs.add_argument("--cycles", type=int, metavar="N", help="run N cycles and exit")
-    p.add_argument("--cycle-seconds", type=float, default=1.0, help="cycle period (default 1 s)")
+    runs.add_argument("--cycles", type=args_.count(1, 2**31 - 1), metavar="N", help="run N cycles and exit")
+    p.add_argument("--cycle-seconds", type=args_.SECONDS, default=1.0, help="cycle period (default 1 s)")
     p.add_argument("--dry-run", action="store_true", help="plan, but never move a page")
-    p.add_argument("--rate", type=float, metavar="MBPS", help="migration bandwidth cap")
+    p.add_argument("--rate", type=args_.RATE_MBPS, metavar="MBPS", help="migration bandwidth cap")
     p.add_argument(
         "--hint-faults",
         nargs="?",
@@ -67,7 +68,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--max-samplers",
-        type=int,
+        type=args_.count(1, 64),
         metavar="N",
         help="run up to N samplers of the chain at once (default "
         + str(DaemonConfig.__dataclass_fields__["max_samplers"].default)
@@ -82,6 +83,12 @@ def register(sub: Any) -> None:
         "--socket", type=Path, help="API socket (default $TIERCTL_SOCKET or /run/tierctl/tierctl.sock)"
     )
     p.add_argument("--no-socket", action="store_true", help="serve no API socket")
+    p.add_argument(
+        "--mutators-group",
+        metavar="GROUP",
+        help="members of this group (name or gid) may pin, set quotas, pause and reload through the "
+        "socket, like root (default: root only)",
+    )
     p.add_argument(
         "--cycle-log", type=Path, metavar="FILE", help="append one JSON line per cycle to FILE (diagnostics)"
     )
@@ -102,6 +109,16 @@ def sampler_names(text: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise InputError(f"a sampler named twice in {text!r}", "--samplers")
     return names
+
+
+def group_id(text: str) -> int:
+    """``--mutators-group``: a group name or a numeric gid of an existing group."""
+    import grp
+
+    try:
+        return grp.getgrgid(int(text)).gr_gid if text.isdigit() else grp.getgrnam(text).gr_gid
+    except (KeyError, OverflowError):
+        raise InputError(f"no such group {text!r}", "--mutators-group") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,7 +169,15 @@ def run_service(args: argparse.Namespace) -> int:
 
     lock = threading.Lock()
     if not args.no_socket:
-        front_ends.insert(0, ApiServer(service, args.socket or default_socket(), service_lock=lock))
+        front_ends.insert(
+            0,
+            ApiServer(
+                service,
+                args.socket or default_socket(),
+                service_lock=lock,
+                mutators_gid=group_id(args.mutators_group) if args.mutators_group else None,
+            ),
+        )
     return run_daemon(
         service,
         cycle_s=args.cycle_seconds,

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from tierctl.cli import args as args_
 from tierctl.cli.kernel_args import add_roots, pid_arg
 from tierctl.core.plan import DEMOTE, PROMOTE, Plan
 from tierctl.errors import InputError
@@ -36,9 +37,15 @@ def register(sub: Any) -> None:
         help="fast: the top tier's roomiest node; slow: the demotion target; or a node id",
     )
     p.add_argument("--range", metavar="START-END", help="only pages in [START, END) (hex or decimal)")
-    p.add_argument("--rate", type=float, metavar="MBPS", help="bandwidth cap in MB/s (default: none)")
     p.add_argument(
-        "--batch", type=int, default=4096, metavar="PAGES", help="pages per syscall (default 4096)"
+        "--rate", type=args_.RATE_MBPS, metavar="MBPS", help="bandwidth cap in MB/s (default: none)"
+    )
+    p.add_argument(
+        "--batch",
+        type=args_.count(1, 1 << 20),
+        default=4096,
+        metavar="PAGES",
+        help="pages per syscall (default 4096)",
     )
     p.add_argument("--json", action="store_true")
     add_roots(p)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tierctl.cli import args as args_
 from tierctl.cli.kernel_args import pid_arg
 from tierctl.cli.table import render
 from tierctl.errors import InputError, NoSuchProcessError, TierctlError
@@ -41,8 +42,10 @@ def register(sub: Any) -> None:
         "--cgroup", metavar="PATH", help="cgroup path below the cgroup root, e.g. system.slice/x"
     )
     q.add_argument("--source", metavar="NAME", help=f"one sampler: {', '.join(SAMPLERS)} (default: the best)")
-    q.add_argument("--seconds", type=float, help="how long to sample")
-    q.add_argument("--top", type=int, default=10, metavar="N", help="pages to list (default 10)")
+    q.add_argument("--seconds", type=args_.SECONDS, help="how long to sample")
+    q.add_argument(
+        "--top", type=args_.count(1, 1 << 20), default=10, metavar="N", help="pages to list (default 10)"
+    )
     q.add_argument("--regions", action="store_true", help="aggregate per 2 MiB region instead of per page")
     q.add_argument("--cgroup-root", type=Path, default=Path("/sys/fs/cgroup"), help=argparse.SUPPRESS)
     q.add_argument(

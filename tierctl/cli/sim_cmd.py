@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tierctl.cli import args as args_
 from tierctl.cli.table import render
 from tierctl.core.heat import DEFAULT_HALF_LIFE
 from tierctl.core.policies import DEFAULT_POLICY, POLICIES
@@ -58,7 +59,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--fast-pages",
-        type=int,
+        type=args_.PAGES,
         metavar="K",
         help="fast-tier capacity in pages (default for built-in workloads: their own, 25 %% of their pages)",
     )
@@ -70,7 +71,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--sample-rate",
-        type=float,
+        type=args_.PROBABILITY,
         default=0.01,
         metavar="P",
         help="probability that an access is observed (default 0.01)",
@@ -84,29 +85,34 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--scan-period",
-        type=int,
+        type=args_.count(1, 1 << 20),
         default=4,
         metavar="EPOCHS",
         help="scan mode: epochs between two armings of a page (default 4)",
     )
     p.add_argument(
         "--migrate-limit",
-        type=int,
+        type=args_.count(0, 1 << 40),
         metavar="PAGES",
         help="pages that may change tier per epoch, promotions + demotions (default 10 %% of the fast tier)",
     )
     p.add_argument(
         "--half-life",
-        type=float,
+        type=args_.real(0.0, 1e6, lo_open=True),
         default=DEFAULT_HALF_LIFE,
         metavar="EPOCHS",
         help=f"heat half-life in epochs (default {DEFAULT_HALF_LIFE:g})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for workloads and sampling (default 0)")
-    p.add_argument("--epochs", type=int, default=240, help="epochs of a built-in workload (default 240)")
+    p.add_argument("--seed", type=args_.SEED, default=0, help="seed for workloads and sampling (default 0)")
+    p.add_argument(
+        "--epochs",
+        type=args_.count(1, 1 << 20),
+        default=240,
+        help="epochs of a built-in workload (default 240)",
+    )
     p.add_argument(
         "--scale",
-        type=float,
+        type=args_.real(0.0, 64.0, lo_open=True),
         default=1.0,
         help="size factor of a built-in workload (default 1 = 64 Ki pages)",
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.api.client import default_socket
+from tierctl.cli import args as args_
 from tierctl.errors import InputError
 
 
@@ -31,16 +32,16 @@ def register(sub: Any) -> None:
         metavar="WORKLOAD",
         help="run an embedded simulated machine instead (default workload: multi-cgroup)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated workload (default 0)")
+    p.add_argument("--seed", type=args_.SEED, default=0, help="seed of the simulated workload (default 0)")
     p.add_argument(
         "--period",
-        type=float,
+        type=args_.SECONDS,
         default=0.5,
         metavar="SECONDS",
         help="with --sim: seconds per simulated epoch (default 0.5)",
     )
     p.add_argument(
-        "--refresh", type=float, default=1.0, metavar="SECONDS", help="seconds between screen updates"
+        "--refresh", type=args_.SECONDS, default=1.0, metavar="SECONDS", help="seconds between screen updates"
     )
     p.set_defaults(func=run_tui)
 

@@ -12,6 +12,7 @@ Field meanings: Documentation/filesystems/proc.rst and Documentation/admin-guide
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -558,17 +559,67 @@ class ProcFS:
         except OSError as e:
             raise self._error(e, path, pid) from None
 
+    def _root_denied(self, name: str, pid: Pid) -> str:
+        """Why root may not read a ptrace-gated file: the kernel's check wants the reader's capabilities
+        to cover the target's permitted set (or CAP_SYS_PTRACE in the target's user namespace)."""
+        base = (
+            "permission denied even as root: the kernel's ptrace access check refused reading "
+            f"{name} of pid {pid}"
+        )
+        try:
+            own = _caps((self.root / "self" / "status").read_text(), "CapEff")
+            target = _caps((self.root / _pid_name(pid) / "status").read_text(), "CapPrm")
+        except OSError:
+            own = target = None
+        if own is not None and target is not None and target & ~own:
+            return (
+                f"{base}: it holds capabilities this process lacks ({_cap_names(target & ~own)}); run "
+                "tierctl with a full capability set, or from the same user namespace as the target"
+            )
+        return f"{base} (another user namespace, or an LSM such as Yama with kernel.yama.ptrace_scope = 3)"
+
     def _error(self, e: OSError, path: Path, pid: Pid | None) -> TierctlError:
         name = path.name
         if e.errno == errno.ESRCH or (e.errno == errno.ENOENT and pid is not None and not self.exists(pid)):
             return NoSuchProcessError(f"no process {pid}", str(path.parent))
         if e.errno in (errno.EACCES, errno.EPERM):
+            if pid is not None and name in _PTRACE_GATED and os.geteuid() == 0:
+                return PermissionDeniedError(self._root_denied(name, pid), str(path))
             need = _NEEDS.get(name, "read access")
             return PermissionDeniedError(f"permission denied: reading {name} needs {need}", str(path))
         if e.errno == errno.ENOENT:
             hint = f" (needs {_CONFIG[name]})" if name in _CONFIG else ""
             return UnavailableError(f"not provided by this kernel{hint}", str(path))
         return KernelError(f"cannot read: {e.strerror or e}", str(path))
+
+
+def _caps(status: str, field: str) -> int | None:
+    for line in status.splitlines():
+        if line.startswith(field + ":"):
+            with contextlib.suppress(ValueError):
+                return int(line.split()[1], 16)
+    return None
+
+
+def _cap_names(mask: int) -> str:
+    return ", ".join(
+        f"CAP_{_CAP_NAMES[b]}" if b < len(_CAP_NAMES) else f"capability {b}"
+        for b in range(64)
+        if mask >> b & 1
+    )
+
+
+_PTRACE_GATED = frozenset({"maps", "numa_maps", "pagemap", "smaps", "smaps_rollup"})
+# fmt: off
+_CAP_NAMES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)
+# fmt: on
 
 
 def _pid_name(pid: Pid) -> str:

@@ -1,0 +1,37 @@
+"""Argument types for numeric command-line flags, backed by ``tierctl.values``: a flag's value is
+finite and within its documented range, or argparse reports a usage error (exit 2) naming the flag."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from tierctl import values
+from tierctl.errors import InputError
+
+
+def _wrap(parse: Callable[[str], float | int]) -> Callable[[str], float | int]:
+    def check(text: str) -> float | int:
+        try:
+            return parse(text)
+        except InputError as e:
+            raise argparse.ArgumentTypeError(e.message) from None
+
+    return check
+
+
+def real(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float | int]:
+    """A finite number in [lo, hi] ((lo, hi] with ``lo_open``)."""
+    return _wrap(lambda t: values.number(t, "", lo=lo, hi=hi, lo_open=lo_open, text_ok=True))
+
+
+def count(lo: int, hi: int) -> Callable[[str], float | int]:
+    """An integer in [lo, hi]."""
+    return _wrap(lambda t: values.integer(t, "", lo=lo, hi=hi, text_ok=True))
+
+
+SECONDS = real(0.0, 86400.0, lo_open=True)  # a period or duration: (0 s, 1 day]
+RATE_MBPS = real(0.0, values.MAX_RATE_MBPS, lo_open=True)
+PROBABILITY = real(0.0, 1.0, lo_open=True)
+SEED = count(0, 2**32 - 1)
+PAGES = count(1, 1 << 40)
