@@ -50,9 +50,10 @@ class Daemon:
         self.sock = root / "d.sock"
         self.err = root / "daemon.err"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.profiles = REPO / "profiles"
 
     def start(self) -> Daemon:
-        args = [str(REPO / "profiles"), str(self.state), str(self.root / "cg"), str(self.sock)]
+        args = [str(self.profiles), str(self.state), str(self.root / "cg"), str(self.sock)]
         with self.err.open("ab") as err:  # a file, not a pipe: nothing the daemon writes can block it
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", RUNNER, *args],

@@ -136,6 +136,7 @@ def run_service(args: argparse.Namespace) -> int:
     from tierctl.service.daemon import run_daemon
     from tierctl.service.service import Service
 
+    mutators_gid = group_id(args.mutators_group) if args.mutators_group else None
     extra: dict[str, Any] = {}
     if args.samplers is not None:
         extra["samplers"] = sampler_names(args.samplers)
@@ -175,7 +176,7 @@ def run_service(args: argparse.Namespace) -> int:
                 service,
                 args.socket or default_socket(),
                 service_lock=lock,
-                mutators_gid=group_id(args.mutators_group) if args.mutators_group else None,
+                mutators_gid=mutators_gid,
             ),
         )
     return run_daemon(
