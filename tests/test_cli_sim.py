@@ -115,7 +115,11 @@ def test_text_output_names_policy_and_oracle(capsys: pytest.CaptureFixture[str])
         ({"offsets": np.array([0, 50, 20, *range(100, 1300, 100)])}, [], "array 'offsets' is not monotonic"),
         ({"page": np.full(1200, 999)}, [], "page id 999 out of range"),
         ({}, ["--fast-pages", "0"], "--fast-pages: must be >= 1, got 0"),
-        ({}, ["--fast-pages", "8", "--sample-rate", "nan"], "--sample-rate: must be a finite number, got 'nan'"),
+        (
+            {},
+            ["--fast-pages", "8", "--sample-rate", "nan"],
+            "--sample-rate: must be a finite number, got 'nan'",
+        ),
         ({}, ["--fast-pages", "8", "--seed", "-1"], "--seed: must be >= 0, got -1"),
         ({}, ["--fast-pages", "8", "--half-life", "inf"], "--half-life: must be a finite number"),
         ({}, ["--fast-pages", "257"], "--fast-pages: must be within 1..n_pages=256, got 257"),

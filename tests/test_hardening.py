@@ -319,6 +319,15 @@ def test_7_big_profiles_are_refused_before_parsing(tmp_path: Path) -> None:
 # ---- 8. the smaller ones -------------------------------------------------------------------------------
 
 
+def test_7_too_many_profile_files_is_a_problem_of_the_set(tmp_path: Path) -> None:
+    d = tmp_path / "profiles"
+    shutil.copytree(REPO_PROFILES, d)
+    for i in range(600):
+        (d / f"p{i:03d}.toml").write_text(f'name = "p{i}"\npriority = {i + 10}\n[[match]]\ncomm = "x{i}"\n')
+    _, problems = check_profiles([d])
+    assert any(p.key == "file" and "at most 512 are read" in p.message for p in problems)
+
+
 def test_8_odd_entries_in_the_profiles_directory_are_problems_not_skipped(tmp_path: Path) -> None:
     d = tmp_path / "profiles"
     shutil.copytree(REPO_PROFILES, d)

@@ -206,7 +206,9 @@ def test_bad_state_file_and_bad_knob_paths(tmp_path: Path, root: Path) -> None:
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ("[" * 200_000, ""),
         (
-            json.dumps({"version": 1, "knobs": [{"knob": "/proc/../etc/passwd", "original": "x", "expected": "x"}]}),
+            json.dumps(
+                {"version": 1, "knobs": [{"knob": "/proc/../etc/passwd", "original": "x", "expected": "x"}]}
+            ),
             "",
         ),
         ("x" * ((1 << 20) + 1), "larger than"),

@@ -412,3 +412,35 @@ def test_snapshot_from_service_falls_back_to_the_loop_counters():
     assert dict(s.outcomes) == {"moved": 4, "gone": 1}
     assert s.samplers == (m.SamplerSample("bpf-fault", True, 12, 2, 0.5, 0.25),)
     assert s.cgroups[0].pin == "auto"
+
+
+def test_a_flood_of_idle_connections_cannot_grow_threads_or_wedge_scrapes(
+    server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12, the class of "a client can wedge the daemon", on the metrics port: idle connections
+    beyond MAX_CLIENTS are closed at once, the rest time out, and a scrape works again afterwards."""
+    import socket
+    import threading
+    import time
+
+    before = threading.active_count()
+    idle = [socket.create_connection(server.address) for _ in range(m.MAX_CLIENTS + 40)]
+    try:
+        deadline = time.monotonic() + 5
+        while server._httpd.refused < 40 and time.monotonic() < deadline:
+            assert threading.active_count() - before <= m.MAX_CLIENTS
+            time.sleep(0.05)
+        assert threading.active_count() - before <= m.MAX_CLIENTS
+        assert server._httpd.refused >= 40
+    finally:
+        for s in idle:
+            s.close()
+    deadline = time.monotonic() + m.REQUEST_TIMEOUT_S + 5
+    while True:  # the idle ones are gone once the client closes (or after the request timeout)
+        try:
+            _, body = _scrape(server.address)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert "tierctl_cycles_total" in body

@@ -82,6 +82,7 @@ _DOTTED_RE = re.compile(
 )
 MAX_KEY_PARTS = 8
 MAX_PROFILE_BYTES = 64 * 1024
+MAX_PROFILE_FILES = 512  # x 64 KiB: a bound on what one reload reads
 
 
 def _split_key(text: str) -> tuple[str, ...]:
@@ -565,6 +566,13 @@ def profile_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[Profile
             continue
         if is_dir and not found:
             problems.append(ProfileProblem(str(p), 0, "file", "no profiles (*.toml) in this directory"))
+        if len(found) > MAX_PROFILE_FILES:
+            problems.append(
+                ProfileProblem(
+                    str(p), 0, "file", f"{len(found)} profiles; at most {MAX_PROFILE_FILES} are read"
+                )
+            )
+            found = found[:MAX_PROFILE_FILES]
         for q in found:
             key = os.path.realpath(q)  # never raises on a symlink loop (Path.resolve does on 3.11)
             if key not in seen:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from tierctl.errors import TierctlError
+from tierctl.profiles import ProfileSet
 from tierctl.service.service import Service
 
 
@@ -85,9 +86,7 @@ def run_daemon(
                 time.sleep(min(left, 0.1))
                 if flags.reload:
                     flags.reload = False
-                    with lock:
-                        message = _reload(service)
-                    print(message, file=log, flush=True)
+                    print(_reload(service, lock), file=log, flush=True)
             if flags.stop:
                 break
             try:
@@ -115,9 +114,17 @@ def run_daemon(
             signal.signal(s, h)
 
 
-def _reload(service: Service) -> str:
+def _reload(service: Service, lock: threading.Lock) -> str:
+    """Read and check the profiles without the lock (a slow parse must not stall the API or the loop),
+    then install them, or count the failure, under it."""
+    prepared: ProfileSet | TierctlError
     try:
-        names = service.reload()["profiles"]
-        return f"tierctl daemon: profiles reloaded: {', '.join(names)}"
+        prepared = service.read_profiles()
     except TierctlError as e:
-        return f"tierctl daemon: reload refused, running set kept:\n{e}"
+        prepared = e
+    with lock:
+        try:
+            names = service.reload(prepared)["profiles"]
+            return f"tierctl daemon: profiles reloaded: {', '.join(names)}"
+        except TierctlError as e:
+            return f"tierctl daemon: reload refused, running set kept:\n{e}"

@@ -466,8 +466,39 @@ def snapshot_from_service(service: Any, *, cycle_times: CycleTimes | None = None
 
 
 # ---- the HTTP server ------------------------------------------------------------------------------
+MAX_CLIENTS = 32  # concurrent scrapes; a Prometheus server makes one at a time
+REQUEST_TIMEOUT_S = 5.0
+
+
 class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per request, at most ``MAX_CLIENTS`` at once: a connection beyond that is closed at
+    once, so a flood of idle connections cannot grow the daemon's threads without bound."""
+
     daemon_threads = True  # a stuck client never blocks the daemon's exit
+    block_on_close = False
+    request_queue_size = 128  # the listen backlog (socketserver's default is 5)
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Server6(_Server):
@@ -475,6 +506,8 @@ class _Server6(_Server):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT_S  # a client that sends nothing (or too slowly) is dropped
+
     def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
         pass
 

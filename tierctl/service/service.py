@@ -437,22 +437,33 @@ class Service:
         self.cycle()
         return {"cycle": self.cycles, "moved": dict(self.moved)}
 
-    def reload(self) -> dict[str, Any]:
-        """Load the profile set again; on any failure the running set stays, an event says why, and
-        the error is raised (a ``ProfileError`` lists every problem)."""
+    def read_profiles(self) -> ProfileSet:
+        """The profile set on disk, checked (a ``ProfileError`` lists every problem; anything unforeseen
+        becomes an ``InputError``). Touches no state of the Service: callable without its lock, so a
+        slow parse never holds up the API or the loop."""
         try:
-            new = load_profiles([self.cfg.profiles_dir])
-        except TierctlError as e:
-            self.reload_failures += 1
-            self._event("reload_failed", message=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return load_profiles([self.cfg.profiles_dir])
+        except TierctlError:
             raise
         except Exception as e:  # RecursionError, MemoryError...: never take the daemon down
-            self.reload_failures += 1
-            self._event("reload_failed", message=f"{type(e).__name__}: {e}")
             raise InputError(
                 f"profiles could not be checked ({type(e).__name__}: {e}); running set kept",
                 str(self.cfg.profiles_dir),
             ) from None
+
+    def reload(self, prepared: ProfileSet | TierctlError | None = None) -> dict[str, Any]:
+        """Install a new profile set: ``prepared`` (what ``read_profiles`` gave, or the error it raised,
+        e.g. read outside the lock), else read now. On any failure the running set stays, an event says
+        why, the failure is counted and the error raised."""
+        try:
+            new = self.read_profiles() if prepared is None else prepared
+            if isinstance(new, TierctlError):
+                raise new
+        except TierctlError as e:
+            self.reload_failures += 1
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            self._event("reload_failed", message=first)
+            raise
         self.profiles = new
         self._event("reloaded", profiles=new.names())
         return {"profiles": new.names()}
