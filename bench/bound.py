@@ -56,9 +56,7 @@ class Point:
     margin: float
 
 
-GRID = tuple(
-    Point(h, a, r, m) for h, (a, r), m in itertools.product(HALF_LIVES, SMOOTHING, MARGINS)
-)
+GRID = tuple(Point(h, a, r, m) for h, (a, r), m in itertools.product(HALF_LIVES, SMOOTHING, MARGINS))
 
 
 def plan_margin(node: np.ndarray, rate: np.ndarray, fast_pages: int, limit: int, margin: float) -> Plan:
@@ -172,17 +170,40 @@ def run(
 
 
 def table(out: dict[str, Any]) -> str:
-    head = ["shape", "density", "seed", "bound/ceil", "tierctl/ceil", "tierctl/bound", "nb2/bound",
-            "ewma/bound", "static/bound", "best h,a,R,m"]
+    head = [
+        "shape",
+        "density",
+        "seed",
+        "bound/ceil",
+        "tierctl/ceil",
+        "tierctl/bound",
+        "nb2/bound",
+        "ewma/bound",
+        "static/bound",
+        "best h,a,R,m",
+    ]
     rows = []
     for f in out["runs"]:
         bp = f["best_point"]
-        rows.append([
-            f["shape"], f["density"], str(f["seed"]), f"{f['bound_vs_ceiling']:.3f}",
-            *(f"{f[k]:.3f}" if f[k] is not None else "-" for k in
-              ("tierctl_vs_ceiling", "tierctl_vs_bound", "nb2_vs_bound", "ewma_vs_bound", "static_vs_bound")),
-            f"{bp['half_life']:g},{bp['blend']:g},{bp['block']},{bp['margin']:g}",
-        ])
+        rows.append(
+            [
+                f["shape"],
+                f["density"],
+                str(f["seed"]),
+                f"{f['bound_vs_ceiling']:.3f}",
+                *(
+                    f"{f[k]:.3f}" if f[k] is not None else "-"
+                    for k in (
+                        "tierctl_vs_ceiling",
+                        "tierctl_vs_bound",
+                        "nb2_vs_bound",
+                        "ewma_vs_bound",
+                        "static_vs_bound",
+                    )
+                ),
+                f"{bp['half_life']:g},{bp['blend']:g},{bp['block']},{bp['margin']:g}",
+            ]
+        )
     return render(head, rows)
 
 

@@ -24,7 +24,7 @@ from tierctl.api.server import ApiServer
 from tierctl.core.policy import Quota, amount_to_pages
 from tierctl.errors import InputError, TierctlError
 from tierctl.kernel.knobs import KnobGuard
-from tierctl.profiles import check_profiles
+from tierctl.profiles import check_profiles, loader
 from tierctl.profiles.schema import ProfileProblem
 from tierctl.service.overrides import OverrideStore
 from tierctl.service.service import Service
@@ -80,22 +80,7 @@ TOML_STRINGS = st.sampled_from(
         '"' + "9" * 400 + '"',
     ]
 )
-PLACEMENT_KEYS = st.sampled_from(
-    [
-        "fast_min",
-        "fast_max",
-        "priority",
-        "pin",
-        "hot_threshold",
-        "headroom",
-        "promote_rate_mbps",
-        "demote_rate_mbps",
-        "hysteresis",
-        "thp",
-        "samplers",
-        "bogus",
-    ]
-)
+PLACEMENT_KEYS = st.sampled_from([*loader.PLACEMENT_KEYS, "bogus"])
 
 
 def _nest(depth: int) -> str:

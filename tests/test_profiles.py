@@ -21,9 +21,9 @@ from tierctl.profiles import (
     Workload,
     check_profiles,
     load_profiles,
+    loader,
     unit_of,
 )
-from tierctl.profiles import loader
 from tierctl.profiles.loader import key_lines
 
 REPO = Path(__file__).resolve().parents[1]

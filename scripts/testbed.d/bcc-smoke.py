@@ -4,6 +4,7 @@
 Run with: scripts/testbed run -- /usr/bin/python3 scripts/testbed.d/bcc-smoke.py
 Prints the number of user page faults seen while touching 16 MiB, then "bcc ok".
 """
+
 import mmap
 import os
 import time

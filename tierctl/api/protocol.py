@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tierctl import values
+from tierctl import strict_json, values
 from tierctl.errors import EXIT_INTERNAL, InputError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.service.contract import API_VERSION
 
@@ -223,26 +223,10 @@ class Request:
         return OPS[self.op]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k[:40]!r}")
-        out[k] = v
-    return out
-
-
 def loads_strict(data: str) -> Any:
-    """json.loads without NaN/Infinity or duplicate keys (``{"op":"status","op":"pause"}`` is an error,
-    not last-wins); nesting or number size beyond the parser's limits is a ValueError."""
-    try:
-        return json.loads(data, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
+    """JSON without NaN/Infinity or duplicate keys (``{"op":"status","op":"pause"}`` is an error, not
+    last-wins); nesting or number size beyond the parser's limits is a ValueError."""
+    return strict_json.loads(data)
 
 
 def parse_request(line: bytes) -> Request:

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from tierctl import strict_json
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
 
 STATE_VERSION = 1
@@ -200,7 +201,7 @@ class KnobGuard:
         try:
             if len(raw) > MAX_STATE_BYTES:
                 raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
-            data = json.loads(raw.decode("utf-8"))
+            data = strict_json.loads(raw.decode("utf-8"))
             if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
                 version = data.get("version") if isinstance(data, dict) else None
                 raise ValueError(f"version {version!r}, expected {STATE_VERSION}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tierctl import values
+from tierctl import strict_json, values
 from tierctl.errors import InputError, KernelError
 
 TIERS = ("fast", "slow", "auto")
@@ -100,10 +100,7 @@ def parse_overrides(raw: bytes) -> Overrides:
     if len(raw) > MAX_STATE_BYTES:
         raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
     text = raw.decode("utf-8")  # UnicodeDecodeError is a ValueError
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
+    data = strict_json.loads(text)
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("version", 1)
@@ -123,19 +120,6 @@ def parse_overrides(raw: bytes) -> Overrides:
     if not isinstance(paused, bool):
         raise ValueError(f"paused must be true or false, got {paused!r}")
     return Overrides(pins, quotas, paused)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _path(k: str) -> str:
