@@ -105,6 +105,20 @@ def amortised() -> None:
     print(f"-> {path}\n")
 
 
+def bound(seeds: list[int]) -> None:
+    """What sparse samples allow (bench/bound.py) on the rows where tierctl misses 0.95 x ceiling in
+    bench/results/quality.json; run ``scripts/bench quality`` first."""
+    import json
+
+    from bench import bound as b
+
+    quality = json.loads((RESULTS / "quality.json").read_text())
+    out = b.run(b.unmet(quality), seeds, quality)
+    path = _write("bound", out)
+    print(b.table(out))
+    print(f"-> {path}\n")
+
+
 def mover() -> None:
     """In the guest: measure and write; on the host: boot the guest to do it."""
     if os.environ.get("TIERCTL_IN_GUEST") != "1":
@@ -208,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "which",
         nargs="*",
-        metavar="quality|cost|amortised|mover|overhead|shift|daemon-cost|tui",
+        metavar="quality|cost|amortised|bound|mover|overhead|shift|daemon-cost|tui",
         help="which benchmarks (default: quality, cost and overhead; mover, shift and daemon-cost boot "
         "the two-tier guest)",
     )
@@ -237,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     which = args.which or ["quality", "cost", "overhead"]
     if rest and which != ["quality"]:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
-    known = {"quality", "cost", "amortised", "mover", "overhead", "shift", "daemon-cost", "tui"}
+    known = {"quality", "cost", "amortised", "bound", "mover", "overhead", "shift", "daemon-cost", "tui"}
     unknown = set(which) - known
     if unknown:
         ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(sorted(known))}")
@@ -252,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         cost([_size(s) for s in args.sizes.split(",")])
     if "amortised" in which:
         amortised()
+    if "bound" in which:
+        bound([int(s) for s in args.seeds.split(",")])
     if "mover" in which:
         mover()
     if "overhead" in which:

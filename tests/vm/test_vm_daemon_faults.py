@@ -216,10 +216,10 @@ def test_cli_pin_survives_sigkill_nonroot_refused_no_override_lost(
         assert json.loads(txt)["overrides"]["pins"] == {app_cg: "slow"}
         for argv in (["pin", app_cg, "--tier", "fast"], ["pause"], ["reload"]):
             rc, txt, err = cli_as(NOBODY, NOBODY, [gid], [*argv, "--socket", str(sock)])
-            assert (rc, txt) == (2, ""), err
+            assert (rc, txt) == (4, ""), err  # permission denied
             assert err == f"tierctl: error: {argv[0]}: {argv[0]} needs root or the tierctl mutators group\n"
         rc, _, err = cli_as(NOBODY, NOBODY, [], ["status", "--socket", str(sock)])  # not in the group
-        assert rc == 2 and "permission denied" in err, err
+        assert rc == 4 and "permission denied" in err, err
         assert d.alive()
         st = d.call("status")
         assert st["overrides"]["pins"] == {app_cg: "slow"} and st["state"] == "running"

@@ -35,12 +35,16 @@ def test_loop_promotes_the_hot_set_and_leaves_the_cold_on_the_slow_node(
         assert loop.chain.running == ["bpf-fault"]
         c.send("loop")
         reports = []
-        for _ in range(8):
-            time.sleep(1.0)
-            reports.append(loop.cycle())
         numa = NumaSyscalls()
         hot = np.arange(c.hot[0], c.hot[1], PAGE, dtype=np.uint64)
         cold = np.arange(c.cold[0], c.cold[1], PAGE, dtype=np.uint64)
+        # the outcome is asserted, not the speed: hint faults under TCG arrive at an uneven pace (a run
+        # in CI had one promotion in its first 8 cycles), so up to 30 cycles, stopping once it is there
+        for _ in range(30):
+            time.sleep(1.0)
+            reports.append(loop.cycle())
+            if len(reports) >= 8 and float((numa.query(c.pid, hot) == 0).mean()) >= 0.9:
+                break
         on_fast_hot = float((numa.query(c.pid, hot) == 0).mean())
         on_fast_cold = float((numa.query(c.pid, cold) == 0).mean())
     finally:
@@ -51,7 +55,11 @@ def test_loop_promotes_the_hot_set_and_leaves_the_cold_on_the_slow_node(
     record_property("hot_on_fast", on_fast_hot)
     record_property("cold_on_fast", on_fast_cold)
     record_property("promoted", promoted)
-    print(f"\nloop: hot set on DRAM {on_fast_hot:.1%}, cold {on_fast_cold:.1%}, promoted {promoted}")
+    record_property("cycles", len(reports))
+    print(
+        f"\nloop: hot set on DRAM {on_fast_hot:.1%}, cold {on_fast_cold:.1%}, promoted {promoted} "
+        f"in {len(reports)} cycles"
+    )
     assert on_fast_hot >= 0.9  # the hot 16 MiB is back in DRAM
     assert on_fast_cold <= 0.05  # the cold 48 MiB stayed on the slow node
     assert promoted <= 1.1 * (16 << 20) // PAGE + 512  # no more than the hot set (+ a few stray pages)
