@@ -346,6 +346,9 @@ def test_8_odd_entries_in_the_profiles_directory_are_problems_not_skipped(tmp_pa
 
 
 def test_8_duplicate_keys_in_a_request_are_a_protocol_error() -> None:
+    with pytest.raises(Exception, match="out of range") as ei:  # an overflowing number is not inf
+        parse_request(b'{"v":1,"id":1e999,"op":"status"}')
+    assert getattr(ei.value, "kind", None) == "protocol"
     for line in (
         b'{"v":1,"op":"status","op":"pause"}',
         b'{"v":1,"op":"pin","args":{"path":"/a","path":"/b"}}',
@@ -425,3 +428,30 @@ def test_8_internal_errors_are_one_line_with_exit_70(
         "tierctl: internal error: ZeroDivisionError: bug "
         "(a bug in tierctl; TIERCTL_DEBUG=1 shows the traceback)\n"
     )
+
+
+def test_a_save_that_fails_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond the issue's list: a full disk or a read-only state directory. The mutation is refused
+    and the running overrides stay as they were (before, the pin took effect, was reported as failed,
+    and was gone after a restart)."""
+    from tierctl.errors import KernelError
+
+    svc = _svc(tmp_path)
+    svc.pin(CACHE, "slow")
+    before = svc.overrides.to_json()
+
+    def full(o: object) -> None:
+        raise KernelError("cannot save overrides: No space left on device", "state")
+
+    monkeypatch.setattr(svc.store, "save", full)
+    for mutate in (
+        lambda: svc.pin(CACHE, "fast"),
+        lambda: svc.unpin(CACHE),
+        lambda: svc.set_quota(CACHE, "10%", None),
+        svc.pause,
+    ):
+        with pytest.raises(KernelError, match="No space left"):
+            mutate()
+        assert svc.overrides.to_json() == before
+    svc.cycle()
+    svc.stop()

@@ -11,6 +11,7 @@ of the overrides is persisted before it is acknowledged.
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -373,8 +374,14 @@ class Service:
         return self.seq, [e for e in self.events if e["seq"] > seq]
 
     # ---- mutations ----------------------------------------------------------------------------------
-    def _commit(self, kind: str, **info: Any) -> dict[str, Any]:
-        self.store.save(self.overrides)  # persisted before acknowledged
+    def _commit(self, change: Callable[[Overrides], None], kind: str, **info: Any) -> dict[str, Any]:
+        """Apply ``change`` to a copy of the overrides, persist the copy, and only then make it the
+        running set: a save that fails (disk full, read-only state directory) changes nothing, so an
+        error never leaves an override in force that a restart would lose."""
+        new = copy.deepcopy(self.overrides)
+        change(new)
+        self.store.save(new)  # persisted before acknowledged
+        self.overrides = new
         self._event(kind, **info)
         return self.overrides.to_json()
 
@@ -386,11 +393,14 @@ class Service:
 
     def pin(self, path: str, tier: str) -> dict[str, Any]:
         path, tier = self._known(path), check_tier(tier)
-        if tier == "auto":
-            self.overrides.pins.pop(path, None)
-        else:
-            self.overrides.pins[path] = tier
-        return self._commit("pin", cgroup=path, tier=tier)
+
+        def change(o: Overrides) -> None:
+            if tier == "auto":
+                o.pins.pop(path, None)
+            else:
+                o.pins[path] = tier
+
+        return self._commit(change, "pin", cgroup=path, tier=tier)
 
     def unpin(self, path: str) -> dict[str, Any]:
         return self.pin(path, "auto")
@@ -417,19 +427,20 @@ class Service:
                 f"({fast_max}: {pages['fast_max']} pages)",
                 "fast_min",
             )
-        if fast_min is None and fast_max is None:
-            self.overrides.quotas.pop(path, None)
-        else:
-            self.overrides.quotas[path] = {"fast_min": fast_min, "fast_max": fast_max}
-        return self._commit("quota", cgroup=path, fast_min=fast_min, fast_max=fast_max)
+
+        def change(o: Overrides) -> None:
+            if fast_min is None and fast_max is None:
+                o.quotas.pop(path, None)
+            else:
+                o.quotas[path] = {"fast_min": fast_min, "fast_max": fast_max}
+
+        return self._commit(change, "quota", cgroup=path, fast_min=fast_min, fast_max=fast_max)
 
     def pause(self) -> dict[str, Any]:
-        self.overrides.paused = True
-        return self._commit("paused")
+        return self._commit(lambda o: setattr(o, "paused", True), "paused")
 
     def resume(self) -> dict[str, Any]:
-        self.overrides.paused = False
-        return self._commit("resumed")
+        return self._commit(lambda o: setattr(o, "paused", False), "resumed")
 
     def migrate_now(self, path: str | None) -> dict[str, Any]:
         if path is not None:
