@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.vm.conftest import start_child
+from tierctl.errors import PermissionDeniedError
 from tierctl.kernel.memview import KernelMemoryView
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.procfs import ProcFS
@@ -42,5 +43,28 @@ def test_snapshots_track_pages_follow_changes_and_survive_exits() -> None:
         child.stop()
         s3 = view.snapshot()  # the process is gone: skipped and counted, not raised
         assert s3.node.shape[0] == 0 and (s3.remap == -1).all() and view.vanished == 1
+    finally:
+        child.stop()
+
+
+def test_a_process_it_may_not_read_is_skipped_not_fatal() -> None:
+    """Pid 1 here holds a capability this process lacks (the ptrace check refuses even root): before,
+    the whole read failed and every cycle with it; now that process is skipped and reported."""
+    child = start_child(4, thp=False)
+
+    class Refusing(ProcFS):
+        def maps(self, pid):  # type: ignore[no-untyped-def]
+            if pid == 424242:
+                raise PermissionDeniedError(
+                    "permission denied: reading maps needs ptrace", f"/proc/{pid}/maps"
+                )
+            return super().maps(pid)
+
+    targets = [(424242, "/test/denied"), (child.pid, "/test/a")]
+    view = KernelMemoryView(Refusing(), NumaSyscalls(), SysfsTopology(), lambda: targets)
+    try:
+        s = view.snapshot()
+        assert s.node.shape[0] >= 4 * 256  # the readable process is tracked
+        assert list(view.refused) == [424242] and "ptrace" in view.refused[424242]
     finally:
         child.stop()

@@ -24,13 +24,14 @@ import numpy as np
 from tierctl.core.page_index import PageIndex, make_keys
 from tierctl.core.policy import MemoryState
 from tierctl.core.topology import Topology
-from tierctl.errors import NoSuchProcessError
+from tierctl.errors import NoSuchProcessError, PermissionDeniedError
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.pages import present_pages
 from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.topology import SysfsTopology
 
 Target = tuple[int, str]  # (pid, cgroup path)
+MAX_REFUSED = 256  # refused pids remembered (reported once each)
 
 
 class KernelMemoryView:
@@ -49,6 +50,7 @@ class KernelMemoryView:
         self.index = PageIndex(np.zeros(0, dtype=np.uint64), self.page_shift)
         self.cgroups: list[str] = []  # cgroup index -> path; append-only, so indices stay stable
         self.vanished = 0  # processes that exited while being read
+        self.refused: dict[int, str] = {}  # pid -> why it may not be read (skipped, never fatal)
         self.unplaceable = 0  # present pages move_pages cannot place (not tracked)
         self._snapshots = 0
         self.last: MemoryState | None = None  # the latest snapshot (for status views)
@@ -106,6 +108,10 @@ class KernelMemoryView:
                 where = self.numa.query(pid, addrs)
             except NoSuchProcessError:
                 self.vanished += 1
+                continue
+            except PermissionDeniedError as e:  # one process we may not read must not stop the rest
+                if pid not in self.refused and len(self.refused) < MAX_REFUSED:
+                    self.refused[pid] = str(e)
                 continue
             placed = where >= 0  # the rest (zero page, special mappings: -EFAULT/-ENOENT) cannot move
             self.unplaceable += int(placed.shape[0] - np.count_nonzero(placed))

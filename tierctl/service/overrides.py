@@ -54,6 +54,8 @@ class OverrideStore:
                 raw = f.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return Overrides()
+        except (NotADirectoryError, IsADirectoryError) as e:  # --state-dir names a file, or the reverse
+            raise InputError(f"cannot read overrides: {e.strerror}", str(self.path)) from None
         except OSError as e:
             raise KernelError(f"cannot read overrides: {e.strerror}", str(self.path)) from None
         try:

@@ -98,6 +98,7 @@ class Service:
         self.cycles = 0
         self.moved = {"promoted": 0, "demoted": 0}
         self.reload_failures = 0
+        self._refused_seen: set[int] = set()
 
     # ---- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,6 +125,7 @@ class Service:
             return
         self.loop.controller.quotas = self._quotas()
         rep = self.loop.cycle()
+        self._report_refused()
         self.cycles += 1
         self.last_cycle_s = rep.seconds
         self.cycle_times.observe(rep.seconds)
@@ -374,6 +376,14 @@ class Service:
         return self.seq, [e for e in self.events if e["seq"] > seq]
 
     # ---- mutations ----------------------------------------------------------------------------------
+    def _report_refused(self) -> None:
+        """One ``skipped`` event per process the memory view may not read (permission): it is left
+        out of placement, and the others go on."""
+        refused: dict[int, str] = getattr(self.loop.view, "refused", {})
+        for pid in refused.keys() - self._refused_seen:
+            self._refused_seen.add(pid)
+            self._event("skipped", pid=pid, message=refused[pid])
+
     def _commit(self, change: Callable[[Overrides], None], kind: str, **info: Any) -> dict[str, Any]:
         """Apply ``change`` to a copy of the overrides, persist the copy, and only then make it the
         running set: a save that fails (disk full, read-only state directory) changes nothing, so an
