@@ -455,3 +455,22 @@ def test_a_save_that_fails_changes_nothing(tmp_path: Path, monkeypatch: pytest.M
         assert svc.overrides.to_json() == before
     svc.cycle()
     svc.stop()
+
+
+def test_an_unlistable_profiles_directory_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond the issue's list: pathlib's glob finds nothing in a directory it may not read, which
+    read as "no profiles in this directory". Hidden files (editor locks such as .#x.toml) are skipped."""
+    from tierctl.profiles import loader
+
+    d = tmp_path / "profiles"
+    shutil.copytree(REPO_PROFILES, d)
+    os.symlink("user@host.1234", d / ".#default.toml")  # an editor's lock file: ignored
+    good, problems = check_profiles([d])
+    assert problems == [] and good.names()
+
+    def denied(path: object) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(loader.os, "scandir", denied)
+    _, problems = check_profiles([d])
+    assert [(p.key, p.message) for p in problems] == [("file", "cannot list: Permission denied")]

@@ -521,6 +521,14 @@ def read_profile(path: Path) -> _Parsed:
         return problem(f"cannot check ({type(e).__name__}: {e}); please report this as a tierctl bug")
 
 
+def _toml_entries(d: Path) -> list[Path]:
+    """Every ``*.toml`` entry of ``d`` whatever its type (a directory, FIFO or broken link named so
+    is reported by ``read_profile``), sorted; an unreadable directory raises (pathlib's glob would
+    quietly find nothing)."""
+    with os.scandir(d) as it:
+        return sorted(d / e.name for e in it if e.name.endswith(".toml") and not e.name.startswith("."))
+
+
 def _open_ro(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -560,7 +568,7 @@ def profile_files(paths: Iterable[Path | str]) -> tuple[list[Path], list[Profile
         p = Path(raw)
         try:
             is_dir = p.is_dir()
-            found = sorted(p.glob("*.toml")) if is_dir else [p]
+            found = _toml_entries(p) if is_dir else [p]
         except OSError as e:
             problems.append(ProfileProblem(str(p), 0, "file", f"cannot list: {_oserror(e, p)}"))
             continue
