@@ -43,9 +43,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--batch",
         type=args_.count(1, 1 << 20),
-        default=4096,
+        default=16384,
         metavar="PAGES",
-        help="pages per syscall (default 4096)",
+        help="pages per syscall (default 16384)",
     )
     p.add_argument("--json", action="store_true")
     add_roots(p)

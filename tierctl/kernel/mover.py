@@ -96,7 +96,7 @@ class KernelMover:
     numa: NumaSyscalls
     locator: PageLocator
     page_size: int = 4096
-    batch_pages: int = 4096
+    batch_pages: int = 16384  # 64 MiB of 4 KiB pages: 4 calls for the daemon's 65536-page budget
     rate_mbps: float | None = None
     huge: HugeResolver | None = None
     clock: Callable[[], float] = time.monotonic
