@@ -126,7 +126,10 @@ class FakeService:
         self._rec("migrate_now", path)
         return {"queued": path or "all"}
 
-    def reload(self) -> dict[str, Any]:
+    def read_profiles(self) -> Any:
+        return None
+
+    def reload(self, prepared: Any = None) -> dict[str, Any]:
         self._rec("reload")
         return {"profiles": 2}
 
@@ -732,7 +735,7 @@ def test_busy_service_answers_unavailable(fake: FakeService, sockdir: Path) -> N
     gate = threading.Event()
     entered = threading.Event()
 
-    def slow_reload() -> dict[str, Any]:
+    def slow_reload(prepared: Any = None) -> dict[str, Any]:
         entered.set()
         gate.wait(5)
         return {"profiles": 2}

@@ -6,6 +6,7 @@ Fuzzing lives in tests/test_hardening_fuzz.py, the connection soak in tests/test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -474,3 +475,55 @@ def test_an_unlistable_profiles_directory_says_so(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(loader.os, "scandir", denied)
     _, problems = check_profiles([d])
     assert [(p.key, p.message) for p in problems] == [("file", "cannot list: Permission denied")]
+
+
+def test_a_connection_reaped_as_idle_never_carries_out_a_late_request() -> None:
+    """Found in review: a request that arrived as its connection was reaped was carried out while
+    its client saw the connection closed (exit 3 for a change that was made). Now, whatever the
+    order: either the request is answered, or it is not carried out and the connection closes."""
+    from tests.test_api import FakeService
+    from tierctl.api.server import Limits
+
+    sockdir = Path(tempfile.mkdtemp(prefix="tierctl-reap-"))
+    fake = FakeService()
+    limits = Limits(max_connections=8, reserved_privileged=2, busy_idle_timeout=0.3)
+    srv = ApiServer(fake, sockdir / "r.sock", socket_group=None, limits=limits).start()
+    socks = []
+    try:
+        for _ in range(6):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(srv.socket_path))
+            socks.append(s)
+        time.sleep(0.5)  # all idle for longer than busy_idle_timeout
+        for i, (s, wait) in enumerate(zip(socks, (0.0, 0.05, 0.1, 0.2), strict=False)):
+            before = len(fake.calls)
+            with srv._state_lock:  # the accept thread reaps under this lock, as a request arrives
+                with contextlib.suppress(OSError):
+                    s.sendall(b'{"v":1,"id":%d,"op":"pause"}\n' % i)
+                time.sleep(wait)
+                srv._reap_idle(time.monotonic())
+            s.settimeout(5)
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            made = len(fake.calls) - before
+            if data:
+                assert json.loads(data)["ok"] is True and made == 1
+            else:
+                time.sleep(0.2)
+                assert len(fake.calls) == before, "closed on the client, but carried out"
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def test_a_profile_with_a_long_blank_line_is_checked(tmp_path: Path) -> None:
+    """Found in review: the dotted-key pre-check backtracked quadratically on a long run of blanks
+    (65 000 spaces: 40 s, which would outlast the systemd watchdog on reload)."""
+    path = tmp_path / "default.toml"
+    path.write_text('name = "default"\n' + " " * 65000 + "\n")
+    good, problems = check_profiles([path])
+    assert problems == [] and good.names() == ["default"]

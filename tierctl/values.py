@@ -21,6 +21,7 @@ clamped: a typo must not silently become "no limit".
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,6 +36,7 @@ MAX_AMOUNT_TEXT = 64
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 AmountKind = Literal["bytes", "share"]
+_INT_RE = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() also takes other scripts' digits and "1_0"
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def integer(value: Any, where: str, *, lo: int = INT32[0], hi: int = INT32[1], t
     """An integer in [lo, hi]; ``text_ok`` accepts a decimal string."""
     if isinstance(value, str) and text_ok:
         text = value.strip()
-        if not text.lstrip("+-").isdigit() or len(text) > 24:
+        if not _INT_RE.fullmatch(text) or len(text) > 24:
             raise InputError(f"expected an integer, got {value!r}", where)
         value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):

@@ -45,9 +45,11 @@ def _connect(path: Path, timeout: float | None) -> socket.socket:
     delay = 0.005
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
+        # a blocking connect would wait on a full backlog for ever: connect with a timeout always
+        sock.settimeout(timeout if timeout is not None else max(0.0, deadline - time.monotonic()))
         try:
             sock.connect(str(path))
+            sock.settimeout(timeout)
             return sock
         except BlockingIOError:
             sock.close()

@@ -19,6 +19,7 @@ Design (docs/api.md has the user-facing version):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import grp
 import logging
 import os
@@ -26,6 +27,7 @@ import select
 import socket
 import stat
 import struct
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -100,6 +102,15 @@ def proc_groups(pid: int, proc: Path = Path("/proc")) -> frozenset[int]:
     return frozenset()
 
 
+def _pending(conn: socket.socket) -> bool:
+    """Bytes the peer sent that the connection's thread has not read yet (FIONREAD)."""
+    try:
+        raw = fcntl.ioctl(conn.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    return struct.unpack("i", raw)[0] > 0
+
+
 class _Closed(Exception):
     """The connection is done (peer gone, write failed, or we closed it on purpose)."""
 
@@ -114,6 +125,7 @@ class _Conn:
     last_active: float
     busy: bool = False  # answering a request (never reaped)
     stream: bool = False  # a subscription (long-lived by design; not reaped)
+    reaped: bool = False  # closed as idle: a request that still arrives is not carried out
 
 
 class ApiServer:
@@ -352,22 +364,26 @@ class ApiServer:
         """Close (shut down; their threads exit) connections idle for ``busy_idle_timeout``; holds
         ``_state_lock``."""
         for conn, info in self._conns.items():
-            if not info.busy and not info.stream and now - info.last_active >= self.limits.busy_idle_timeout:
-                info.busy = True  # reaped once
+            idle = now - info.last_active >= self.limits.busy_idle_timeout
+            if not info.busy and not info.stream and not info.reaped and idle and not _pending(conn):
+                info.reaped = True
                 self.idle_closed += 1
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
 
-    def _mark(self, conn: socket.socket, *, busy: bool | None = None, stream: bool | None = None) -> None:
+    def _mark(self, conn: socket.socket, *, busy: bool | None = None, stream: bool | None = None) -> bool:
+        """Note activity; False when the connection was reaped as idle (its request must be dropped:
+        the client will never read the answer, so it must not be carried out)."""
         with self._state_lock:
             info = self._conns.get(conn)
-            if info is None:
-                return
+            if info is None or info.reaped:
+                return False
             info.last_active = time.monotonic()
             if busy is not None:
                 info.busy = busy
             if stream is not None:
                 info.stream = stream
+            return True
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -428,7 +444,8 @@ class ApiServer:
                         conn, None, "protocol", f"request line longer than {lim.max_line} bytes", "request"
                     )
                     raise _Closed
-                self._mark(conn, busy=True)
+                if not self._mark(conn, busy=True):
+                    raise _Closed  # reaped as idle just before this line arrived
                 try:
                     if not self._handle(conn, line, allowed):
                         return
@@ -527,8 +544,12 @@ class ApiServer:
                 return self._locked(s.resume)
             case "migrate":
                 return self._locked(s.migrate_now, a["path"])
-            case "reload":
-                return self._locked(s.reload)
+            case "reload":  # read and checked outside the lock: a slow parse never stalls the rest
+                try:
+                    prepared: Any = s.read_profiles()
+                except TierctlError as e:
+                    prepared = e
+                return self._locked(s.reload, prepared)
         raise RequestError("protocol", f"op {req.op!r} has no handler", "op", req.id)  # pragma: no cover
 
     # ---- subscriptions --------------------------------------------------------------------------

@@ -116,8 +116,9 @@ def group_id(text: str) -> int:
     import grp
 
     try:
-        return grp.getgrgid(int(text)).gr_gid if text.isdigit() else grp.getgrnam(text).gr_gid
-    except (KeyError, OverflowError):
+        numeric = text.isascii() and text.isdigit()
+        return grp.getgrgid(int(text)).gr_gid if numeric else grp.getgrnam(text).gr_gid
+    except (KeyError, OverflowError, ValueError):
         raise InputError(f"no such group {text!r}", "--mutators-group") from None
 
 

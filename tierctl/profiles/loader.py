@@ -78,7 +78,7 @@ _ASSIGN_RE = re.compile(rf"({_KEY})\s*=(.*)")
 _PART_RE = re.compile(rf"\s*({_BARE}|{_QUOTED})\s*(?:\.|$)")
 # a dotted key of more than two parts at the start of a line or of a table header
 _DOTTED_RE = re.compile(
-    rf"^[ \t]*\[*[ \t]*((?:{_BARE}|{_QUOTED})(?:[ \t]*\.[ \t]*(?:{_BARE}|{_QUOTED})){{2,}})", re.M
+    rf"^[ \t]*(?:\[[ \t]*)*((?:{_BARE}|{_QUOTED})(?:[ \t]*\.[ \t]*(?:{_BARE}|{_QUOTED})){{2,}})", re.M
 )
 MAX_KEY_PARTS = 8
 MAX_PROFILE_BYTES = 64 * 1024

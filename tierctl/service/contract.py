@@ -51,4 +51,12 @@ class ServiceContract(Protocol):
 
     def migrate_now(self, path: str | None) -> dict[str, Any]: ...
 
-    def reload(self) -> dict[str, Any]: ...
+    def read_profiles(self) -> Any:
+        """Read and check the profile set without touching the service (callable without its lock);
+        raises a TierctlError for a set that cannot be used."""
+        ...
+
+    def reload(self, prepared: Any = None) -> dict[str, Any]:
+        """Install ``prepared`` (what ``read_profiles`` returned, or the TierctlError it raised), or
+        read the set now when None; all or nothing."""
+        ...

@@ -41,10 +41,12 @@ server), and both are called from the server's thread.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import math
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -500,13 +502,35 @@ class _Server(ThreadingMixIn, WSGIServer):
         finally:
             self._slots.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or went away is not news (socketserver would print a traceback)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, TimeoutError | ConnectionError):
+            return
+        log.warning("metrics: a request from %s failed: %s", client_address, exc)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):
-    timeout = REQUEST_TIMEOUT_S  # a client that sends nothing (or too slowly) is dropped
+    timeout = REQUEST_TIMEOUT_S  # per read: a client that sends nothing is dropped
+
+    def setup(self) -> None:
+        super().setup()
+        # and per request: one that trickles a byte at a time is dropped too, its slot freed
+        self._deadline = threading.Timer(2 * REQUEST_TIMEOUT_S, self._expire)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _expire(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
         pass

@@ -62,7 +62,14 @@ class OverrideStore:
             return parse_overrides(raw)
         except (ValueError, AttributeError, TypeError, InputError, RecursionError) as e:
             aside = self.path.with_name(self.path.name + ".corrupt")
-            os.replace(self.path, aside)
+            try:
+                os.replace(self.path, aside)
+            except OSError as err:
+                raise InputError(
+                    f"unreadable overrides ({e}) and cannot be set aside as {aside}: {err.strerror}; "
+                    "move it away by hand",
+                    str(self.path),
+                ) from None
             why = e.message if isinstance(e, InputError) else str(e) or type(e).__name__
             self.problem = f"{self.path}: unreadable overrides ({why}); kept as {aside}, starting without"
             return Overrides()

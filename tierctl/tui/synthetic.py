@@ -228,7 +228,10 @@ class SyntheticService:
         self.cycle()
         return {"cycle": self.cycles, "moved": dict(self.moved)}
 
-    def reload(self) -> dict[str, Any]:
+    def read_profiles(self) -> Any:
+        return None
+
+    def reload(self, prepared: Any = None) -> dict[str, Any]:
         self._may("reload")
         self._event("reloaded", profiles=sorted(set(self.prof) - {"-"}))
         return {"profiles": sorted(set(self.prof) - {"-"})}
