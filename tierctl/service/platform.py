@@ -50,6 +50,7 @@ class Chain(Protocol):
 class View(Protocol):
     cgroups: list[str]
     last: Any  # MemoryState | None
+    refused: dict[int, str]  # pid -> why it may not be read (skipped, reported once)
 
     def locate(self, pages: Any) -> tuple[Any, Any]: ...
 

@@ -379,7 +379,7 @@ class Service:
     def _report_refused(self) -> None:
         """One ``skipped`` event per process the memory view may not read (permission): it is left
         out of placement, and the others go on."""
-        refused: dict[int, str] = getattr(self.loop.view, "refused", {})
+        refused = self.loop.view.refused
         for pid in refused.keys() - self._refused_seen:
             self._refused_seen.add(pid)
             self._event("skipped", pid=pid, message=refused[pid])

@@ -108,6 +108,7 @@ class SimView:
             self._first[i] = mine[0] if mine.shape[0] else 0
         self._cgroup = machine.cgroup
         self.last: MemoryState | None = None
+        self.refused: dict[int, str] = {}  # a simulated process can always be read
 
     def snapshot(self) -> MemoryState:
         self._targets()  # the Service's discovery runs as on the kernel (profile matching)
