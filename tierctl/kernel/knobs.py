@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from tierctl import strict_json
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
+from tierctl.kernel.statefile import read_capped, set_aside
 
 STATE_VERSION = 1
 MAX_STATE_BYTES = 1 << 20
@@ -192,15 +193,9 @@ class KnobGuard:
         version, a knob outside the allowed set) is set aside as ``<name>.corrupt`` (kept for the
         operator: it may name originals to restore by hand), reported in ``problem``, and ignored."""
         try:
-            with open(self.state_file, "rb") as f:
-                raw = f.read(MAX_STATE_BYTES + 1)
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise InputError(f"cannot read the knob record: {e.strerror}", str(self.state_file)) from None
-        try:
-            if len(raw) > MAX_STATE_BYTES:
-                raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
+            raw = read_capped(self.state_file, MAX_STATE_BYTES)
+            if raw is None:
+                return []
             data = strict_json.loads(raw.decode("utf-8"))
             if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
                 version = data.get("version") if isinstance(data, dict) else None
@@ -208,22 +203,11 @@ class KnobGuard:
             recs = [KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"])) for k in data["knobs"]]
             for r in recs:
                 _check_knob(r.knob)
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, InputError) as e:
-            why = (
-                "nested too deeply"
-                if isinstance(e, RecursionError)
-                else e.message
-                if isinstance(e, InputError)
-                else str(e) or type(e).__name__
-            )
-            aside = self.state_file.with_name(self.state_file.name + ".corrupt")
-            try:
-                os.replace(self.state_file, aside)
-            except OSError as err:
-                raise InputError(
-                    f"not a tierctl knob record ({why}) and cannot be set aside: {err.strerror}",
-                    str(self.state_file),
-                ) from None
+        except OSError as e:
+            raise InputError(f"cannot read the knob record: {e.strerror}", str(self.state_file)) from None
+        except (ValueError, KeyError, TypeError, AttributeError, InputError) as e:
+            why = e.message if isinstance(e, InputError) else str(e) or type(e).__name__
+            aside = set_aside(self.state_file, "not a tierctl knob record", why)
             self.problem = (
                 f"{self.state_file}: not a tierctl knob record ({why}); kept as {aside} — "
                 "knobs it named were not restored"

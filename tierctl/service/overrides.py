@@ -19,6 +19,7 @@ from typing import Any
 
 from tierctl import strict_json, values
 from tierctl.errors import InputError, KernelError
+from tierctl.kernel.statefile import read_capped, set_aside
 
 TIERS = ("fast", "slow", "auto")
 VERSION = 1
@@ -50,27 +51,17 @@ class OverrideStore:
         deeply, duplicate keys, a newer version, a value out of range) is set aside, never fatal."""
         self._remove_stale_tmp()
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read(MAX_STATE_BYTES + 1)
-        except FileNotFoundError:
-            return Overrides()
+            raw = read_capped(self.path, MAX_STATE_BYTES)
+            if raw is None:
+                return Overrides()
+            return parse_overrides(raw)
         except (NotADirectoryError, IsADirectoryError) as e:  # --state-dir names a file, or the reverse
             raise InputError(f"cannot read overrides: {e.strerror}", str(self.path)) from None
         except OSError as e:
             raise KernelError(f"cannot read overrides: {e.strerror}", str(self.path)) from None
-        try:
-            return parse_overrides(raw)
-        except (ValueError, AttributeError, TypeError, InputError, RecursionError) as e:
-            aside = self.path.with_name(self.path.name + ".corrupt")
-            try:
-                os.replace(self.path, aside)
-            except OSError as err:
-                raise InputError(
-                    f"unreadable overrides ({e}) and cannot be set aside as {aside}: {err.strerror}; "
-                    "move it away by hand",
-                    str(self.path),
-                ) from None
+        except (ValueError, AttributeError, TypeError, InputError) as e:
             why = e.message if isinstance(e, InputError) else str(e) or type(e).__name__
+            aside = set_aside(self.path, "unreadable overrides", why)
             self.problem = f"{self.path}: unreadable overrides ({why}); kept as {aside}, starting without"
             return Overrides()
 
