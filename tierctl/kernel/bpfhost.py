@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from tierctl.errors import UnavailableError
+from tierctl.kernel.procfs import status_caps
 
 TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -171,7 +172,6 @@ def cgroup2_root(mountinfo: Path = PROC / "self" / "mountinfo") -> Path | None:
 def effective_caps(status: Path = PROC / "self" / "status") -> int | None:
     """This process's effective capability mask (``CapEff``), None when it cannot be read."""
     try:
-        m = re.search(r"^CapEff:\s*([0-9a-f]+)", status.read_text(), re.M)
+        return status_caps(status.read_text(), "CapEff")
     except OSError:
         return None
-    return int(m.group(1), 16) if m else None

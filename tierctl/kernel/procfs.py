@@ -567,8 +567,8 @@ class ProcFS:
             f"{name} of pid {pid}"
         )
         try:
-            own = _caps((self.root / "self" / "status").read_text(), "CapEff")
-            target = _caps((self.root / _pid_name(pid) / "status").read_text(), "CapPrm")
+            own = status_caps((self.root / "self" / "status").read_text(), "CapEff")
+            target = status_caps((self.root / _pid_name(pid) / "status").read_text(), "CapPrm")
         except OSError:
             own = target = None
         if own is not None and target is not None and target & ~own:
@@ -593,7 +593,9 @@ class ProcFS:
         return KernelError(f"cannot read: {e.strerror or e}", str(path))
 
 
-def _caps(status: str, field: str) -> int | None:
+def status_caps(status: str, field: str = "CapEff") -> int | None:
+    """A capability mask (``CapEff``, ``CapPrm`` ...) from the text of /proc/PID/status; None when
+    the line is missing or malformed."""
     for line in status.splitlines():
         if line.startswith(field + ":"):
             with contextlib.suppress(ValueError):
