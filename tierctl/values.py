@@ -146,17 +146,3 @@ def integer(value: Any, where: str, *, lo: int = INT32[0], hi: int = INT32[1], t
     if value > hi:
         raise InputError(f"must be <= {hi}, got {value}", where)
     return value
-
-
-def rate_mbps(value: Any, where: str, *, text_ok: bool = False) -> float:
-    return number(value, where, lo=0.0, hi=MAX_RATE_MBPS, lo_open=True, text_ok=text_ok)
-
-
-def ratio(value: Any, where: str, *, text_ok: bool = False) -> float:
-    """A ratio in (0, 1]."""
-    return number(value, where, lo=0.0, hi=1.0, lo_open=True, text_ok=text_ok)
-
-
-def seconds(value: Any, where: str, *, hi: float = 86400.0 * 365, text_ok: bool = False) -> float:
-    """A duration in (0, hi] seconds."""
-    return number(value, where, lo=0.0, hi=hi, lo_open=True, text_ok=text_ok)
