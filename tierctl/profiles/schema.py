@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tierctl import values
 from tierctl.core.policy import Quota, amount_to_pages
 from tierctl.errors import InputError
 
@@ -77,10 +78,8 @@ class MatchRule:
 
 
 def amount_kind(value: Amount) -> Literal["bytes", "share"]:
-    """Whether a (valid) amount is bytes or a share of the fast tier."""
-    if isinstance(value, float) or (isinstance(value, str) and value.strip().endswith("%")):
-        return "share"
-    return "bytes"
+    """Whether a (valid) amount is bytes or a share of the fast tier (``values.amount`` decides)."""
+    return values.amount(value, "amount").kind
 
 
 @dataclass(frozen=True)
