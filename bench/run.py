@@ -67,6 +67,7 @@ def cost(sizes: list[int]) -> None:
             r["budget"],
             f"{r['evaluated_pages_median'] / (1 << 20):.2f} Mi",
             f"{r['cycle_s_median'] * 1000:.0f} ms",
+            f"{r['rebase_cycle_s'] * 1000:.0f} ms",
             f"{r['full_cycle_s'] * 1000:.0f} ms",
             f"{r['cycle_s_amortised'] * 1000:.0f} ms",
             f"{r['cycle_s_median_threaded'] * 1000:.0f} ms",
@@ -83,6 +84,7 @@ def cost(sizes: list[int]) -> None:
                 "budget",
                 "evaluated",
                 "cycle, 1 core",
+                "rebase",
                 "full pass",
                 "amortised",
                 f"{out['threads']} threads",
@@ -116,6 +118,21 @@ def bound(seeds: list[int]) -> None:
     out = b.run(b.unmet(quality), seeds, quality)
     path = _write("bound", out)
     print(b.table(out))
+    print(f"-> {path}\n")
+
+
+def bound_all(seeds: list[int]) -> None:
+    """The same on every shape x density, with the best ONE grid point for all of them (a default)
+    beside the per-run choice; writes bench/results/bound_all.json."""
+    import json
+
+    from bench import bound as b
+
+    quality = json.loads((RESULTS / "quality.json").read_text())
+    out = b.run(b.all_rows(quality), seeds, quality)
+    out["one_default"] = b.one_default(out)
+    path = _write("bound_all", out)
+    print(b.one_default_table(out))
     print(f"-> {path}\n")
 
 
@@ -222,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "which",
         nargs="*",
-        metavar="quality|cost|amortised|bound|mover|overhead|shift|daemon-cost|tui",
+        metavar="quality|cost|amortised|bound|bound-all|mover|overhead|shift|daemon-cost|tui",
         help="which benchmarks (default: quality, cost and overhead; mover, shift and daemon-cost boot "
         "the two-tier guest)",
     )
@@ -251,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     which = args.which or ["quality", "cost", "overhead"]
     if rest and which != ["quality"]:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
-    known = {"quality", "cost", "amortised", "bound", "mover", "overhead", "shift", "daemon-cost", "tui"}
+    known = {"quality", "cost", "amortised", "bound", "bound-all", "mover", "overhead", "shift"}
+    known |= {"daemon-cost", "tui"}
     unknown = set(which) - known
     if unknown:
         ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(sorted(known))}")
@@ -268,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         amortised()
     if "bound" in which:
         bound([int(s) for s in args.seeds.split(",")])
+    if "bound-all" in which:
+        bound_all([int(s) for s in args.seeds.split(",")])
     if "mover" in which:
         mover()
     if "overhead" in which:

@@ -25,7 +25,6 @@ def test_lazy_decay_gives_the_eagerly_decayed_values_and_rebases_exactly() -> No
     lazy = HeatModel(64, half_life=1.0)
     eager = np.zeros(64)
     d = lazy.decay_factor
-    epoch = lazy.epoch
     for t in range(80):  # 2**-80: past the rebase point (2**-32) twice
         lazy.decay()
         eager *= d
@@ -33,7 +32,7 @@ def test_lazy_decay_gives_the_eagerly_decayed_values_and_rebases_exactly() -> No
         lazy.ingest(make_batch(pages, 1.0), t)
         np.add.at(eager, pages, 1.0)
         assert 2.0**-33 < lazy.scale <= 1.0
-    assert lazy.epoch >= epoch + 2
+    assert lazy.rebased_log2 <= -64 and lazy.epoch == 0  # rebased twice, by exact powers of two
     np.testing.assert_allclose(lazy.heat, eager, rtol=1e-5)
     np.testing.assert_allclose(lazy.current(np.arange(64)), eager, rtol=1e-5)
 
@@ -208,22 +207,79 @@ def test_incremental_census_stays_a_true_count_while_pages_move() -> None:
     assert (slow == (m.node == SLOW)).mean() > 0.99
 
 
-def test_everything_is_evaluated_again_after_a_rebase_a_full_read_or_below_sweep_pages() -> None:
+def test_rescale_shifts_heated_codes_and_the_window_and_keeps_the_count() -> None:
+    rng = np.random.default_rng(3)
+    n, n_cg = 5000, 3
+    cgroup = rng.integers(0, n_cg, n).astype(np.uint16)
+    c = RunningCensus()
+    c.reset(n, n_cg)
+    lut = np.array([False, True, False])
+    est = np.where(rng.random(n) < 0.2, 0.0, 2.0 ** rng.uniform(-148, 20, n)).astype(np.float32)
+    node = rng.integers(-1, 2, n)
+    c.apply(slice(0, n), RunningCensus.codes_for(est, node, lut), cgroup)
+    before, window = c.codes.copy(), c.window_bins(slice(0, n))
+    c.rescale(-8 * 33, cgroup)  # stored heat times 2**-33
+    np.testing.assert_array_equal(c.hist, _recount(c, cgroup))
+    b0 = (before & BIN_MASK).astype(np.int32)
+    b1 = (c.codes & BIN_MASK).astype(np.int32)
+    kept = b0 - 8 * 33 >= 8
+    flushed = (b0 >= 2) & ~kept
+    assert kept.any() and flushed.any()
+    np.testing.assert_array_equal(b1[kept], b0[kept] - 8 * 33)
+    assert (b1[flushed] == 1).all() and (b1[b0 < 2] == b0[b0 < 2]).all()
+    np.testing.assert_array_equal(c.codes & ~np.uint16(BIN_MASK), before & ~np.uint16(BIN_MASK))
+    # every page that kept heat kept its window bin: the histogram did not need a recount
+    np.testing.assert_array_equal(c.window_bins(slice(0, n))[kept], window[kept])
+
+
+def test_a_rebase_shifts_codes_and_sums_to_what_a_full_evaluation_gives() -> None:
+    """A heat rebase multiplies stored heat by an exact power of two: the census codes and the
+    region sums move with it instead of being recomputed, and come out as a fresh full evaluation
+    of the same heat would have them."""
     n, fast = 4096, 1024
     m = _machine(n, fast)
     h = HeatModel(n, half_life=1.0)
     pol = TierctlPolicy(sweep_pages=1024, threads=1)
-    fulls = []
-    for t in range(1, 40):  # 2**-32 of decay in 32 cycles: one rebase on the way
-        epoch = h.epoch
+    rng = np.random.default_rng(7)
+    rate = rng.pareto(1.2, n)
+    fulls, rebases = [], 0
+    for t in range(1, 72):  # 2**-32 of decay in 32 cycles: two rebases on the way
+        units = h.rebased_log2
+        h.decay()
+        h.ingest(make_batch(rng.choice(n, 900, p=rate / rate.sum()), 1.0), t)
+        if t % 5 == 0:  # two ingests before a decision: touched changes rescaled in between
+            h.decay()
+            h.ingest(make_batch(rng.choice(n, 300, p=rate / rate.sum()), 1.0), t)
+        plan = pol.decide(_view(m, h, t))
+        h.note_moved(m.move(plan, 64).moved, t)
+        assert pol.stats is not None
+        fulls.append(pol.stats.full)
+        c = pol.evaluation.census
+        np.testing.assert_array_equal(c.hist, _recount(c, m.cgroup))
+        if h.rebased_log2 != units:
+            rebases += 1
+            assert not pol.stats.full  # shifted, not recounted
+            assert c.units == h.rebased_log2
+            # the region sums equal a recomputation from the rescaled heat
+            est = pol.estimator
+            s1, s2 = est._s1.copy(), est._s2.copy()
+            est._refresh(h, m.node, 0, n)
+            np.testing.assert_allclose(s1, est._s1, rtol=1e-6, atol=1e-12 * est._s1.max())
+            np.testing.assert_allclose(s2, est._s2, rtol=1e-5, atol=1e-12 * est._s2.max())
+    assert rebases == 2
+    assert fulls[0] and fulls.count(True) == 1
+
+
+def test_everything_is_evaluated_again_after_a_full_read_or_below_sweep_pages() -> None:
+    n, fast = 4096, 1024
+    m = _machine(n, fast)
+    h = HeatModel(n, half_life=1.0)
+    pol = TierctlPolicy(sweep_pages=1024, threads=1)
+    for t in range(1, 41):
         h.decay()
         h.ingest(make_batch(np.arange(0, n, 3), 1.0), t)
         pol.decide(_view(m, h, t))
-        assert pol.stats is not None
-        fulls.append(pol.stats.full)
-        if h.epoch != epoch:
-            assert pol.stats.full  # stored heat was rescaled: every code with it
-    assert fulls[0] and fulls.count(True) == 2
+        assert pol.stats is not None and pol.stats.full == (t == 1)
     # a new node array (a full read of where pages are) is a full evaluation
     state = _view(m, h, 41)
     fresh = MemoryState(node=m.node.copy(), cgroup=m.cgroup, n_cgroups=m.n_cgroups, topology=m.topology())

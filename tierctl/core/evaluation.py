@@ -38,10 +38,13 @@ SILENCE_CHECKS = (3, 8)  # decisions after a fast page's sample at which its sil
 
 @dataclass(frozen=True)
 class _Pages:
-    """Scattered pages to evaluate, with the region of each."""
+    """Scattered pages to evaluate, with the region of each; for pages all sampled in one cycle,
+    their stored heat and that cycle."""
 
     idx: np.ndarray
     reg: np.ndarray
+    stored: np.ndarray | None = None
+    seen: int = 0
 
 
 _Segment = slice | _Pages
@@ -89,7 +92,10 @@ class Evaluation:
             segments: list[_Segment] = [slice(0, n)]
         else:
             assert sweep is not None
+            if self.census.units != heat.rebased_log2:  # a rebase: shift the codes, not recount
+                self.census.rescale(BINS_PER_OCTAVE * (heat.rebased_log2 - self.census.units), mem.cgroup)
             segments = self._segments(view, sweep)
+        self.census.units = heat.rebased_log2
         evaluated = self._evaluate(view, segments)
         if not self.census.healthy():  # a page's cgroup changed under its code: count afresh
             self.census.reset(n, n_cg)
@@ -143,11 +149,11 @@ class Evaluation:
         # the sampled pages come sorted and distinct from one ingest; the others are merged with
         # them without sorting them again (the order only has to be cache-friendly, not total)
         touched = est.touched
-        if len(touched) == 1:
-            sampled, stored = touched[0].pages, touched[0].stored
+        if len(touched) == 1:  # one ingest: its stored heat and cycle serve the estimates
+            sampled, stored, seen = touched[0].pages, touched[0].stored, touched[0].now
         else:  # several ingests (the gate skipped decisions): read the heat again
             sampled = distinct(np.concatenate([_EMPTY, *(t.pages for t in touched)]))
-            stored = view.heat.stored[sampled]
+            stored, seen = view.heat.stored[sampled], None
         self._just_sampled, self._just_stored = sampled, stored
         others = [self._carry, *self._gone_silent(view)]
         if mem.new_pages is not None:
@@ -157,14 +163,29 @@ class Evaluation:
         if sampled.shape[0] and more.shape[0]:
             at = np.minimum(np.searchsorted(sampled, more), sampled.shape[0] - 1)
             more = more[sampled[at] != more]
-        pages = np.concatenate([sampled, more])
-        pages = pages[(pages < lo) | (pages >= hi)]
-        reg = est.regions_of(pages)
-        if drifted.shape[0]:  # drop the ones in a drifted region (sorted: a search per page)
-            at = np.minimum(np.searchsorted(drifted, reg), drifted.shape[0] - 1)
-            out = drifted[at] != reg
-            pages, reg = pages[out], reg[out]
-        return [slice(lo, hi), _Pages(np.concatenate([d_idx, pages]), np.concatenate([d_reg, reg]))]
+        if seen is None:
+            sampled, more = _EMPTY, np.sort(np.concatenate([sampled, more]))  # disjoint: one sort
+
+        in_drifted = np.zeros(est.n_regions, dtype=bool)  # a small table: a gather per page
+        in_drifted[drifted] = True
+
+        def outside(pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Which of ``pages`` (sorted) lie outside the sweep slice and the drifted regions (a
+            mask), and the regions of those."""
+            reg = est.regions_of(pages)
+            keep = ~in_drifted[reg]
+            a, b = np.searchsorted(pages, [lo, hi])
+            keep[a:b] = False
+            return keep, reg[keep]
+
+        k_s, r_s = outside(sampled)
+        k_m, r_m = outside(more)
+        segments: list[_Segment] = [slice(lo, hi)]
+        if r_s.shape[0]:
+            assert seen is not None
+            segments.append(_Pages(sampled[k_s], r_s, stored[k_s], seen))
+        segments.append(_Pages(np.concatenate([d_idx, more[k_m]]), np.concatenate([d_reg, r_m])))
+        return segments
 
     def _gone_silent(self, view: PolicyView) -> list[np.ndarray]:
         """Fast pages sampled ``SILENCE_CHECKS`` decisions ago and not since."""
@@ -202,7 +223,8 @@ class Evaluation:
                 def chunk(lo: int, hi: int, seg: _Pages = seg) -> Evaluated:
                     idx = seg.idx[lo:hi]
                     reg = seg.reg[lo:hi]
-                    e = est.rates32(idx, reg)
+                    known = None if seg.stored is None else (seg.stored[lo:hi], seg.seen)
+                    e = est.rates32(idx, reg, sampled=known)
                     codes = census.codes_for(e, mem.node[idx], lut, scale)
                     return Evaluated(idx, e, codes, est.region_cgroup(mem.cgroup)[reg])
 

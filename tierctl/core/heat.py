@@ -42,12 +42,13 @@ BINS_PER_OCTAVE = 8
 @dataclass(frozen=True)
 class Touched:
     """One ingest's changes: its distinct pages (sorted), the change of their stored heat and of
-    its square, and their stored heat after it."""
+    its square, their stored heat after it, and the cycle it was observed in."""
 
     pages: np.ndarray
     d1: np.ndarray
     d2: np.ndarray
     stored: np.ndarray
+    now: int
 
 
 class HeatModel:
@@ -64,7 +65,10 @@ class HeatModel:
         self._young_window = max(2, math.ceil(4 * half_life))  # cycles a page counts as young
         self._young_sorted: tuple[np.ndarray, np.ndarray] | None = None  # (pages, born) by page
         self._scale = 1.0  # current heat = stored * scale
-        self.epoch = 0  # counts rebases and re-indexings: stored values from before are not comparable
+        self.epoch = 0  # counts loads and re-indexings: stored values from before are not comparable
+        # stored values were multiplied by 2**rebased_log2 in all by rebases (exact powers of two):
+        # consumers that keep stored units rescale by the difference instead of starting over
+        self.rebased_log2 = 0
         # per ingest, while tracked: (pages, change of stored heat, change of its square), one row
         # per distinct page, for consumers that keep sums of heat up to date without a full pass
         self._touched: list[Touched] | None = None
@@ -146,10 +150,13 @@ class HeatModel:
     def scale(self) -> float:
         return self._scale
 
-    def current(self, idx: np.ndarray | slice, dtype: type = np.float64) -> np.ndarray:
-        """Current heat of pages ``idx`` (indices, or a slice; float64, or ``dtype``)."""
-        out = self._heat[idx]
-        if dtype is not np.float32 or isinstance(idx, slice):
+    def current(
+        self, idx: np.ndarray | slice, dtype: type = np.float64, *, stored: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Current heat of pages ``idx`` (indices, or a slice; float64, or ``dtype``); ``stored``:
+        their stored heat, when the caller has it (saves a gather at random pages)."""
+        out = self._heat[idx] if stored is None else stored
+        if dtype is not np.float32 or isinstance(idx, slice) or stored is not None:
             out = out.astype(dtype)
         out *= dtype(self._scale)
         return out
@@ -179,11 +186,18 @@ class HeatModel:
     def decay(self, cycles: float = 1.0) -> None:
         self._scale *= self.decay_factor**cycles
         if self._scale < 2.0**-32:  # rebase by an exact power of two (amortised: every 32 half-lives)
-            shift = 2.0 ** math.floor(math.log2(self._scale))
+            k = math.floor(math.log2(self._scale))
+            shift = 2.0**k
             heat = self._heat[: self._n]
             np.multiply(heat, np.float32(shift), out=heat)
             self._scale /= shift
-            self._new_epoch()
+            self.rebased_log2 += k
+            if self._touched:  # the changes not yet taken, in the new units
+                f32 = np.float32(shift)
+                self._touched = [
+                    Touched(t.pages, t.d1 * shift, t.d2 * (shift * shift), t.stored * f32, t.now)
+                    for t in self._touched
+                ]
 
     def _new_epoch(self) -> None:
         self.epoch += 1
@@ -235,7 +249,7 @@ class HeatModel:
         self.last_seen[uniq] = now
         if self._touched is not None:
             o, nw = old.astype(np.float64), new.astype(np.float64)
-            self._touched.append(Touched(uniq, nw - o, nw * nw - o * o, new))
+            self._touched.append(Touched(uniq, nw - o, nw * nw - o * o, new, now))
         self.ingested_samples += int(page.shape[0])
         return int(page.shape[0])
 
@@ -265,10 +279,12 @@ class HeatModel:
             self._young_sorted = (pages[order], born[order])
         return self._young_sorted
 
-    def estimate(self, idx: np.ndarray | slice, now: int, dtype: type = np.float64) -> np.ndarray:
+    def estimate(
+        self, idx: np.ndarray | slice, now: int, dtype: type = np.float64, *, stored: np.ndarray | None = None
+    ) -> np.ndarray:
         """Heat of pages ``idx`` (indices, or a slice of pages) corrected for how long they have
-        been present (float64, or ``dtype``)."""
-        est = self.current(idx, dtype)
+        been present (float64, or ``dtype``); ``stored`` as for ``current``."""
+        est = self.current(idx, dtype, stored=stored)
         young = self.settle_young(now)
         if young is None or est.shape[0] == 0:
             return est

@@ -67,6 +67,7 @@ class RunningCensus:
         self.top = 0  # absolute bin shown as window bin N_BINS - 1 (0: nothing counted yet)
         self._lut = np.zeros(1 << 16, dtype=np.int32)
         self._lut_top = -1
+        self.units = 0  # the heat model's ``rebased_log2`` the absolute bins are in
 
     @property
     def nbytes(self) -> int:
@@ -150,8 +151,42 @@ class RunningCensus:
         flat = self.hist.reshape(-1)
         cg = cgroup[changed]
         flat -= np.bincount(self._keys(old[changed], cg), minlength=size)
-        flat += np.bincount(self._keys(codes[changed], cg), minlength=size)
-        self.codes[where] = codes
+        new = codes[changed]
+        flat += np.bincount(self._keys(new, cg), minlength=size)
+        if isinstance(where, slice):
+            self.codes[where] = codes
+        else:  # a scatter of only the changed codes: most stay
+            self.codes[where[changed]] = new
+
+    def rescale(self, bins: int, cgroup: np.ndarray) -> None:
+        """Stored units were multiplied by ``2 ** (bins / BINS_PER_OCTAVE)`` (a heat rebase): move
+        every heated code and the window by ``bins``, so window bins, and so the histogram, stay as
+        they were. A code pushed below the smallest positive float32 becomes "present without
+        heat" (the rebase flushed that heat to zero): those pages move to window bin 0."""
+        if bins == 0 or self.top == 0:
+            self.top = self.top + bins if self.top else 0
+            return
+        old_lut = self._key_lut().copy()
+        self.top += bins
+        new_lut = self._key_lut()
+        flat = self.hist.reshape(-1)
+        step = 1 << 20
+        for lo in range(0, self.codes.shape[0], step):  # a block at a time: no page-sized temporaries
+            c = self.codes[lo : lo + step]
+            b = (c & BIN_MASK).astype(np.int32)
+            heated = b >= 2
+            b[heated] += bins
+            off = heated & ((b < 8) | (b > BIN_MASK))  # flushed to zero, or (growing units) clipped
+            if off.any():
+                b[off & (b < 8)] = 1
+                b[off & (b > BIN_MASK)] = BIN_MASK
+                at = np.flatnonzero(off)
+                base = cgroup[lo + at].astype(np.int32) * (2 * N_BINS)
+                old, new = c[at], (c[at] & ~np.uint16(BIN_MASK)) | b[at].astype(np.uint16)
+                flat -= np.bincount(base + old_lut[old], minlength=flat.size)
+                flat += np.bincount(base + new_lut[new], minlength=flat.size)
+            c &= np.uint16(~BIN_MASK & 0xFFFF)
+            c |= b.astype(np.uint16)
 
     def count(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> Census:
         """A census of only some pages: (codes, cgroups) of each part."""
