@@ -77,7 +77,14 @@ class TierctlDaemon:
         self.ready_s = 0.0
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "tierctl", "daemon", "--profiles", str(REPO / "profiles")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tierctl",
+            "daemon",
+            "--profiles",
+            str(REPO / "tierctl" / "data" / "profiles"),
+        ]
         cmd += ["--state-dir", str(self.workdir / "state"), "--socket", str(self.sock)]
         cmd += ["--cycle-log", str(self.cycle_log), *self.extra]
         t0 = time.monotonic()

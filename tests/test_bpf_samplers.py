@@ -309,7 +309,7 @@ def test_shipped_header_tree_compiles_even_when_kernel_headers_exist(child_facto
         started.append(s)
         s.start(Targets(pids=(child.pid,)))
         assert s.headers is not None and s.headers.kind == "shipped"
-        assert s.headers.path == BL.SHIPPED_HEADERS
+        assert s.headers.path == BL.shipped_headers()
         assert s.compile_seconds < 30
         s.stop()
 
@@ -337,7 +337,7 @@ def test_stop_detaches_and_restores(child_factory) -> None:
 @needs_bcc
 def test_compile_error_gives_the_first_compiler_error_line() -> None:
     bad = (
-        BL.BPF_DIR / "fault_sampler.c"
+        BL.bpf_dir() / "fault_sampler.c"
     ).read_text() + "\nint tierctl_broken(void) { return no_such_symbol; }\n"
     s = FaultSampler(source=bad)
     assert s.probe().ok  # probe does not compile
@@ -354,7 +354,7 @@ def test_compile_error_gives_the_first_compiler_error_line() -> None:
 
 @needs_bcc
 def test_verifier_refusal_gives_the_verifier_verdict() -> None:
-    text = (BL.BPF_DIR / "addr_sampler.c").read_text()
+    text = (BL.bpf_dir() / "addr_sampler.c").read_text()
     bad = text.replace("u64 addr = ctx->addr;", "u64 addr = *(u64 *)((char *)ctx + 4096);")
     assert bad != text
     fds_before = open_fds()
@@ -430,8 +430,8 @@ def test_header_resolution_order(tmp_path: Path, monkeypatch) -> None:
     mods = tmp_path / "modules"
     # nothing for this release: the shipped tree, with the running kernel's version code
     h = BL.find_headers(release="6.18.44-x", modules_dir=mods)
-    assert h.kind == "shipped" and h.path == BL.SHIPPED_HEADERS
-    assert dict(h.env)["BCC_KERNEL_SOURCE"] == str(BL.SHIPPED_HEADERS)
+    assert h.kind == "shipped" and h.path == BL.shipped_headers()
+    assert dict(h.env)["BCC_KERNEL_SOURCE"] == str(BL.shipped_headers())
     assert h.cflags == (f"-DLINUX_VERSION_CODE={(6 << 16) + (18 << 8) + 44}",)
     with pytest.raises(UnavailableError, match=r"no kernel headers for 6\.18\.44-x"):
         BL.find_headers("kernel", release="6.18.44-x", modules_dir=mods)
@@ -446,7 +446,7 @@ def test_header_resolution_order(tmp_path: Path, monkeypatch) -> None:
     assert BL.find_headers("kernel", release="6.12.2", modules_dir=mods).kind == "kernel"
     assert BL.find_headers("shipped", release="6.12.2", modules_dir=mods).kind == "shipped"
     # without the shipped tree, auto falls back to the kernel's
-    monkeypatch.setattr(BL, "SHIPPED_HEADERS", tmp_path / "gone")
+    monkeypatch.setenv("TIERCTL_BPF_DIR", str(tmp_path / "gone"))
     assert BL.find_headers(release="6.12.1", modules_dir=mods).kind == "kernel"
     monkeypatch.undo()
     monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
@@ -458,13 +458,13 @@ def test_header_resolution_order(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_shipped_tree_is_small_and_documented() -> None:
-    files = [p for p in BL.SHIPPED_HEADERS.rglob("*") if p.is_file()]
-    assert (BL.SHIPPED_HEADERS / "README").exists()
+    files = [p for p in BL.shipped_headers().rglob("*") if p.is_file()]
+    assert (BL.shipped_headers() / "README").exists()
     assert len(files) <= 20 and sum(p.stat().st_size for p in files) < 64 * 1024
-    readme = (BL.SHIPPED_HEADERS / "README").read_text()
+    readme = (BL.shipped_headers() / "README").read_text()
     for p in files:
         if p.name != "README":
-            assert str(p.relative_to(BL.SHIPPED_HEADERS)) in readme, p
+            assert str(p.relative_to(BL.shipped_headers())) in readme, p
 
 
 def test_print_bpf_returns_the_generated_program() -> None:

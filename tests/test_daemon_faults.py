@@ -50,7 +50,7 @@ class Daemon:
         self.sock = root / "d.sock"
         self.err = root / "daemon.err"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.profiles = REPO / "profiles"
+        self.profiles = REPO / "tierctl" / "data" / "profiles"
 
     def start(self) -> Daemon:
         args = [str(self.profiles), str(self.state), str(self.root / "cg"), str(self.sock)]

@@ -24,11 +24,12 @@ from tierctl.api.client import ApiClient, DaemonNotRunningError, _connect
 from tierctl.api.protocol import RemoteError, parse_request
 from tierctl.api.server import ApiServer
 from tierctl.cli import main
+from tierctl.data import profiles_dir
 from tierctl.errors import DaemonUnreachableError, InputError, PermissionDeniedError
 from tierctl.kernel.procfs import ProcFS
 from tierctl.profiles import check_profiles
 from tierctl.service.service import Service
-from tierctl.sim.live import REPO_PROFILES, sim_service
+from tierctl.sim.live import sim_service
 
 CACHE = "/system.slice/redis-server.service"
 BAD_AMOUNTS = ["1E30", "nan", "inf", "-inf", "1e400", "1e20G", "150%", "nan%", 10**30, -5]
@@ -37,7 +38,7 @@ BAD_AMOUNTS = ["1E30", "nan", "inf", "-inf", "1e400", "1e20G", "150%", "nan%", 1
 def _svc(tmp_path: Path) -> Service:
     profiles = tmp_path / "profiles"
     if not profiles.exists():
-        shutil.copytree(REPO_PROFILES, profiles)
+        shutil.copytree(profiles_dir(), profiles)
     svc = sim_service(
         "multi-cgroup", state_dir=tmp_path / "state", profiles_dir=profiles, epochs=30, wall=lambda: 1e9
     )
@@ -171,7 +172,7 @@ def test_3_profiles_directory_replaced_by_a_symlink_loop(
 
 def test_3_sighup_with_a_broken_set_keeps_the_daemon(tmp_path: Path, daemon: Daemon) -> None:  # noqa: F811
     profiles = tmp_path / "profiles"
-    shutil.copytree(REPO_PROFILES, profiles)
+    shutil.copytree(profiles_dir(), profiles)
     daemon.profiles = profiles
     daemon.start()
     (profiles / "deep.toml").write_text("x = " + "[" * 20000 + "]" * 20000 + "\n")
@@ -322,7 +323,7 @@ def test_7_big_profiles_are_refused_before_parsing(tmp_path: Path) -> None:
 
 def test_7_too_many_profile_files_is_a_problem_of_the_set(tmp_path: Path) -> None:
     d = tmp_path / "profiles"
-    shutil.copytree(REPO_PROFILES, d)
+    shutil.copytree(profiles_dir(), d)
     for i in range(600):
         (d / f"p{i:03d}.toml").write_text(f'name = "p{i}"\npriority = {i + 10}\n[[match]]\ncomm = "x{i}"\n')
     _, problems = check_profiles([d])
@@ -331,7 +332,7 @@ def test_7_too_many_profile_files_is_a_problem_of_the_set(tmp_path: Path) -> Non
 
 def test_8_odd_entries_in_the_profiles_directory_are_problems_not_skipped(tmp_path: Path) -> None:
     d = tmp_path / "profiles"
-    shutil.copytree(REPO_PROFILES, d)
+    shutil.copytree(profiles_dir(), d)
     os.symlink("/nonexistent/x.toml", d / "dangling.toml")
     os.symlink("loop.toml", d / "loop.toml")
     (d / "adir.toml").mkdir()
@@ -464,7 +465,7 @@ def test_an_unlistable_profiles_directory_says_so(tmp_path: Path, monkeypatch: p
     from tierctl.profiles import loader
 
     d = tmp_path / "profiles"
-    shutil.copytree(REPO_PROFILES, d)
+    shutil.copytree(profiles_dir(), d)
     os.symlink("user@host.1234", d / ".#default.toml")  # an editor's lock file: ignored
     good, problems = check_profiles([d])
     assert problems == [] and good.names()

@@ -27,7 +27,7 @@ from tierctl.profiles import (
 from tierctl.profiles.loader import key_lines
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "profiles"
+SHIPPED = REPO / "tierctl" / "data" / "profiles"
 FIXTURES = Path(__file__).parent / "fixtures" / "profiles"
 
 CATCH_ALL = 'name = "default"\npriority = -100\n'
@@ -459,7 +459,10 @@ def run_cli(*argv: str) -> int:
 
 def test_cli_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("profile", "check", str(SHIPPED)) == 0
-    assert capsys.readouterr().out == "5 profiles OK: latency-cache, database, jvm-service, batch, default\n"
+    assert (
+        capsys.readouterr().out
+        == f"5 profiles OK in {SHIPPED}: latency-cache, database, jvm-service, batch, default\n"
+    )
     assert run_cli("profile", "check", "--profiles", str(SHIPPED), "--json") == 0
     out = json.loads(capsys.readouterr().out)
     assert out == {
@@ -469,9 +472,20 @@ def test_cli_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     }
 
 
-def test_cli_check_default_dir_is_the_repo_profiles(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_check_default_dir_is_the_shipped_profiles(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tierctl.profiles as P
+
+    monkeypatch.setattr(P, "INSTALLED_PROFILES", tmp_path / "absent")
     assert run_cli("profile", "check") == 0
-    assert capsys.readouterr().out.startswith("5 profiles OK: ")
+    assert capsys.readouterr().out.startswith(f"5 profiles OK in {SHIPPED}: ")
+    # an administrator's /etc/tierctl/profiles, when there is one, is the default instead
+    mine = tmp_path / "etc"
+    mine.mkdir()
+    (mine / "only.toml").write_text((SHIPPED / "default.toml").read_text())
+    monkeypatch.setattr(P, "INSTALLED_PROFILES", mine)
+    assert P.default_profiles_dir() == mine
 
 
 def test_cli_check_failing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tierctl.data import profiles_dir
 from tierctl.errors import InputError
 from tierctl.profiles.schema import ProfileError
 from tierctl.service.service import Service
-from tierctl.sim.live import REPO_PROFILES, sim_service
+from tierctl.sim.live import sim_service
 
 CACHE = "/system.slice/redis-server.service"
 BATCH = "/batch.slice/nightly-etl.service"
@@ -21,7 +22,7 @@ DB = "/system.slice/postgresql@16-main.service"
 def _svc(tmp_path: Path, **kw: object) -> Service:
     profiles = tmp_path / "profiles"
     if not profiles.exists():
-        shutil.copytree(REPO_PROFILES, profiles)
+        shutil.copytree(profiles_dir(), profiles)
     svc = sim_service(
         "multi-cgroup", state_dir=tmp_path / "state", profiles_dir=profiles, epochs=60, wall=lambda: 1e9, **kw
     )
@@ -138,7 +139,7 @@ def _fast_pages_of(svc: Service, path: str) -> int:
 
 def test_a_profiles_rate_limits_bound_each_cycle(tmp_path: Path) -> None:
     profiles = tmp_path / "profiles"
-    shutil.copytree(REPO_PROFILES, profiles)
+    shutil.copytree(profiles_dir(), profiles)
     text = (profiles / "latency-cache.toml").read_text()
     assert "promote_rate_mbps = " in text
     lines = [
@@ -160,7 +161,7 @@ def test_a_profiles_rate_limits_bound_each_cycle(tmp_path: Path) -> None:
 
 def test_a_fixed_threshold_above_every_page_keeps_the_cgroup_out(tmp_path: Path) -> None:
     profiles = tmp_path / "profiles"
-    shutil.copytree(REPO_PROFILES, profiles)
+    shutil.copytree(profiles_dir(), profiles)
     text = (profiles / "latency-cache.toml").read_text()
     lines = [ln for ln in text.splitlines() if not ln.startswith(("hot_threshold", "fast_min", "pin"))]
     i = lines.index("[placement]")
@@ -205,7 +206,7 @@ def test_migrations_are_reported_per_cgroup(warm: Service) -> None:
 
 def test_a_pin_keeps_the_rate_limits_but_not_a_fixed_threshold(tmp_path: Path) -> None:
     profiles = tmp_path / "profiles"
-    shutil.copytree(REPO_PROFILES, profiles)
+    shutil.copytree(profiles_dir(), profiles)
     text = (profiles / "batch.toml").read_text()
     assert 'hot_threshold = "auto"' in text
     (profiles / "batch.toml").write_text(text.replace('hot_threshold = "auto"', "hot_threshold = 1e12"))

@@ -115,7 +115,7 @@ def main() -> int:
     free_fast = next(n.free_pages for n in topo.nodes if n.id == 0) * PAGE >> 20
     work = Path(tempfile.mkdtemp(prefix="tierctl-demo-"))
     profiles = work / "profiles"
-    shutil.copytree(REPO / "profiles", profiles)
+    shutil.copytree(REPO / "tierctl" / "data" / "profiles", profiles)
     (profiles / "demo-critical.toml").write_text(CRIT_PROFILE.format(hot=args.hot))
     (profiles / "demo-batch.toml").write_text(BATCH_PROFILE)
     for path in ("tierctl-demo", "tierctl-demo/crit", "tierctl-demo/batch"):

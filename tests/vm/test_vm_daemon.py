@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_daemon_signals(tmp_path: Path) -> None:
     profiles = tmp_path / "profiles"
-    shutil.copytree(REPO / "profiles", profiles)
+    shutil.copytree(REPO / "tierctl" / "data" / "profiles", profiles)
     state = tmp_path / "state"
     probe = KnobGuard(tmp_path / "probe.json")
     before = {k: probe.get(k) for k, _, _ in SETTINGS if Path(k).exists()}

@@ -191,7 +191,7 @@ def test_cli_pin_survives_sigkill_nonroot_refused_no_override_lost(
     sock = sockdir / "api.sock"
     state = tmp_path / "state"
     profiles = tmp_path / "profiles"
-    shutil.copytree(REPO / "profiles", profiles)
+    shutil.copytree(REPO / "tierctl" / "data" / "profiles", profiles)
     args = ["--profiles", str(profiles), "--state-dir", str(state), "--scope", f"/{base}", "--hint-faults"]
     args += ["--cycle-seconds", "0.5", "--socket", str(sock)]
     d = Daemon(args, tmp_path / "daemon.err", sock)

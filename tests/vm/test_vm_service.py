@@ -41,7 +41,7 @@ def test_service_pins_persist_and_reload_is_transactional(tmp_path: Path, capsys
     fs.create(f"{base}/crit")
     fs.create(f"{base}/batch")
     profiles = tmp_path / "profiles"
-    shutil.copytree(REPO / "profiles", profiles)
+    shutil.copytree(REPO / "tierctl" / "data" / "profiles", profiles)
     # two workloads under two different profiles; batch's demotions are rate-limited to 8 MB/s
     (profiles / "t-crit.toml").write_text(
         'name = "t-crit"\npriority = 200\n[[match]]\ncgroup = "/tierctl-svc-*/crit"\n'

@@ -37,7 +37,7 @@ def test_tui_shows_the_guest_tiers_and_pins_through_the_daemon(tmp_path: Path) -
     fs.create(base)
     fs.create(f"{base}/app")
     profiles = tmp_path / "profiles"
-    shutil.copytree(REPO / "profiles", profiles)
+    shutil.copytree(REPO / "tierctl" / "data" / "profiles", profiles)
     sock = tmp_path / "tierctl.sock"
     child = in_cgroup((8, 2), f"{base}/app")  # 10 MiB, first touched on node 0 (DRAM)
     daemon = subprocess.Popen(

@@ -10,6 +10,7 @@ from typing import Any
 
 from tierctl.errors import InputError
 from tierctl.profiles import (
+    INSTALLED_PROFILES,
     ProfileError,
     ProfileSet,
     Workload,
@@ -20,13 +21,14 @@ from tierctl.profiles import (
 from tierctl.profiles.schema import Profile
 from tierctl.registry import pick
 
+DEFAULT_HELP = f"{INSTALLED_PROFILES} if it exists, else the profiles tierctl ships"
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "profile",
         help="check, show and match per-workload placement profiles",
-        description="Per-workload TOML profiles (docs/profiles.md). Default directory: "
-        f"{default_profiles_dir()}.",
+        description=f"Per-workload TOML profiles (docs/profiles.md). Default directory: {DEFAULT_HELP}.",
     )
     cmds = p.add_subparsers(dest="profile_command", metavar="SUBCOMMAND", required=True)
 
@@ -70,7 +72,7 @@ def _profiles_option(p: argparse.ArgumentParser, *, append: bool = False) -> Non
         "--profiles",
         metavar="DIR",
         action="append" if append else "store",
-        help=f"profiles directory (default {default_profiles_dir()})",
+        help=f"profiles directory (default: {DEFAULT_HELP})",
     )
 
 
@@ -97,7 +99,8 @@ def run_check(args: argparse.Namespace) -> int:
             f"{_plural(len(problems), 'problem')} in {_plural(files, 'file')}", "tierctl profile check"
         )
     if not args.json:
-        print(f"{_plural(len(profiles), 'profile')} OK: {', '.join(profiles.names())}")
+        where = ", ".join(str(p) for p in paths)
+        print(f"{_plural(len(profiles), 'profile')} OK in {where}: {', '.join(profiles.names())}")
     return 0
 
 

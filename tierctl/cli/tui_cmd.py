@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,15 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--refresh", type=args_.SECONDS, default=1.0, metavar="SECONDS", help="seconds between screen updates"
     )
+    p.add_argument(
+        "--frames",
+        type=args_.count(1, 1 << 31),
+        metavar="N",
+        help="quit after drawing N frames; exit 1 if a view failed to update (scripted smoke runs)",
+    )
+    p.add_argument(
+        "--headless", action="store_true", help="draw nothing: run without a terminal (with --frames)"
+    )
     p.set_defaults(func=run_tui)
 
 
@@ -63,5 +73,10 @@ def run_tui(args: argparse.Namespace) -> int:
             source = LocalSource(service, period_s=args.period, label=f"sim:{args.sim}")
         else:
             source = SocketSource(args.socket or default_socket())
-        TierctlApp(source, refresh_s=args.refresh).run()
-    return 0
+        if args.headless and args.frames is None:
+            raise InputError("--headless needs --frames N (nothing could ever quit it)", "--headless")
+        app = TierctlApp(source, refresh_s=args.refresh, quit_after=args.frames)
+        app.run(headless=args.headless)
+    for problem in app.problems:
+        print(f"tierctl tui: {problem}", file=sys.stderr)
+    return app.return_code or 0

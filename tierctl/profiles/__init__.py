@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tierctl import data
 from tierctl.profiles.loader import check_profiles, load_profiles, parse_profile
 from tierctl.profiles.match import MatchResult, ProfileSet, Workload, unit_of
 from tierctl.profiles.schema import MatchRule, Placement, Profile, ProfileError, ProfileProblem
@@ -17,11 +18,11 @@ INSTALLED_PROFILES = Path("/etc/tierctl/profiles")
 
 
 def default_profiles_dir() -> Path:
-    """``<repo>/profiles`` in a source checkout, else /etc/tierctl/profiles."""
-    repo = Path(__file__).resolve().parents[2] / "profiles"
-    if (repo / "default.toml").is_file():
-        return repo
-    return INSTALLED_PROFILES
+    """The administrator's /etc/tierctl/profiles when it exists, else the profiles tierctl ships
+    (package data: the same in a source checkout and an installed wheel)."""
+    if INSTALLED_PROFILES.is_dir():
+        return INSTALLED_PROFILES
+    return data.profiles_dir()
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-# Mirrors `struct tierctl_key` + `struct tierctl_val` of bpf/tierctl.h (a test checks the layout).
+# Mirrors `struct tierctl_key` + `struct tierctl_val` of tierctl/data/bpf/tierctl.h (a test checks the layout).
 RAW_SAMPLE_DTYPE = np.dtype(
     [
         ("cgroup", np.uint64),  # cgroup v2 id (the cgroup directory's inode number); 0 = unknown

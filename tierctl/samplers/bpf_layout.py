@@ -1,4 +1,4 @@
-"""The Python mirror of bpf/tierctl.h: map key/value dtypes, enums, map names.
+"""The Python mirror of tierctl/data/bpf/tierctl.h: map key/value dtypes, enums, map names.
 
 tests/test_bpf_layout.py compiles the header with gcc and checks every size, offset and enum
 value here against it; change both together. Converting drained map rows into the raw sample
@@ -103,7 +103,7 @@ MACROS: dict[str, int] = {
     "TIERCTL_MAX_TARGETS": MAX_TARGETS_DEFAULT,
 }
 
-# Map names in bpf/*.c.
+# Map names in tierctl/data/bpf/*.c.
 MAP_SAMPLES = "samples"
 MAP_COUNTERS = "counters"
 MAP_CONFIG = "config"

@@ -14,10 +14,10 @@ can shadow the project's own dependencies). Nothing is written to disk.
 
 Kernel headers (bcc compiles against a kernel tree; it has no BTF-only route), in this order:
 ``$BCC_KERNEL_SOURCE`` when the user set it, ``/lib/modules/$(uname -r)/build`` (with its
-``source`` sibling), else the minimal tree shipped in ``bpf/include/`` passed to bcc as
+``source`` sibling), else the minimal tree shipped in ``tierctl/data/bpf/include/`` passed to bcc as
 ``BCC_KERNEL_SOURCE`` plus ``-DLINUX_VERSION_CODE`` of the running kernel. The programs read no
 kernel struct, so that tree holds only integer types, the UAPI perf-context header and stubs for
-what bcc's built-in helpers.h includes (see bpf/include/README).
+what bcc's built-in helpers.h includes (see tierctl/data/bpf/include/README).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from tierctl import data
 from tierctl.errors import InputError, UnavailableError
 from tierctl.kernel.bpfhost import BpfHost, cgroup2_root, effective_caps, prog_run_ns
 from tierctl.kernel.bpfhost import TracefsMount as TracefsMount
@@ -50,8 +51,18 @@ from tierctl.samplers import bpf_layout as L
 from tierctl.samplers.base import Availability, Health, Targets, empty_raw
 from tierctl.samplers.targets import TargetResolver
 
-BPF_DIR = Path(os.environ.get("TIERCTL_BPF_DIR") or Path(__file__).resolve().parents[2] / "bpf")
-SHIPPED_HEADERS = BPF_DIR / "include"
+
+def bpf_dir() -> Path:
+    """The BPF sources: ``$TIERCTL_BPF_DIR``, else the ones shipped as package data."""
+    env = os.environ.get("TIERCTL_BPF_DIR")
+    return Path(env) if env else data.bpf_dir()
+
+
+def shipped_headers() -> Path:
+    """tierctl's minimal kernel header tree (for kernels that ship none)."""
+    return bpf_dir() / "include"
+
+
 DIST_PACKAGES: tuple[str, ...] = ("/usr/lib/python3/dist-packages",)
 MODULES_DIR = Path("/lib/modules")
 MAX_SAMPLE_SHIFT = 6  # the watchdog may lower a sampler's rate down to 1 event in 64
@@ -114,7 +125,7 @@ def bcc_version(bcc: ModuleType) -> str:
 @dataclass(frozen=True)
 class HeaderTree:
     path: Path
-    kind: str  # "env" ($BCC_KERNEL_SOURCE), "kernel" (/lib/modules/R/build), "shipped" (bpf/include)
+    kind: str  # "env" ($BCC_KERNEL_SOURCE), "kernel" (/lib/modules/R/build), "shipped" (tierctl/data/bpf/include)
     env: tuple[tuple[str, str | None], ...] = ()  # environment for bcc while it compiles
     cflags: tuple[str, ...] = ()
 
@@ -157,7 +168,8 @@ def find_headers(
             return HeaderTree(Path(env), "env")
     kdir = modules_dir / release
     build, source = kdir / "build", kdir / "source"
-    if prefer in ("auto", "shipped") and _has_kconfig(SHIPPED_HEADERS):
+    shipped = shipped_headers()
+    if prefer in ("auto", "shipped") and _has_kconfig(shipped):
         return _shipped(release)
     if prefer in ("auto", "kernel"):
         # bcc's own rule: with both build/ and source/ it reads source/ (+ build/ for generated files)
@@ -169,15 +181,16 @@ def find_headers(
                 f"no kernel headers for {release}: {top}/include/linux/kconfig.h is missing"
             )
     raise UnavailableError(
-        f"no kernel headers: {build} has none and tierctl's header tree {SHIPPED_HEADERS} is missing"
+        f"no kernel headers: {build} has none and tierctl's header tree {shipped} is missing"
     )
 
 
 def _shipped(release: str) -> HeaderTree:
+    tree = shipped_headers()
     return HeaderTree(
-        SHIPPED_HEADERS,
+        tree,
         "shipped",
-        env=(("BCC_KERNEL_SOURCE", str(SHIPPED_HEADERS)),),
+        env=(("BCC_KERNEL_SOURCE", str(tree)),),
         cflags=(f"-DLINUX_VERSION_CODE={kernel_version_code(release)}",),
     )
 
@@ -191,12 +204,13 @@ def _program_file(name: str) -> str:
 
 
 def program_text(name: str, source: str | None = None) -> str:
-    """The program as compiled: bpf/<name>.c with bpf/tierctl.h and bpf/tierctl_prog.h inlined (line
+    """The program as compiled: <name>.c with tierctl.h and tierctl_prog.h inlined (line
     numbers in compiler messages refer to this text)."""
     stem = _program_file(name)
-    text = source if source is not None else (BPF_DIR / f"{stem}.c").read_text()
+    where = bpf_dir()
+    text = source if source is not None else (where / f"{stem}.c").read_text()
     for inc in ("tierctl.h", "tierctl_prog.h"):
-        header = (BPF_DIR / inc).read_text()
+        header = (where / inc).read_text()
         text = text.replace(f'#include "{inc}"', header.rstrip("\n"), 1)
     return text
 

@@ -1,6 +1,6 @@
 """``bpf-fault``: user page faults per (cgroup, process, page), from exceptions:page_fault_user.
 
-bpf/fault_sampler.c counts each fault into a bounded hash keyed by (cgroup id, tgid, fault flags,
+tierctl/data/bpf/fault_sampler.c counts each fault into a bounded hash keyed by (cgroup id, tgid, fault flags,
 virtual page); drain() empties it in one batch. A fault is a first touch (or a protection fault:
 write to a read-only or NUMA-hinting PTE), not every access: this sampler sees allocation and, with
 NUMA balancing's hinting faults or protection changes, re-touches. It also counts

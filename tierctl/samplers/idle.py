@@ -58,7 +58,7 @@ from tierctl.samplers.base import Availability, Health, Targets, empty_raw
 from tierctl.samplers.bpf_layout import SampleFlag
 from tierctl.samplers.targets import SPECIAL_VMAS, TargetResolver, cap_rows, make_rows
 
-# Source bits of RAW_SAMPLE_DTYPE.flags (bits 16 and up name the source; bpf/tierctl.h has FAULT = 1 << 16
+# Source bits of RAW_SAMPLE_DTYPE.flags (bits 16 and up name the source; tierctl/data/bpf/tierctl.h has FAULT = 1 << 16
 # and PERF = 1 << 17). SAMPLE_WRITE is the x86 page-fault error code's write bit, as there.
 SAMPLE_WRITE = int(SampleFlag.WRITE)
 SAMPLE_IDLE = int(SampleFlag.IDLE)

@@ -1,6 +1,6 @@
 """``bpf-perf``: sampled data addresses per (cgroup, process, page), from a perf event with a BPF handler.
 
-bpf/addr_sampler.c runs on every sample of one perf event per online CPU and counts
+tierctl/data/bpf/addr_sampler.c runs on every sample of one perf event per online CPU and counts
 ``ctx->addr`` (the sample's data address) into the same bounded hash layout as bpf-fault, with
 flag SAMPLE_PERF. The event is chosen at run time, best first:
 

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from tierctl import data
 from tierctl.core.controller import Controller, CycleReport
 from tierctl.core.heat import HeatModel
 from tierctl.core.mover import DryRunMover, Mover
@@ -44,7 +45,6 @@ PATHS: Mapping[str, tuple[str, str]] = MappingProxyType(
 )
 FIRST_PID = 4100
 SAMPLE_RATE = 0.01
-REPO_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
 
 class SimCgroups:
@@ -249,7 +249,7 @@ def sim_service(
         raise InputError(e.message, "--sim") from None
     platform = SimPlatform(w, seed=seed)
     cfg = DaemonConfig(
-        profiles_dir=profiles_dir or REPO_PROFILES,
+        profiles_dir=profiles_dir or data.profiles_dir(),
         state_dir=state_dir,
         dry_run=dry_run,
         cycle_s=w.trace.epoch_s,

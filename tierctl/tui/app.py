@@ -40,11 +40,21 @@ class TierctlApp(App[None]):
     )
     COMMANDS: ClassVar = {TierctlCommands}
 
-    def __init__(self, source: Source, *, refresh_s: float | None = 1.0, start_source: bool = True) -> None:
-        """``refresh_s=None``: no timer, the caller collects (``await app.collect()``; tests)."""
+    def __init__(
+        self,
+        source: Source,
+        *,
+        refresh_s: float | None = 1.0,
+        start_source: bool = True,
+        quit_after: int | None = None,
+    ) -> None:
+        """``refresh_s=None``: no timer, the caller collects (``await app.collect()``; tests).
+        ``quit_after``: exit after drawing that many frames from the source (scripted smoke runs);
+        the return code is 1 if a view update failed, else 0."""
         super().__init__()
         self.source = source
         self.refresh_s = refresh_s
+        self.quit_after = quit_after
         self.start_source = start_source
         self.frame: Frame | None = None
         self.nodes: list[NodeUse] = []
@@ -140,6 +150,8 @@ class TierctlApp(App[None]):
         d = self._detail_screen()
         if d is not None:
             d.query_one(Summary).show(self.source.label, frame, self.nodes, self.rates)
+        if self.quit_after is not None and self.frames >= self.quit_after:
+            self.exit(return_code=1 if self.problems else 0)
 
     # ---- what the operator points at --------------------------------------------------------------
     def current_path(self) -> str | None:
