@@ -29,9 +29,9 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from tests.tui.synthetic import SyntheticService
 from tierctl.tui.app import TierctlApp
 from tierctl.tui.source import LocalSource
-from tierctl.tui.synthetic import SyntheticService
 from tierctl.tui.table import CgroupTable
 
 RESULTS = Path(__file__).resolve().parent / "results"

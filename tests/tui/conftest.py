@@ -18,9 +18,9 @@ import pytest
 from rich.console import Console
 from textual.pilot import Pilot
 
+from tests.tui.synthetic import SyntheticService
 from tierctl.tui.app import TierctlApp
 from tierctl.tui.source import LocalSource, Source
-from tierctl.tui.synthetic import SyntheticService
 
 WALL = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 SIZE = (80, 24)

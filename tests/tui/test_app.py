@@ -15,13 +15,13 @@ from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, TabbedContent
 
+from tests.tui.synthetic import SyntheticService
 from tierctl.api.server import ApiServer, Limits
 from tierctl.tui.app import TierctlApp
 from tierctl.tui.detail import DetailScreen
 from tierctl.tui.keys import APP_KEYS, DETAIL_KEYS, TABLE_KEYS
 from tierctl.tui.modals import ConfirmScreen, HelpScreen, PinScreen, QuotaScreen
 from tierctl.tui.source import LocalSource, SocketSource
-from tierctl.tui.synthetic import SyntheticService
 from tierctl.tui.table import CgroupTable
 from tierctl.tui.views import EventsView
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.tui.synthetic import SyntheticService
 from tierctl.api.server import ApiServer, Limits
 from tierctl.errors import InputError, PermissionDeniedError, UnavailableError
 from tierctl.tui.source import GONE, LocalSource, SocketSource
-from tierctl.tui.synthetic import SyntheticService
 
 FAST = Limits(service_timeout=5.0)
 

@@ -4,6 +4,7 @@ finite and within its documented range, or argparse reports a usage error (exit 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 from tierctl import values
@@ -35,3 +36,22 @@ RATE_MBPS = real(0.0, values.MAX_RATE_MBPS, lo_open=True)
 PROBABILITY = real(0.0, 1.0, lo_open=True)
 SEED = count(0, 2**32 - 1)
 PAGES = count(1, 1 << 40)
+
+
+def key_value(text: str) -> tuple[str, int | float | bool | str]:
+    """``KEY=VALUE``: the value as an integer, a finite number, true/false, or else the text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    raw = raw.strip()
+    if raw.lower() in ("true", "false"):
+        return key.strip(), raw.lower() == "true"
+    for parse in (int, float):
+        try:
+            value = parse(raw)
+        except ValueError:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{key.strip()}: must be a finite number, got {raw!r}")
+        return key.strip(), value
+    return key.strip(), raw

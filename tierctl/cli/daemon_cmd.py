@@ -75,6 +75,20 @@ def register(sub: Any) -> None:
         + ")",
     )
     p.add_argument(
+        "--policy",
+        default="tierctl",
+        metavar="NAME",
+        help="placement policy: tierctl (default), nb2, ewma or static (docs/policy.md)",
+    )
+    p.add_argument(
+        "--policy-option",
+        type=args_.key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the policy, e.g. hysteresis=0.5 (repeatable; docs/policy.md lists them)",
+    )
+    p.add_argument(
         "--metrics-listen",
         metavar="[HOST:]PORT",
         help="serve Prometheus/OpenMetrics on this address (off by default; host 127.0.0.1)",
@@ -154,6 +168,8 @@ def run_service(args: argparse.Namespace) -> int:
         rate_mbps=args.rate,
         cycle_s=args.cycle_seconds,
         cycle_log=args.cycle_log,
+        policy=args.policy,
+        policy_options=dict(args.policy_option),
         **extra,
     )
     service = Service(cfg)

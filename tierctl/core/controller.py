@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -29,6 +29,21 @@ class MemoryView(Protocol):
     def snapshot(self) -> MemoryState:
         """Where every tracked page is now (node -1 = not present) and current free memory."""
         ...
+
+
+@runtime_checkable
+class WeighsSamples(Protocol):
+    """A sampler that knows the weight of one observation (``HeatModel.ingest``'s ``unit``)."""
+
+    @property
+    def unit(self) -> float: ...
+
+
+@runtime_checkable
+class HearsMoves(Protocol):
+    """A memory view that keeps its own record of where pages are, told of every move."""
+
+    def note_moved(self, pages: np.ndarray, nodes: np.ndarray) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +128,8 @@ class Controller:
             self._settle_decay()
         if state.new_pages is not None:
             self.heat.note_new(state.new_pages, now - 1)
-        used = self.heat.ingest(batch, now, unit=getattr(self.sampler, "unit", None))
+        unit = self.sampler.unit if isinstance(self.sampler, WeighsSamples) else None
+        used = self.heat.ingest(batch, now, unit=unit)
         # news for the policy: samples of pages not in the fast tier (hot pages it could bring in);
         # samples of fast pages only confirm what is placed already
         news = used and _off_fast(batch["page"], state, self.heat.n_pages)
@@ -136,9 +152,8 @@ class Controller:
         report = self.mover.apply(plan, self.budget_pages)
         c2 = time.thread_time()
         self.heat.note_moved(report.moved, now)
-        note = getattr(self.memory, "note_moved", None)
-        if callable(note) and report.moved.shape[0]:
-            note(report.moved, plan.dest[report.outcome == Outcome.MOVED])
+        if isinstance(self.memory, HearsMoves) and report.moved.shape[0]:
+            self.memory.note_moved(report.moved, plan.dest[report.outcome == Outcome.MOVED])
         self.totals.cycles += 1
         self.totals.samples += used
         for k, v in report.counts.items():

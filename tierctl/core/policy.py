@@ -96,6 +96,38 @@ class Policy(Protocol):
 
     def decide(self, view: PolicyView) -> Plan: ...
 
+    def hot_thresholds(self) -> np.ndarray | None:
+        """Per cgroup, the heat from which a page counted as hot in the last decision (inf: none of
+        that cgroup's pages belonged in the fast tier); None when the policy has no threshold of
+        its own (``capacity_threshold`` then stands in)."""
+        ...
+
+    def summary(self) -> dict[str, bool | int | float]:
+        """Scalar figures of the last decision for the cycle log (counts, targets, flags)."""
+        ...
+
+
+class NoThresholds:
+    """For policies that decide without a heat threshold or figures worth logging."""
+
+    def hot_thresholds(self) -> np.ndarray | None:
+        return None
+
+    def summary(self) -> dict[str, bool | int | float]:
+        return {}
+
+
+def capacity_threshold(heat: np.ndarray, present: np.ndarray, fast_capacity: int) -> float:
+    """The heat of the ``fast_capacity``-th hottest present page: hotter pages are the ones a fast
+    tier of that size would hold (inf when no page has heat)."""
+    h = heat[present]
+    h = h[h > 0]
+    if h.shape[0] == 0 or fast_capacity <= 0:
+        return float("inf")
+    if h.shape[0] <= fast_capacity:
+        return float(h.min())
+    return float(np.partition(h, h.shape[0] - fast_capacity)[h.shape[0] - fast_capacity])
+
 
 def quota_arrays(view: PolicyView) -> tuple[np.ndarray, np.ndarray]:
     """Per-cgroup (min, max) fast-page arrays; no quota = (0, unlimited)."""

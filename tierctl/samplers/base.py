@@ -8,16 +8,21 @@ Lifecycle: ``probe()`` (no side effects: can this work here, and if not, why) �
 ``start(targets)`` (attach; raises UnavailableError with the reason) → ``drain()``
 each cycle → ``stop()`` (detach, restore anything changed). ``health()`` reports
 cost and losses at any time.
+
+Optional abilities are declared here as protocols of their own (``Throttleable``,
+``Retargetable``, ``SharesBpfHost``): the chain and the loop ask ``isinstance(s, Ability)``
+rather than probing for attribute names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-# Mirrors `struct tierctl_key` + `struct tierctl_val` of tierctl/data/bpf/tierctl.h (a test checks the layout).
+# Mirrors `struct tierctl_key` + `struct tierctl_val` of tierctl/data/bpf/tierctl.h (a test checks the
+# layout).
 RAW_SAMPLE_DTYPE = np.dtype(
     [
         ("cgroup", np.uint64),  # cgroup v2 id (the cgroup directory's inode number); 0 = unknown
@@ -70,3 +75,28 @@ class SourceSampler(Protocol):
     def stop(self) -> None: ...
 
     def health(self) -> Health: ...
+
+
+@runtime_checkable
+class Throttleable(Protocol):
+    """A sampler whose rate the chain's watchdog can lower when it costs too much."""
+
+    def throttle(self) -> bool:
+        """Halve the sampling rate; False when it is at its lowest already."""
+        ...
+
+
+@runtime_checkable
+class Retargetable(Protocol):
+    """A sampler that can follow new target processes without a restart."""
+
+    def retarget(self, targets: Targets) -> None:
+        """Observe ``targets`` from now on; raises (UnavailableError) when it cannot."""
+        ...
+
+
+@runtime_checkable
+class SharesBpfHost(Protocol):
+    """A BPF sampler whose compiler and stats host other BPF samplers can share."""
+
+    host: Any  # tierctl.kernel.bpfhost.BpfHost, or None before one is made

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from tierctl.errors import TierctlError
-from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Availability, Health, SourceSampler, Targets
+from tierctl.samplers.base import (
+    RAW_SAMPLE_DTYPE,
+    Availability,
+    Health,
+    Retargetable,
+    SourceSampler,
+    Targets,
+    Throttleable,
+)
 
 
 class State(enum.Enum):
@@ -174,8 +182,8 @@ class SamplerChain:
             if not over:
                 continue
             why = ", ".join(over)
-            throttle = getattr(e.sampler, "throttle", None)
-            if e.throttled < self.budget.max_throttles and callable(throttle) and throttle():
+            can = isinstance(e.sampler, Throttleable)
+            if e.throttled < self.budget.max_throttles and can and e.sampler.throttle():
                 e.throttled += 1
                 actions.append(f"{e.sampler.name}: rate lowered ({why})")
             else:
@@ -187,16 +195,15 @@ class SamplerChain:
         return actions
 
     def retarget(self, targets: Targets) -> list[str]:
-        """Point the running samplers at ``targets`` (those with a ``retarget`` method; the others
-        keep what they had). A sampler that fails at it is detached (and replaced)."""
+        """Point the running samplers at ``targets`` (the ``Retargetable`` ones; the others keep
+        what they had). A sampler that fails at it is detached (and replaced)."""
         self._targets = targets
         out = []
         for e in self._entries:
-            fn = getattr(e.sampler, "retarget", None)
-            if e.state is not State.RUNNING or not callable(fn):
+            if e.state is not State.RUNNING or not isinstance(e.sampler, Retargetable):
                 continue
             try:
-                fn(targets)
+                e.sampler.retarget(targets)
             except Exception as err:
                 self._detach(e, f"retarget failed: {type(err).__name__}: {err}")
                 out.append(f"{e.sampler.name}: detached ({e.reason})")

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tierctl.core.budget import CpuBudget, CycleGate
 from tierctl.core.controller import Controller, CycleReport
@@ -35,7 +36,7 @@ from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.thp import KpageflagsHugeResolver
 from tierctl.kernel.topology import SysfsTopology
-from tierctl.samplers.base import SourceSampler, Targets
+from tierctl.samplers.base import SharesBpfHost, SourceSampler, Targets
 from tierctl.samplers.bridge import ChainSampler
 from tierctl.samplers.chain import Budget, SamplerChain, SamplerStatus
 from tierctl.samplers.registry import SAMPLERS, make_samplers
@@ -44,6 +45,7 @@ from tierctl.samplers.registry import SAMPLERS, make_samplers
 @dataclass(frozen=True)
 class LoopConfig:
     policy: str = "tierctl"
+    policy_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the policy
     budget_pages: int = 65536  # page moves per cycle (256 MiB at 4 KiB)
     rate_mbps: float | None = None  # migration bandwidth cap
     half_life: float = DEFAULT_HALF_LIFE
@@ -80,52 +82,21 @@ class KernelLoop:
         topology: SysfsTopology | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cfg = cfg
-        self.targets = targets
-        self.procfs = procfs or ProcFS()
-        numa = numa or NumaSyscalls()
         if cfg.hint_faults not in ("auto", "on", "off"):
             raise InputError(f"must be auto, on or off, got {cfg.hint_faults!r}", "hint_faults")
-        samplers: list[SourceSampler] = make_samplers(list(cfg.samplers))
+        self.cfg = cfg
+        self.targets = targets
+        self.clock = clock
+        self.procfs = procfs or ProcFS()
+        numa = numa or NumaSyscalls()
         topology = topology or SysfsTopology()
         # knobs a killed run left set come back first: "auto" must see the machine's own settings
-        self.restored_at_start: list[str] = []
-        if cfg.hint_faults_state is not None and cfg.hint_faults_state.exists():
-            leftover = KnobGuard(cfg.hint_faults_state, cfg.knob_root)
-            if leftover.problem:
-                self.restored_at_start.append(leftover.problem)
-            if leftover.records:
-                self.restored_at_start += [
-                    f"{r.knob}: {r.outcome} {r.value!r}" + (f" ({r.error})" if r.error else "")
-                    for r in leftover.restore_all()
-                ]
-        try:
-            found = topology.read()
-            nodes, mode = found.topology, found.knobs.get("numa_balancing")
-        except TierctlError as e:
-            nodes, mode, why = None, None, f"no topology: {e}"
-        self.hint_reason = self._hint_reason(cfg, nodes, mode) if nodes is not None else why
-        self.guard = None
-        if cfg.hint_faults_state is not None and not self.hint_reason:
-            self.guard = KnobGuard(cfg.hint_faults_state, cfg.knob_root)
-        if self.guard is not None and nodes is not None:
-            from tierctl.samplers.fault import FaultSampler
-
-            host = next((getattr(s, "host", None) for s in samplers if getattr(s, "host", None)), None)
-            cpu_nodes = sum(1 for n in nodes.nodes if n.cpus)
-            hint = FaultSampler(hint_faults=self.guard, keep_locality=cpu_nodes > 1, host=host)
-            samplers = [hint] + [s for s in samplers if s.name != "bpf-fault"]
+        self.restored_at_start = _restore_leftovers(cfg)
+        nodes, self.hint_reason = _hint_decision(cfg, topology)
+        self.guard = KnobGuard(cfg.hint_faults_state, cfg.knob_root) if self._hint_faults_on() else None
+        samplers = self._with_hint_faults(make_samplers(list(cfg.samplers)), nodes)
         self.view = KernelMemoryView(self.procfs, numa, topology, targets)
         self.chain = SamplerChain(samplers, max_running=cfg.max_running, budget=cfg.sampler_budget)
-        mover: Mover
-        if cfg.dry_run:
-            mover = DryRunMover()
-        else:
-            huge = KpageflagsHugeResolver(self.procfs) if os.geteuid() == 0 else None
-            mover = KernelMover(
-                numa, self.view, page_size=self.procfs.page_size, rate_mbps=cfg.rate_mbps, huge=huge
-            )
-        self.clock = clock
         self.gate = CycleGate(CpuBudget(cfg.cpu_share, cfg.cpu_burst_s), cfg.refresh_s, cfg.full_read_share)
         self.bridge = ChainSampler(self.chain, lambda: self.view.index)
         self._pids: tuple[int, ...] = ()
@@ -134,8 +105,8 @@ class KernelLoop:
         self.controller = Controller(
             sampler=self.bridge,
             memory=self.view,
-            policy=make_policy(cfg.policy),
-            mover=mover,
+            policy=make_policy(cfg.policy, **cfg.policy_options),
+            mover=self._mover(numa),
             heat=HeatModel(0, half_life=cfg.half_life),
             budget_pages=cfg.budget_pages,
             quotas=cfg.quotas,
@@ -144,27 +115,28 @@ class KernelLoop:
         self.now = 0
         self.watchdog_events: list[str] = []
 
-    @staticmethod
-    def _hint_reason(cfg: LoopConfig, nodes: Topology, mode: object) -> str:
-        """Why NUMA hint faults stay off ("" = they go on). ``auto`` turns them on only where nothing
-        else shows accesses to resident pages: no PMU sampling, and NUMA balancing off (when it is on,
-        the machine's own setting stays, and its hint faults reach the page-fault samplers)."""
-        if cfg.hint_faults == "off" or cfg.hint_faults_state is None:
-            return "off"
-        if cfg.hint_faults == "auto":
-            if not nodes.slow_nodes:
-                return "not needed: no slow tier (hint faults come from slow-tier pages only)"
-            if isinstance(mode, int) and mode != 0:
-                return (
-                    f"left as they are: NUMA balancing is on (mode {mode}) and its hint faults reach "
-                    "the page-fault samplers; --hint-faults on makes tierctl the only one promoting"
-                )
-            from tierctl.samplers.perf_addr import hardware_sampling
+    def _hint_faults_on(self) -> bool:
+        return self.cfg.hint_faults_state is not None and not self.hint_reason
 
-            pmu = hardware_sampling()
-            if pmu is not None:
-                return f"not needed: {pmu} samples data addresses"
-        return ""
+    def _with_hint_faults(self, samplers: list[SourceSampler], nodes: Topology | None) -> list[SourceSampler]:
+        """With NUMA hint faults on, the fault sampler that turns them on leads the chain (sharing a
+        BPF host with the others) and replaces a plain ``bpf-fault``."""
+        if self.guard is None or nodes is None:
+            return samplers
+        from tierctl.samplers.fault import FaultSampler
+
+        host = next((s.host for s in samplers if isinstance(s, SharesBpfHost) and s.host), None)
+        cpu_nodes = sum(1 for n in nodes.nodes if n.cpus)
+        hint = FaultSampler(hint_faults=self.guard, keep_locality=cpu_nodes > 1, host=host)
+        return [hint] + [s for s in samplers if s.name != "bpf-fault"]
+
+    def _mover(self, numa: NumaSyscalls) -> Mover:
+        if self.cfg.dry_run:
+            return DryRunMover()
+        huge = KpageflagsHugeResolver(self.procfs) if os.geteuid() == 0 else None
+        return KernelMover(
+            numa, self.view, page_size=self.procfs.page_size, rate_mbps=self.cfg.rate_mbps, huge=huge
+        )
 
     def start(self) -> list[SamplerStatus]:
         self._pids = self._target_pids()
@@ -208,3 +180,50 @@ class KernelLoop:
         finally:
             if self.guard is not None:
                 self.guard.restore_all()
+
+
+def _restore_leftovers(cfg: LoopConfig) -> list[str]:
+    """Restore the knobs a killed run recorded; what was restored, one line each."""
+    out: list[str] = []
+    if cfg.hint_faults_state is None or not cfg.hint_faults_state.exists():
+        return out
+    leftover = KnobGuard(cfg.hint_faults_state, cfg.knob_root)
+    if leftover.problem:
+        out.append(leftover.problem)
+    if leftover.records:
+        out += [
+            f"{r.knob}: {r.outcome} {r.value!r}" + (f" ({r.error})" if r.error else "")
+            for r in leftover.restore_all()
+        ]
+    return out
+
+
+def _hint_decision(cfg: LoopConfig, topology: SysfsTopology) -> tuple[Topology | None, str]:
+    """The machine's tiers, and why NUMA hint faults stay off ("" = they go on)."""
+    try:
+        found = topology.read()
+    except TierctlError as e:
+        return None, f"no topology: {e}"
+    return found.topology, _hint_reason(cfg, found.topology, found.knobs.get("numa_balancing"))
+
+
+def _hint_reason(cfg: LoopConfig, nodes: Topology, mode: object) -> str:
+    """Why NUMA hint faults stay off ("" = they go on). ``auto`` turns them on only where nothing
+    else shows accesses to resident pages: no PMU sampling, and NUMA balancing off (when it is on,
+    the machine's own setting stays, and its hint faults reach the page-fault samplers)."""
+    if cfg.hint_faults == "off" or cfg.hint_faults_state is None:
+        return "off"
+    if cfg.hint_faults == "auto":
+        if not nodes.slow_nodes:
+            return "not needed: no slow tier (hint faults come from slow-tier pages only)"
+        if isinstance(mode, int) and mode != 0:
+            return (
+                f"left as they are: NUMA balancing is on (mode {mode}) and its hint faults reach "
+                "the page-fault samplers; --hint-faults on makes tierctl the only one promoting"
+            )
+        from tierctl.samplers.perf_addr import hardware_sampling
+
+        pmu = hardware_sampling()
+        if pmu is not None:
+            return f"not needed: {pmu} samples data addresses"
+    return ""

@@ -1,17 +1,15 @@
-"""The daemon's Service: discovery, profiles, overrides, the loop, and what the front ends read.
+"""The daemon's Service: discovery, profiles, the loop, and the one object every front end uses.
 
-One object, no globals. Each ``cycle()``: discover the managed cgroups and their
-processes, match each cgroup to its profile, turn profiles and operator overrides
-into per-cgroup quotas (pin fast = everything may stay fast, pin slow = nothing
-may), and run one loop cycle. ``reload()`` is transactional: the new profile set
-is validated in full and swapped in only when it has no problem. Every mutation
-of the overrides is persisted before it is acknowledged.
+One object, no globals. Each ``cycle()``: discover the managed cgroups and their processes, match
+each cgroup to its profile, turn profiles and operator overrides into per-cgroup quotas
+(``service.quotas``), and run one loop cycle. ``reload()`` is transactional: the new profile set is
+validated in full and swapped in only when it has no problem. Mutations of the overrides are
+``service.mutations`` (persisted before acknowledged); what the views show per cgroup is
+``service.analytics``; events are ``service.events``.
 """
 
 from __future__ import annotations
 
-import collections
-import copy
 import json
 import time
 from collections.abc import Callable
@@ -21,20 +19,21 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from tierctl import __version__, values
+from tierctl import __version__
 from tierctl.core.controller import CycleReport
-from tierctl.core.policy import Quota, amount_to_pages
+from tierctl.core.policy import Quota
+from tierctl.core.topology import Topology
 from tierctl.errors import InputError, TierctlError
 from tierctl.profiles import ProfileSet, Workload, load_profiles
-from tierctl.profiles.schema import Placement
+from tierctl.service import analytics
 from tierctl.service.contract import API_VERSION
+from tierctl.service.events import EventLog
 from tierctl.service.kernel_loop import LoopConfig
 from tierctl.service.metrics import CycleTimes
-from tierctl.service.overrides import Overrides, OverrideStore, check_tier
+from tierctl.service.mutations import OverrideEditor
+from tierctl.service.overrides import Overrides, OverrideStore
 from tierctl.service.platform import KernelPlatform, Platform
-
-ALL_PAGES = 1 << 40
-STRIP = 64  # buckets of the address-space heat strip in cgroup_detail()
+from tierctl.service.quotas import resolve_quotas
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class DaemonConfig:
     cycle_s: float = 1.0  # the cycle period: turns profiles' MB/s rate limits into pages per cycle
     samplers: tuple[str, ...] = ("bpf-perf", "bpf-fault", "damon", "idle")
     max_samplers: int = 1  # how many of them run at once (the first that can, in that order)
+    policy: str = "tierctl"
+    policy_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the policy
     loop_options: dict[str, Any] = field(default_factory=dict)
     cycle_log: Path | None = None  # one JSON line per cycle (what it saw, decided and moved)
 
@@ -69,12 +70,10 @@ class Service:
         self.started = clock()
         self.profiles: ProfileSet = load_profiles([cfg.profiles_dir])  # ProfileError: refuse to start
         self._cycle_log = _open_log(cfg.cycle_log) if cfg.cycle_log is not None else None
-        self.store = OverrideStore(cfg.state_dir / "overrides.json")
-        self.overrides: Overrides = self.store.load()
-        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
-        self.seq = 0
-        if self.store.problem:
-            self._event("overrides", message=self.store.problem)
+        self.events = EventLog(wall)
+        self.editor = OverrideEditor(
+            OverrideStore(cfg.state_dir / "overrides.json"), self.events, self._known, self._topology
+        )
         self.platform: Platform = platform or KernelPlatform(cfg.cgroup_root)
         self.cgroupfs = self.platform.cgroups
         self.procfs = self.platform.procs
@@ -90,6 +89,8 @@ class Service:
                 hint_faults_state=(cfg.state_dir / "knobs.json") if cfg.hint_faults != "off" else None,
                 hint_faults=cfg.hint_faults,
                 max_running=cfg.max_samplers,
+                policy=cfg.policy,
+                policy_options=dict(cfg.policy_options),
                 **cfg.loop_options,
             ),
         )
@@ -161,10 +162,9 @@ class Service:
             "rate_limited": rep.rate_limited,
             "tracked_pages": int(self.loop.controller.heat.n_pages),
         }
-        stats = getattr(self.loop.controller.policy, "stats", None)
-        if rep.decided and stats is not None:
-            # scalar figures (counts, the target, whether every page was evaluated), not arrays
-            line["policy"] = {k: v for k, v in vars(stats).items() if isinstance(v, bool | int | float)}
+        summary = self.loop.controller.policy.summary()
+        if rep.decided and summary:  # scalar figures (counts, the target, a full evaluation or not)
+            line["policy"] = summary
         try:
             self._cycle_log.write(json.dumps(line) + "\n")
         except OSError as e:
@@ -196,53 +196,19 @@ class Service:
         self.matches = matches
         return out
 
-    def _quotas(self) -> dict[int, Quota]:
+    def _topology(self) -> Topology:
         last = self.loop.view.last  # the loop's latest snapshot already read the topology
-        topo = last.topology if last is not None else self.topo.read().topology
-        cap, page = topo.fast_capacity, topo.page_size
-        out = {}
-        by_name = {p.name: p for p in self.profiles}
-        for i, path in enumerate(self.loop.view.cgroups):
-            pin = self.overrides.pins.get(path)
-            prof = by_name.get(self.matches.get(path, ""))
-            extra = self._placement(prof.placement, page) if prof else {}
-            # a pin overrides the profile's quota and hot threshold (all of it, hot or not), not its
-            # rate limits
-            limits = {k: v for k, v in extra.items() if k in ("promote_pages", "demote_pages")}
-            if pin == "fast":
-                out[i] = Quota(min_pages=ALL_PAGES, **limits)
-            elif pin == "slow":
-                out[i] = Quota(0, 0, **limits)
-            else:
-                q = prof.placement.quota(page, cap) if prof else Quota()
-                q = Quota(q.min_pages, q.max_pages, **extra)
-                over = self.overrides.quotas.get(path)
-                if over:
-                    lo = amount_to_pages(
-                        over.get("fast_min") or 0, page_size=page, fast_capacity=cap, where=path
-                    )
-                    hi = over.get("fast_max")
-                    hi_p = (
-                        None
-                        if hi is None
-                        else amount_to_pages(hi, page_size=page, fast_capacity=cap, where=path)
-                    )
-                    q = Quota(lo, hi_p if hi_p is None or hi_p >= lo else lo, **extra)
-                out[i] = q
-        return out
+        return last.topology if last is not None else self.topo.read().topology
 
-    def _placement(self, pl: Placement, page: int) -> dict[str, Any]:
-        """The parts of a profile's placement the policy applies per cgroup, besides min/max."""
-
-        def pages(mbps: float | None) -> int | None:
-            return None if mbps is None else int(mbps * 1e6 * self.cfg.cycle_s // page)
-
-        return {
-            "threshold": None if pl.hot_threshold == "auto" else float(pl.hot_threshold),
-            "hysteresis": pl.hysteresis,
-            "promote_pages": pages(pl.promote_rate_mbps),
-            "demote_pages": pages(pl.demote_rate_mbps),
-        }
+    def _quotas(self) -> dict[int, Quota]:
+        return resolve_quotas(
+            self.loop.view.cgroups,
+            self.matches,
+            self.profiles,
+            self.overrides,
+            self._topology(),
+            self.cfg.cycle_s,
+        )
 
     # ---- reads -------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -285,34 +251,18 @@ class Service:
         return self.topo.read().to_json()
 
     def _per_cgroup(self) -> dict[str, dict[str, Any]]:
-        view = self.loop.view
-        st = view.last
-        out: dict[str, dict[str, Any]] = {}
-        if st is None or st.node.shape[0] == 0:
-            return out
-        page = self.procfs.page_size
-        fast = st.topology.fast_lut()[st.node + 1]
-        heat = self.loop.controller.heat.heat
-        stats = getattr(self.loop.controller.policy, "stats", None)
-        for i, path in enumerate(view.cgroups):
-            mine = (st.cgroup == i) & (st.node >= 0)  # present pages (a simulated machine has others)
-            if not mine.any():
-                continue
-            nodes = np.bincount(st.node[mine].astype(np.int64))
-            h = heat[mine] if heat.shape[0] == mine.shape[0] else np.zeros(int(mine.sum()))
-            thr = float(stats.thresholds[i]) if stats is not None and i < len(stats.thresholds) else np.inf
-            total_heat = float(h.sum())
-            out[path] = {
-                "path": path,
-                "profile": self.matches.get(path, "-"),
-                "override": self.overrides.pins.get(path, "auto"),
-                "bytes_per_node": {str(n): int(c) * page for n, c in enumerate(nodes) if c},
-                "fast_bytes": int(np.count_nonzero(fast[mine])) * page,
-                "slow_bytes": int(np.count_nonzero(~fast[mine])) * page,
-                "hot_bytes": int(np.count_nonzero(h >= thr)) * page,
-                "est_fast_hit_ratio": float(h[fast[mine]].sum() / total_heat) if total_heat > 0 else None,
-            }
-        return out
+        st = self.loop.view.last
+        if st is None:
+            return {}
+        return analytics.per_cgroup(
+            st,
+            self.loop.view.cgroups,
+            self.loop.controller.heat.heat,
+            self.loop.controller.policy.hot_thresholds(),
+            self.procfs.page_size,
+            self.matches,
+            self.overrides.pins,
+        )
 
     def cgroups(self) -> list[dict[str, Any]]:
         return sorted(self._per_cgroup().values(), key=lambda c: -c["fast_bytes"])
@@ -324,47 +274,12 @@ class Service:
             raise InputError("not a managed cgroup with memory", path)
         st = self.loop.view.last
         assert st is not None
-        i = self.loop.view.cgroups.index(path)
-        mine = np.flatnonzero((st.cgroup == i) & (st.node >= 0))
-        fast = st.topology.fast_lut()[st.node[mine] + 1]
-        edges = np.r_[0.0, np.logspace(0, 8, 17)]
-        # the top bin also counts everything hotter (its right edge is closed): no page is left out
-        heat = self.loop.controller.heat.heat[mine].astype(np.float64)
-        pids, _ = self.loop.view.locate(mine)
-        procs = []
-        for pid in np.unique(pids):
-            sel = pids == pid
-            counts = np.bincount(st.node[mine][sel].astype(np.int64))
-            procs.append(
-                {
-                    "pid": int(pid),
-                    "comm": self._comm(int(pid)),
-                    "pages_per_node": {str(n): int(c) for n, c in enumerate(counts) if c},
-                }
-            )
-        # the address-space heat strip: the cgroup's pages in (pid, address) order, in equal buckets
-        n = mine.shape[0]
-        bucket = np.arange(n) * STRIP // max(n, 1)
-        per = np.maximum(np.bincount(bucket, minlength=STRIP), 1)
-        return {
-            **info,
-            "heat_strip": {
-                "heat": (np.bincount(bucket, weights=heat, minlength=STRIP) / per).tolist(),
-                "fast_fraction": (np.bincount(bucket, weights=fast, minlength=STRIP) / per).tolist(),
-                "pages_per_bucket": int(n // STRIP) if n >= STRIP else 1,
-            },
-            "heat_edges": edges.tolist(),
-            "heat_histogram": {
-                "fast": np.histogram(np.minimum(heat[fast], edges[-1]), edges)[0].tolist(),
-                "slow": np.histogram(np.minimum(heat[~fast], edges[-1]), edges)[0].tolist(),
-            },
-            "processes": procs,
-            "recent_migrations": [  # this cgroup's share of each cycle's migrations
-                {**{k: v for k, v in e.items() if k != "cgroups"}, **e["cgroups"][path]}
-                for e in self.events
-                if e["kind"] == "migrated" and path in e.get("cgroups", {})
-            ][-20:],
-        }
+        index = self.loop.view.cgroups.index(path)
+        heat = self.loop.controller.heat.heat
+        extra = analytics.detail(
+            st, index, heat, lambda pages: self.loop.view.locate(pages)[0], self._comm, self.events, path
+        )
+        return {**info, **extra}
 
     def _comm(self, pid: int) -> str:
         try:
@@ -373,7 +288,7 @@ class Service:
             return "?"
 
     def events_since(self, seq: int) -> tuple[int, list[dict[str, Any]]]:
-        return self.seq, [e for e in self.events if e["seq"] > seq]
+        return self.events.since(seq)
 
     # ---- mutations ----------------------------------------------------------------------------------
     def _report_refused(self) -> None:
@@ -384,16 +299,13 @@ class Service:
             self._refused_seen.add(pid)
             self._event("skipped", pid=pid, message=refused[pid])
 
-    def _commit(self, change: Callable[[Overrides], None], kind: str, **info: Any) -> dict[str, Any]:
-        """Apply ``change`` to a copy of the overrides, persist the copy, and only then make it the
-        running set: a save that fails (disk full, read-only state directory) changes nothing, so an
-        error never leaves an override in force that a restart would lose."""
-        new = copy.deepcopy(self.overrides)
-        change(new)
-        self.store.save(new)  # persisted before acknowledged
-        self.overrides = new
-        self._event(kind, **info)
-        return self.overrides.to_json()
+    @property
+    def overrides(self) -> Overrides:
+        return self.editor.overrides
+
+    @property
+    def store(self) -> OverrideStore:
+        return self.editor.store
 
     def _known(self, path: str) -> str:
         norm = "/" + path.strip("/")
@@ -402,55 +314,19 @@ class Service:
         return norm
 
     def pin(self, path: str, tier: str) -> dict[str, Any]:
-        path, tier = self._known(path), check_tier(tier)
-
-        def change(o: Overrides) -> None:
-            if tier == "auto":
-                o.pins.pop(path, None)
-            else:
-                o.pins[path] = tier
-
-        return self._commit(change, "pin", cgroup=path, tier=tier)
+        return self.editor.pin(path, tier)
 
     def unpin(self, path: str) -> dict[str, Any]:
-        return self.pin(path, "auto")
+        return self.editor.pin(path, "auto")
 
     def set_quota(self, path: str, fast_min: str | int | None, fast_max: str | int | None) -> dict[str, Any]:
-        """Set (or with both None, drop) a cgroup's fast-tier min/max. Each bound is checked by
-        ``values.amount`` (finite, in range), must not exceed this machine's memory, and the minimum
-        must not be above the maximum on this machine; nothing is stored unless all of that holds."""
-        path = self._known(path)
-        last = self.loop.view.last
-        topo = last.topology if last is not None else self.topo.read().topology
-        machine = sum(n.capacity_pages for n in topo.nodes) * topo.page_size
-        pages: dict[str, int] = {}
-        for name, v in (("fast_min", fast_min), ("fast_max", fast_max)):
-            if v is None:
-                continue
-            amount = values.amount(v, name)
-            if amount.kind == "bytes" and int(amount.value) > machine:
-                raise InputError(f"{v!r} is more than this machine's memory ({machine} bytes)", name)
-            pages[name] = amount.pages(topo.page_size, topo.fast_capacity)
-        if "fast_min" in pages and "fast_max" in pages and pages["fast_min"] > pages["fast_max"]:
-            raise InputError(
-                f"fast_min ({fast_min}: {pages['fast_min']} pages) is above fast_max "
-                f"({fast_max}: {pages['fast_max']} pages)",
-                "fast_min",
-            )
-
-        def change(o: Overrides) -> None:
-            if fast_min is None and fast_max is None:
-                o.quotas.pop(path, None)
-            else:
-                o.quotas[path] = {"fast_min": fast_min, "fast_max": fast_max}
-
-        return self._commit(change, "quota", cgroup=path, fast_min=fast_min, fast_max=fast_max)
+        return self.editor.set_quota(path, fast_min, fast_max)
 
     def pause(self) -> dict[str, Any]:
-        return self._commit(lambda o: setattr(o, "paused", True), "paused")
+        return self.editor.set_paused(True)
 
     def resume(self) -> dict[str, Any]:
-        return self._commit(lambda o: setattr(o, "paused", False), "resumed")
+        return self.editor.set_paused(False)
 
     def migrate_now(self, path: str | None) -> dict[str, Any]:
         if path is not None:
@@ -490,8 +366,7 @@ class Service:
         return {"profiles": new.names()}
 
     def _event(self, kind: str, **info: Any) -> None:
-        self.seq += 1
-        self.events.append({"seq": self.seq, "time": self.wall(), "kind": kind, **info})
+        self.events.emit(kind, **info)
 
 
 def _open_log(path: Path) -> TextIO:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -161,7 +162,7 @@ class SimLoop:
         self.controller = Controller(
             sampler=self.chain,
             memory=self.view,
-            policy=make_policy(cfg.policy),
+            policy=make_policy(cfg.policy, **cfg.policy_options),
             mover=mover,
             heat=HeatModel(trace.n_pages, half_life=cfg.half_life),
             budget_pages=min(cfg.budget_pages, max(1, workload.fast_pages // 10)),
@@ -241,6 +242,8 @@ def sim_service(
     wall: Callable[[], float] = time.time,
     dry_run: bool = False,
     cycle_log: Path | None = None,
+    policy: str = "tierctl",
+    policy_options: Mapping[str, Any] | None = None,
 ) -> Service:
     """A Service on a simulated two-tier machine running a built-in workload; each ``cycle()`` = one epoch."""
     try:
@@ -255,5 +258,7 @@ def sim_service(
         cycle_s=w.trace.epoch_s,
         samplers=("sim",),
         cycle_log=cycle_log,
+        policy=policy,
+        policy_options=dict(policy_options or {}),
     )
     return Service(cfg, platform=platform, clock=clock, wall=wall)

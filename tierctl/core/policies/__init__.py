@@ -6,6 +6,7 @@ mapping built once here, not a registry that modules mutate at import time.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -15,6 +16,7 @@ from tierctl.core.policies.nb2 import Nb2Policy
 from tierctl.core.policies.static import StaticPolicy
 from tierctl.core.policies.tierctl import TierctlPolicy
 from tierctl.core.policy import Policy
+from tierctl.errors import InputError
 from tierctl.registry import pick
 
 POLICIES: Mapping[str, Callable[..., Policy]] = MappingProxyType(
@@ -29,4 +31,15 @@ DEFAULT_POLICY = "tierctl"
 
 
 def make_policy(name: str, **options: Any) -> Policy:
-    return pick(POLICIES, name, kind="policy", where="--policy")(**options)
+    """Policy ``name`` with keyword ``options``; an option it does not take is an InputError naming
+    the ones it does."""
+    factory = pick(POLICIES, name, kind="policy", where="--policy")
+    known = [p for p in inspect.signature(factory).parameters if p != "self"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InputError(
+            f"policy {name!r} has no option {', '.join(map(repr, unknown))}; its options: "
+            f"{', '.join(known) or 'none'}",
+            "--policy-option",
+        )
+    return factory(**options)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from tierctl.core.plan import Plan
-from tierctl.core.policy import PolicyView, top_k
+from tierctl.core.policy import NoThresholds, PolicyView, top_k
 
 
-class EwmaPolicy:
+class EwmaPolicy(NoThresholds):
     """EWMA top-k: the hottest pages by decayed heat belong in the fast tier."""
 
     name = "ewma"

@@ -14,11 +14,11 @@ import numpy as np
 
 from tierctl.core.heat import NEVER
 from tierctl.core.plan import Plan
-from tierctl.core.policy import PolicyView, top_k
+from tierctl.core.policy import NoThresholds, PolicyView, top_k
 from tierctl.errors import InputError
 
 
-class Nb2Policy:
+class Nb2Policy(NoThresholds):
     """Model of the kernel's NUMA balancing mode 2 + demotion."""
 
     name = "nb2"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tierctl.core.plan import Plan
-from tierctl.core.policy import PolicyView
+from tierctl.core.policy import NoThresholds, PolicyView
 
 
-class StaticPolicy:
+class StaticPolicy(NoThresholds):
     """First touch decides; never migrates."""
 
     name = "static"

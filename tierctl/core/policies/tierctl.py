@@ -155,6 +155,14 @@ class TierctlPolicy:
         self.stats: TierctlStats | None = None
 
     # ------------------------------------------------------------------------------------------
+    def hot_thresholds(self) -> np.ndarray | None:
+        return None if self.stats is None else self.stats.thresholds
+
+    def summary(self) -> dict[str, bool | int | float]:
+        if self.stats is None:
+            return {}
+        return {k: v for k, v in vars(self.stats).items() if isinstance(v, bool | int | float)}
+
     def decide(self, view: PolicyView) -> Plan:
         d = self._estimate(view)
         self._target(d)

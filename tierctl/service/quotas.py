@@ -1,0 +1,73 @@
+"""Profiles and operator overrides -> the per-cgroup quotas the policy applies (pure).
+
+A pin overrides a profile's quota and hot threshold (pin fast: everything may stay fast; pin slow:
+nothing may), not its rate limits. An operator quota replaces the profile's min/max; a max below
+the min is raised to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tierctl.core.policy import Quota, amount_to_pages
+from tierctl.core.topology import Topology
+from tierctl.profiles import ProfileSet
+from tierctl.profiles.schema import Placement
+from tierctl.service.overrides import Overrides
+
+ALL_PAGES = 1 << 40
+
+
+def resolve_quotas(
+    cgroups: Sequence[str],
+    matches: Mapping[str, str],
+    profiles: ProfileSet,
+    overrides: Overrides,
+    topo: Topology,
+    cycle_s: float,
+) -> dict[int, Quota]:
+    """The quota of each cgroup (by its index in ``cgroups``) whose profile is ``matches[path]``."""
+    cap, page = topo.fast_capacity, topo.page_size
+    by_name = {p.name: p for p in profiles}
+    out = {}
+    for i, path in enumerate(cgroups):
+        pin = overrides.pins.get(path)
+        prof = by_name.get(matches.get(path, ""))
+        extra = placement_extras(prof.placement, page, cycle_s) if prof else {}
+        limits = {k: v for k, v in extra.items() if k in ("promote_pages", "demote_pages")}
+        if pin == "fast":
+            out[i] = Quota(min_pages=ALL_PAGES, **limits)
+        elif pin == "slow":
+            out[i] = Quota(0, 0, **limits)
+        else:
+            q = prof.placement.quota(page, cap) if prof else Quota()
+            q = Quota(q.min_pages, q.max_pages, **extra)
+            over = overrides.quotas.get(path)
+            if over:
+                q = _operator_quota(over, path, page, cap, extra)
+            out[i] = q
+    return out
+
+
+def _operator_quota(
+    over: Mapping[str, Any], path: str, page: int, cap: int, extra: Mapping[str, Any]
+) -> Quota:
+    lo = amount_to_pages(over.get("fast_min") or 0, page_size=page, fast_capacity=cap, where=path)
+    hi = over.get("fast_max")
+    hi_p = None if hi is None else amount_to_pages(hi, page_size=page, fast_capacity=cap, where=path)
+    return Quota(lo, hi_p if hi_p is None or hi_p >= lo else lo, **extra)
+
+
+def placement_extras(pl: Placement, page: int, cycle_s: float) -> dict[str, Any]:
+    """The parts of a profile's placement the policy applies per cgroup, besides min/max."""
+
+    def pages(mbps: float | None) -> int | None:
+        return None if mbps is None else int(mbps * 1e6 * cycle_s // page)
+
+    return {
+        "threshold": None if pl.hot_threshold == "auto" else float(pl.hot_threshold),
+        "hysteresis": pl.hysteresis,
+        "promote_pages": pages(pl.promote_rate_mbps),
+        "demote_pages": pages(pl.demote_rate_mbps),
+    }
