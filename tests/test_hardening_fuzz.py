@@ -22,13 +22,14 @@ from hypothesis import strategies as st
 from tierctl.api.client import ApiClient
 from tierctl.api.server import ApiServer
 from tierctl.core.policy import Quota, amount_to_pages
+from tierctl.data import profiles_dir
 from tierctl.errors import InputError, TierctlError
 from tierctl.kernel.knobs import KnobGuard
 from tierctl.profiles import check_profiles, loader
 from tierctl.profiles.schema import ProfileProblem
 from tierctl.service.overrides import OverrideStore
 from tierctl.service.service import Service
-from tierctl.sim.live import REPO_PROFILES, sim_service
+from tierctl.sim.live import sim_service
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -131,7 +132,7 @@ def profile_texts(draw: st.DrawFn) -> bytes:
 def test_profile_files_give_located_problems_or_usable_profiles(raw: bytes, kind: str) -> None:
     d = Path(tempfile.mkdtemp(prefix="tierctl-pfuzz-"))
     try:
-        shutil.copy(REPO_PROFILES / "default.toml", d / "default.toml")
+        shutil.copy(profiles_dir() / "default.toml", d / "default.toml")
         target = d / "fuzz.toml"
         if kind == "file":
             target.write_bytes(raw)
@@ -188,7 +189,7 @@ PATHS = st.one_of(
 def sim_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, ApiServer]]:
     root = tmp_path_factory.mktemp("apifuzz")
     profiles = root / "profiles"
-    shutil.copytree(REPO_PROFILES, profiles)
+    shutil.copytree(profiles_dir(), profiles)
     svc = sim_service(
         "multi-cgroup", state_dir=root / "state", profiles_dir=profiles, epochs=30, wall=lambda: 1e9
     )
