@@ -14,7 +14,8 @@ import difflib
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from tierctl import strict_json, values
@@ -72,11 +73,22 @@ class Arg:
 
 @dataclass(frozen=True)
 class OpSpec:
+    """One operation of the API, declared once: the server dispatches it, the client and the TUI
+    name it, and a test checks it against ``ServiceContract``.
+
+    ``method``: the Service method that serves it, called with the ``args`` values in order (under
+    the service lock); ``prepare``: a Service method called first *outside* the lock, whose result
+    (or the TierctlError it raised) is passed as one more argument; ``shape``: turns the method's
+    result into the wire result."""
+
     name: str
     mutation: bool
     args: tuple[Arg, ...] = ()
     stream: bool = False
     help: str = ""
+    method: str = ""
+    prepare: str | None = None
+    shape: Callable[[Any], Any] | None = None
 
 
 def _bad(where: str, message: str) -> RequestError:
@@ -156,51 +168,70 @@ def check_amount(where: str, value: Any) -> str | int | None:
     return value
 
 
-OPS: dict[str, OpSpec] = {
-    s.name: s
-    for s in (
-        OpSpec("status", False, help="daemon state, cycle, samplers, moved pages, profiles, overrides"),
-        OpSpec("topology", False, help="memory tiers and nodes"),
-        OpSpec("cgroups", False, help="one entry per managed cgroup"),
-        OpSpec("cgroup", False, (Arg("path", check_path),), help="detail of one cgroup"),
-        OpSpec(
-            "events",
-            False,
-            (Arg("since", check_seq, required=False, default=0),),
-            help="events after sequence number `since`",
+def _events_result(got: tuple[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    seq, events = got
+    return {"seq": seq, "events": events}
+
+
+def _declare(*specs: OpSpec) -> Mapping[str, OpSpec]:
+    """The ops by name; an op without an explicit method is served by the Service method of its
+    own name."""
+    return MappingProxyType({s.name: s if s.method else replace(s, method=s.name) for s in specs})
+
+
+OPS: Mapping[str, OpSpec] = _declare(
+    OpSpec("status", False, help="daemon state, cycle, samplers, moved pages, profiles, overrides"),
+    OpSpec("topology", False, help="memory tiers and nodes"),
+    OpSpec("cgroups", False, help="one entry per managed cgroup"),
+    OpSpec(
+        "cgroup",
+        False,
+        (Arg("path", check_path),),
+        help="detail of one cgroup",
+        method="cgroup_detail",
+    ),
+    OpSpec(
+        "events",
+        False,
+        (Arg("since", check_seq, required=False, default=0),),
+        help="events after sequence number `since`",
+        method="events_since",
+        shape=_events_result,
+    ),
+    OpSpec(
+        "subscribe",
+        False,
+        (Arg("since", check_optional_seq, required=False, default=None),),
+        stream=True,
+        help="stream of events (default: from now on)",
+        method="events_since",
+    ),
+    OpSpec("pin", True, (Arg("path", check_path), Arg("tier", check_tier)), help="pin a cgroup to a tier"),
+    OpSpec("unpin", True, (Arg("path", check_path),), help="drop a cgroup's pin"),
+    OpSpec(
+        "quota",
+        True,
+        (
+            Arg("path", check_path),
+            Arg("fast_min", check_amount, required=False),
+            Arg("fast_max", check_amount, required=False),
         ),
-        OpSpec(
-            "subscribe",
-            False,
-            (Arg("since", check_optional_seq, required=False, default=None),),
-            stream=True,
-            help="stream of events (default: from now on)",
-        ),
-        OpSpec(
-            "pin", True, (Arg("path", check_path), Arg("tier", check_tier)), help="pin a cgroup to a tier"
-        ),
-        OpSpec("unpin", True, (Arg("path", check_path),), help="drop a cgroup's pin"),
-        OpSpec(
-            "quota",
-            True,
-            (
-                Arg("path", check_path),
-                Arg("fast_min", check_amount, required=False),
-                Arg("fast_max", check_amount, required=False),
-            ),
-            help="set a cgroup's fast-tier min/max",
-        ),
-        OpSpec("pause", True, help="stop moving pages (sampling continues)"),
-        OpSpec("resume", True, help="resume after pause"),
-        OpSpec(
-            "migrate",
-            True,
-            (Arg("path", check_optional_path, required=False),),
-            help="run a migration pass now (one cgroup or all)",
-        ),
-        OpSpec("reload", True, help="reload profiles transactionally"),
-    )
-}
+        help="set a cgroup's fast-tier min/max",
+        method="set_quota",
+    ),
+    OpSpec("pause", True, help="stop moving pages (sampling continues)"),
+    OpSpec("resume", True, help="resume after pause"),
+    OpSpec(
+        "migrate",
+        True,
+        (Arg("path", check_optional_path, required=False),),
+        help="run a migration pass now (one cgroup or all)",
+        method="migrate_now",
+    ),
+    # the profiles are read and checked outside the lock: a slow parse never stalls the rest
+    OpSpec("reload", True, help="reload profiles transactionally", prepare="read_profiles"),
+)
+OP_OF_METHOD: Mapping[str, str] = MappingProxyType({s.method: s.name for s in OPS.values() if not s.stream})
 MUTATIONS = frozenset(name for name, s in OPS.items() if s.mutation)
 
 

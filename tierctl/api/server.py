@@ -519,38 +519,16 @@ class ApiServer:
             self._service_lock.release()
 
     def _call(self, req: Request) -> Any:
-        s, a = self.service, req.args
-        match req.op:
-            case "status":
-                return self._locked(s.status)
-            case "topology":
-                return self._locked(s.topology)
-            case "cgroups":
-                return self._locked(s.cgroups)
-            case "cgroup":
-                return self._locked(s.cgroup_detail, a["path"])
-            case "events":
-                seq, events = self._locked(s.events_since, a["since"])
-                return {"seq": seq, "events": events}
-            case "pin":
-                return self._locked(s.pin, a["path"], a["tier"])
-            case "unpin":
-                return self._locked(s.unpin, a["path"])
-            case "quota":
-                return self._locked(s.set_quota, a["path"], a["fast_min"], a["fast_max"])
-            case "pause":
-                return self._locked(s.pause)
-            case "resume":
-                return self._locked(s.resume)
-            case "migrate":
-                return self._locked(s.migrate_now, a["path"])
-            case "reload":  # read and checked outside the lock: a slow parse never stalls the rest
-                try:
-                    prepared: Any = s.read_profiles()
-                except TierctlError as e:
-                    prepared = e
-                return self._locked(s.reload, prepared)
-        raise RequestError("protocol", f"op {req.op!r} has no handler", "op", req.id)  # pragma: no cover
+        """Serve ``req`` as its OpSpec declares: the Service method with the arguments in order."""
+        spec = req.spec
+        args = [req.args[a.name] for a in spec.args]
+        if spec.prepare is not None:  # outside the lock; its failure is the method's to report
+            try:
+                args.append(getattr(self.service, spec.prepare)())
+            except TierctlError as e:
+                args.append(e)
+        result = self._locked(getattr(self.service, spec.method), *args)
+        return spec.shape(result) if spec.shape is not None else result
 
     # ---- subscriptions --------------------------------------------------------------------------
 

@@ -32,8 +32,8 @@ class ServiceContract(Protocol):
         "processes": [{"pid", "comm", "pages_per_node"}], "recent_migrations": [...]}"""
         ...
 
-    def events_since(self, seq: int) -> tuple[int, list[dict[str, Any]]]:
-        """Events after sequence number ``seq`` (0 = all kept) and the newest sequence number."""
+    def events_since(self, since: int) -> tuple[int, list[dict[str, Any]]]:
+        """Events after sequence number ``since`` (0 = all kept) and the newest sequence number."""
         ...
 
     # ---- mutations (root or the configured group) ---------------------------------------------

@@ -287,8 +287,8 @@ class Service:
         except TierctlError:
             return "?"
 
-    def events_since(self, seq: int) -> tuple[int, list[dict[str, Any]]]:
-        return self.events.since(seq)
+    def events_since(self, since: int) -> tuple[int, list[dict[str, Any]]]:
+        return self.events.since(since)
 
     # ---- mutations ----------------------------------------------------------------------------------
     def _report_refused(self) -> None:

@@ -11,19 +11,19 @@ holds one lock, and ``start()`` runs ``service.cycle()`` on a period in a backgr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Protocol
 
 from tierctl.api.client import DEFAULT_SOCKET, ApiClient
-from tierctl.api.protocol import RemoteError
+from tierctl.api.protocol import OP_OF_METHOD, OPS, RemoteError
 from tierctl.errors import InputError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.service.contract import ServiceContract
 
 GONE = "daemon gone, reconnecting…"
-ACTIONS = ("pin", "set_quota", "pause", "resume", "migrate_now", "reload")
+# the Service methods the TUI may call: the mutations the API declares (tierctl.api.protocol.OPS)
+ACTIONS = tuple(spec.method for spec in OPS.values() if spec.mutation)
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,6 @@ class LocalSource:
             return getattr(self.service, action)(**args)
 
 
-OPS: Mapping[str, str] = MappingProxyType({"set_quota": "quota", "migrate_now": "migrate"})
-
-
 class SocketSource:
     """The daemon's socket API; one connection, reopened after the daemon went away."""
 
@@ -186,7 +183,7 @@ class SocketSource:
         _check_action(action)
         with self._lock:
             try:
-                return self._client.call(OPS.get(action, action), **args)
+                return self._client.call(OP_OF_METHOD[action], **args)
             except (UnavailableError, RemoteError):
                 self._client.close()
                 raise
