@@ -23,12 +23,12 @@ from tierctl.tui.commands import TierctlCommands
 from tierctl.tui.detail import DetailScreen
 from tierctl.tui.keys import APP_KEYS, TABLE_KEYS, bindings
 from tierctl.tui.modals import ConfirmScreen, HelpScreen, PinScreen, Quota, QuotaScreen
-from tierctl.tui.model import NodeUse, Rates, node_use
+from tierctl.tui.model import FrameContext, NodeUse, Rates, node_use
 from tierctl.tui.source import Frame, Source
 from tierctl.tui.table import CgroupTable
-from tierctl.tui.views import EventsView, Overview, Summary
+from tierctl.tui.tabs import DEFAULT_TAB, TABS, ShowsFrames, tab
+from tierctl.tui.views import Summary
 
-TABS = ("overview", "cgroups", "events")
 W = TypeVar("W", bound=Widget)
 
 
@@ -68,14 +68,10 @@ class TierctlApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Summary(id="summary")
-        with TabbedContent(initial="cgroups", id="tabs"):
-            with TabPane("Overview [1]", id="overview"):
-                yield Overview(id="overview-view")
-            with TabPane("Cgroups [2]", id="cgroups"):
-                yield CgroupTable(id="table")
-                yield Input(placeholder="filter: path, profile or pin (enter keeps, esc clears)", id="filter")
-            with TabPane("Events [3]", id="events"):
-                yield EventsView(id="events-view")
+        with TabbedContent(initial=DEFAULT_TAB, id="tabs"):
+            for t in TABS:
+                with TabPane(f"{t.title} [{t.key}]", id=t.id):
+                    yield from t.widgets()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -139,9 +135,11 @@ class TierctlApp(App[None]):
             self.frames += 1
             self.nodes = node_use(frame.topology, frame.cgroups)
             self.rates.push(frame.status)
-            self.main_view(Overview).show(frame, self.nodes, self.rates)
-            self.main_view(CgroupTable).show(frame.cgroups)
-            self.main_view(EventsView).add(frame.events)
+            ctx = FrameContext(frame, self.nodes, self.rates)
+            for pane in self.screen_stack[0].query(TabPane):
+                for view in pane.query("*"):
+                    if isinstance(view, ShowsFrames):
+                        view.show_frame(ctx)
             d = self._detail_screen()
             if d is not None:
                 d.show(frame.detail, frame.detail_error, frame.status.get("overrides") or {})
@@ -187,14 +185,15 @@ class TierctlApp(App[None]):
         self.run_worker(self.collect(), group="collect")
 
     # ---- navigation -------------------------------------------------------------------------------
-    def action_tab(self, tab: str) -> None:
-        if tab not in TABS:
+    def action_tab(self, tab_id: str) -> None:
+        t = tab(tab_id)
+        if t is None:
             return
         while len(self.screen_stack) > 1:
             self.pop_screen()
-        self.main_view(TabbedContent).active = tab
-        if tab == "cgroups":
-            self.main_view(CgroupTable).focus()
+        self.main_view(TabbedContent).active = t.id
+        if t.focus:
+            self.main_view(Widget, t.focus).focus()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

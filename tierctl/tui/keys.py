@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from textual.binding import Binding
 
+from tierctl.tui.tabs import TABS
+
 
 @dataclass(frozen=True)
 class Key:
@@ -20,9 +22,7 @@ class Key:
 APP_KEYS: tuple[Key, ...] = (
     Key("question_mark", "help", "help", "this help: every key", shown="?"),
     Key("q", "quit", "quit", "quit (the daemon keeps running)"),
-    Key("1", "tab('overview')", "overview", "overview: tiers, rates, controller, samplers", footer=False),
-    Key("2", "tab('cgroups')", "cgroups", "cgroups table", footer=False),
-    Key("3", "tab('events')", "events", "events log", footer=False),
+    *(Key(t.key, f"tab('{t.id}')", t.id, t.help, footer=False) for t in TABS),
     Key("p", "pin", "pin", "pin the selected cgroup to fast / slow / auto (asks first)"),
     Key("f", "quota", "quota", "set the selected cgroup's fast-tier quota (min / max; asks first)"),
     Key("m", "migrate", "migrate", "migrate now: the selected cgroup, or all from the overview (asks first)"),

@@ -207,3 +207,13 @@ def edge_label(x: float) -> str:
     if x >= 1e3:
         return f"{x / 1e3:g}k"
     return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """What a view may show: the latest frame (a tierctl.tui.source.Frame) and what the app derived
+    from it."""
+
+    frame: Any
+    nodes: list[NodeUse]
+    rates: Rates

@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from tierctl.tui.keys import TABLE_KEYS, bindings
-from tierctl.tui.model import COLUMNS, SORTS, row_cells, visible_rows
+from tierctl.tui.model import COLUMNS, SORTS, FrameContext, row_cells, visible_rows
 
 RIGHT = frozenset({"fast", "slow", "hot", "hit"})
 PIN_STYLE: Mapping[str, str] = MappingProxyType({"fast": "bold cyan", "slow": "bold blue"})
@@ -83,6 +83,9 @@ class CgroupTable(DataTable[Text]):
             self.scroll_to(y=y, animate=False)
 
     # ---- data in -----------------------------------------------------------------------------------
+    def show_frame(self, ctx: FrameContext) -> None:
+        self.show(ctx.frame.cgroups)
+
     def show(self, cgroups: list[dict[str, Any]]) -> None:
         self._all = cgroups
         self._apply()

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import RichLog, Sparkline, Static
 
-from tierctl.tui.model import NodeUse, Rates, fmt_bytes, fmt_event, tier_totals
+from tierctl.tui.model import FrameContext, NodeUse, Rates, fmt_bytes, fmt_event, tier_totals
 from tierctl.tui.source import Frame
 
 BAR = 24
@@ -66,6 +66,9 @@ class Overview(VerticalScroll):
         with Vertical(id="controller-box"):
             yield Static(id="controller")
             yield Static(id="samplers")
+
+    def show_frame(self, ctx: FrameContext) -> None:
+        self.show(ctx.frame, ctx.nodes, ctx.rates)
 
     def show(self, frame: Frame, nodes: list[NodeUse], rates: Rates) -> None:
         t = Text()
@@ -127,6 +130,10 @@ class EventsView(RichLog):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(max_lines=1000, wrap=False, markup=False, highlight=False, **kw)
+
+    def show_frame(self, ctx: FrameContext) -> None:
+        """Only the events new since the last frame are added."""
+        self.add(ctx.frame.events)
 
     def add(self, events: list[dict[str, Any]]) -> None:
         for e in events:
