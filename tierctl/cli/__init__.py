@@ -18,6 +18,7 @@ from tierctl.cli import (
     cgroups_cmd,
     client_cmds,
     daemon_cmd,
+    docs_cmd,
     move_cmd,
     pages_cmd,
     profile_cmd,
@@ -25,6 +26,7 @@ from tierctl.cli import (
     sim_cmd,
     topology_cmd,
     tui_cmd,
+    unit_cmd,
 )
 from tierctl.errors import EXIT_INTERNAL, TierctlError
 
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     daemon_cmd.register(sub)
     client_cmds.register(sub)
     tui_cmd.register(sub)
+    unit_cmd.register(sub)
+    docs_cmd.register(sub)
     return parser
 
 
