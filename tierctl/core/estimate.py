@@ -38,6 +38,7 @@ from tierctl.errors import InputError
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 RATIO_MAX = 8.0  # a region's short-horizon level may raise its pages' estimates at most this much
+REFRESH_BLOCK = 1 << 16  # pages per block of a region-sum pass (its float64 temporaries: ~30 B per page)
 
 
 class RateEstimator:
@@ -255,7 +256,7 @@ class RateEstimator:
             arr[r0:r1] = 0.0
         # block-wise (no page-sized float64 temporaries); a region split by a block boundary gets
         # both blocks' partial sums, added in block order
-        for first, last, c, a, b in map_blocks(sums, hi, workers=self.workers, start=lo):
+        for first, last, c, a, b in map_blocks(sums, hi, REFRESH_BLOCK, self.workers, start=lo):
             self._cnt[first:last] += c
             self._s1[first:last] += a
             self._s2[first:last] += b

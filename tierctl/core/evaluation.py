@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierctl.core.census import BLOCK, Evaluated, map_blocks
+from tierctl.core.census import Evaluated, map_blocks
 from tierctl.core.estimate import RateEstimator
 from tierctl.core.heat import BINS_PER_OCTAVE, N_BINS, distinct
 from tierctl.core.policy import PolicyView
@@ -34,6 +34,9 @@ from tierctl.core.running_census import SLOW_BIT, RunningCensus
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 SILENCE_CHECKS = (3, 8)  # decisions after a fast page's sample at which its silence is checked
+# pages per block of an evaluation pass: its temporaries (~30 B per page) are what a cycle adds to the
+# per-page state, so small enough to stay a few MB, large enough that per-block overhead does not show
+PASS_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -212,10 +215,10 @@ class Evaluation:
                 def block(lo: int, hi: int) -> tuple[int, int, np.ndarray]:
                     return lo, hi, census.codes_for(est.block_rates(lo, hi), mem.node[lo:hi], lut, scale)
 
-                step = BLOCK * 8  # a few blocks at a time: their codes are applied, then dropped
+                step = PASS_BLOCK * 4  # a few blocks at a time: their codes are applied, then dropped
                 for glo in range(seg.start, seg.stop, step):
                     ghi = min(seg.stop, glo + step)
-                    for lo, hi, codes in map_blocks(block, ghi, workers=self.threads, start=glo):
+                    for lo, hi, codes in map_blocks(block, ghi, PASS_BLOCK, self.threads, start=glo):
                         census.apply(slice(lo, hi), codes, mem.cgroup[lo:hi])
                         out.append(Evaluated(slice(lo, hi), None, census.codes[lo:hi], mem.cgroup[lo:hi]))
             elif seg.idx.shape[0]:
@@ -228,7 +231,7 @@ class Evaluation:
                     codes = census.codes_for(e, mem.node[idx], lut, scale)
                     return Evaluated(idx, e, codes, est.region_cgroup(mem.cgroup)[reg])
 
-                for ev in map_blocks(chunk, seg.idx.shape[0], workers=self.threads):
+                for ev in map_blocks(chunk, seg.idx.shape[0], PASS_BLOCK, self.threads):
                     census.apply(ev.where, ev.codes, ev.cgroup)
                     out.append(ev)
         return out

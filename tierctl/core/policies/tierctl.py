@@ -169,8 +169,11 @@ class TierctlPolicy:
         self._thresholds(d)
         promote_pool, victim_pool = self._pools(d)
         p_idx, v_idx = self._ranked(d, promote_pool, victim_pool)
+        del promote_pool, victim_pool  # the cycle's largest temporaries: gone before the next steps
         ranked = np.concatenate([p_idx, v_idx])  # evaluated again next time, moved or not
         forced, restore, v_idx = self._forced(d, p_idx, v_idx)
+        n_evaluated = sum(e.codes.shape[0] for e in d.evaluated)
+        d.evaluated = []  # nothing after the forced demotions reads them
         left = view.budget - forced.shape[0] - restore.shape[0]
         out = np.concatenate([forced, restore])
         demoted_c = np.bincount(view.memory.cgroup[out], minlength=d.fast_c.size)
@@ -191,7 +194,7 @@ class TierctlPolicy:
             forced_demotions=int(forced.shape[0] + restore.shape[0]),
             fills=int(n_fill),
             swaps=int(swap_in.shape[0]),
-            evaluated=sum(e.codes.shape[0] for e in d.evaluated),
+            evaluated=n_evaluated,
             full=d.full,
         )
         demote = np.concatenate([forced, restore, swap_out])
