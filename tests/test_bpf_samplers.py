@@ -22,10 +22,13 @@ import pytest
 
 from tierctl.errors import InputError, UnavailableError
 from tierctl.kernel import bpfhost
+from tierctl.kernel.bpfhost import BpfHost
+from tierctl.kernel.cgroupfs import CgroupTree, cgroup2_root, cgroup_id
 from tierctl.kernel.pmu import parse_event_terms
+from tierctl.samplers import bpf_bcc, bpf_compile, bpf_headers
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers import bpf_loader as BL
-from tierctl.samplers.base import RAW_SAMPLE_DTYPE, SourceSampler, Targets
+from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Availability, SourceSampler, Targets
 from tierctl.samplers.fault import FaultSampler
 from tierctl.samplers.perf_addr import PerfAddrSampler
 
@@ -56,11 +59,11 @@ for line in sys.stdin:
 
 
 def _bcc_skip_reason() -> str | None:
-    problem = BL.privilege_problem()
+    problem = BpfHost().privilege_problem()
     if problem:
         return problem
     try:
-        BL.load_bcc()
+        bpf_bcc.load_bcc()
     except UnavailableError as e:
         return e.message
     return None
@@ -137,7 +140,7 @@ def v2_cgroup(request: pytest.FixtureRequest) -> Iterator[Path]:
     """A fresh cgroup in the v2 hierarchy (/sys/fs/cgroup/unified on this hybrid host).
 
     Request it before child_factory: fixtures tear down in reverse order, children first."""
-    root = BL.cgroup2_root()
+    root = cgroup2_root()
     if root is None:
         pytest.skip("no cgroup v2 hierarchy mounted")
     d = root / f"tierctl-bpf-test-{os.getpid()}-{request.node.name[-20:]}"
@@ -188,9 +191,10 @@ def test_fault_sampler_counts_the_pages_a_child_touches_under_its_pid_and_cgroup
     assert set(raw["pid"].tolist()) == {child.pid}  # the pid filter keeps everyone else out
     # bpf_get_current_cgroup_id() is the v2 id = inode of the child's v2 cgroup directory, also on
     # a hybrid (v1 memory controller + v2 "unified") host like this one
-    assert BL.pid_cgroup_path(child.pid) == v2_cgroup
+    tree = CgroupTree.mounted()
+    assert tree is not None and tree.pid_dir(child.pid) == v2_cgroup
     assert set(mine["cgroup"].tolist()) == {v2_cgroup.stat().st_ino} == {BL.pid_cgroup_id(child.pid)}
-    assert BL.cgroup_path(int(mine["cgroup"][0])) == v2_cgroup
+    assert tree.path_of(int(mine["cgroup"][0])) == v2_cgroup
     want = L.SampleFlag.FAULT | L.SampleFlag.USER | L.SampleFlag.WRITE
     assert np.all(mine["flags"] & want == want)
     assert len(s.drain()) == 0  # drained means deleted
@@ -205,13 +209,13 @@ def test_cgroup_targets_select_by_cgroup(v2_cgroup: Path, child_factory, started
     outside = child_factory(300)
     s = FaultSampler(migrations=False)
     started.append(s)
-    s.start(Targets(cgroup_ids=(BL.cgroup_id(v2_cgroup),)))
+    s.start(Targets(cgroup_ids=(cgroup_id(v2_cgroup),)))
     inside.touch()
     outside.touch()
     raw = s.drain()
     assert int(in_mapping(raw, inside)["count"].sum()) == 300
     assert len(in_mapping(raw, outside)) == 0
-    assert set(raw["cgroup"].tolist()) == {BL.cgroup_id(v2_cgroup)}
+    assert set(raw["cgroup"].tolist()) == {cgroup_id(v2_cgroup)}
 
 
 @needs_bcc
@@ -309,7 +313,7 @@ def test_shipped_header_tree_compiles_even_when_kernel_headers_exist(child_facto
         started.append(s)
         s.start(Targets(pids=(child.pid,)))
         assert s.headers is not None and s.headers.kind == "shipped"
-        assert s.headers.path == BL.shipped_headers()
+        assert s.headers.path == bpf_headers.shipped_headers()
         assert s.compile_seconds < 30
         s.stop()
 
@@ -337,7 +341,7 @@ def test_stop_detaches_and_restores(child_factory) -> None:
 @needs_bcc
 def test_compile_error_gives_the_first_compiler_error_line() -> None:
     bad = (
-        BL.bpf_dir() / "fault_sampler.c"
+        bpf_headers.bpf_dir() / "fault_sampler.c"
     ).read_text() + "\nint tierctl_broken(void) { return no_such_symbol; }\n"
     s = FaultSampler(source=bad)
     assert s.probe().ok  # probe does not compile
@@ -354,7 +358,7 @@ def test_compile_error_gives_the_first_compiler_error_line() -> None:
 
 @needs_bcc
 def test_verifier_refusal_gives_the_verifier_verdict() -> None:
-    text = (BL.bpf_dir() / "addr_sampler.c").read_text()
+    text = (bpf_headers.bpf_dir() / "addr_sampler.c").read_text()
     bad = text.replace("u64 addr = ctx->addr;", "u64 addr = *(u64 *)((char *)ctx + 4096);")
     assert bad != text
     fds_before = open_fds()
@@ -382,8 +386,8 @@ def test_refused_attach_is_one_reason_and_leaves_nothing_attached(monkeypatch) -
 
 def test_bcc_missing_is_one_clear_reason(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(UnavailableError, match=r"^bcc is not installed: .*apt install python3-bpfcc"):
-        BL.load_bcc(search=(str(tmp_path),))
-    monkeypatch.setattr(BL, "privilege_problem", lambda: None)
+        bpf_bcc.load_bcc(search=(str(tmp_path),))
+    monkeypatch.setattr(BpfHost, "privilege_problem", lambda self: None)
     av = FaultSampler(bcc_search=(str(tmp_path),)).probe()
     assert not av.ok and av.reason.startswith("bcc is not installed")
     with pytest.raises(UnavailableError, match=r"^bcc is not installed"):
@@ -397,14 +401,14 @@ def test_bcc_that_fails_to_import_is_one_clear_reason(tmp_path: Path, monkeypatc
     for name in [n for n in sys.modules if n == "bcc" or n.startswith("bcc.")]:
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(UnavailableError, match=r"^bcc at .*failed to import: libbcc\.so\.0: cannot open"):
-        BL.load_bcc(search=(str(tmp_path),))
+        bpf_bcc.load_bcc(search=(str(tmp_path),))
     assert "bcc" not in sys.modules
 
 
 def test_not_root_is_one_clear_reason(monkeypatch) -> None:
-    monkeypatch.setattr(BL, "privilege_problem", lambda: "not root: test")
+    monkeypatch.setattr(BpfHost, "privilege_problem", lambda self: "not root: test")
     for s in (FaultSampler(), PerfAddrSampler()):
-        assert s.probe() == BL.Availability(False, "not root: test")
+        assert s.probe() == Availability(False, "not root: test")
         with pytest.raises(UnavailableError, match=r"^not root: test$"):
             s.start(Targets())
 
@@ -429,57 +433,58 @@ def test_header_resolution_order(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
     mods = tmp_path / "modules"
     # nothing for this release: the shipped tree, with the running kernel's version code
-    h = BL.find_headers(release="6.18.44-x", modules_dir=mods)
-    assert h.kind == "shipped" and h.path == BL.shipped_headers()
-    assert dict(h.env)["BCC_KERNEL_SOURCE"] == str(BL.shipped_headers())
+    h = bpf_headers.find_headers(release="6.18.44-x", modules_dir=mods)
+    assert h.kind == "shipped" and h.path == bpf_headers.shipped_headers()
+    assert dict(h.env)["BCC_KERNEL_SOURCE"] == str(bpf_headers.shipped_headers())
     assert h.cflags == (f"-DLINUX_VERSION_CODE={(6 << 16) + (18 << 8) + 44}",)
     with pytest.raises(UnavailableError, match=r"no kernel headers for 6\.18\.44-x"):
-        BL.find_headers("kernel", release="6.18.44-x", modules_dir=mods)
+        bpf_headers.find_headers("kernel", release="6.18.44-x", modules_dir=mods)
     # auto prefers the shipped tree even where the kernel's headers exist (10-20x faster to compile)
     _tree(mods / "6.12.1" / "build")
-    assert BL.find_headers(release="6.12.1", modules_dir=mods).kind == "shipped"
-    h = BL.find_headers("kernel", release="6.12.1", modules_dir=mods)
+    assert bpf_headers.find_headers(release="6.12.1", modules_dir=mods).kind == "shipped"
+    h = bpf_headers.find_headers("kernel", release="6.12.1", modules_dir=mods)
     assert h.kind == "kernel" and dict(h.env) == {"BCC_KERNEL_SOURCE": None}  # bcc not pointed elsewhere
     # Debian's split: build/ (generated) + source/ (the headers), as bcc reads them
     (mods / "6.12.2" / "build").mkdir(parents=True)
     _tree(mods / "6.12.2" / "source")
-    assert BL.find_headers("kernel", release="6.12.2", modules_dir=mods).kind == "kernel"
-    assert BL.find_headers("shipped", release="6.12.2", modules_dir=mods).kind == "shipped"
+    assert bpf_headers.find_headers("kernel", release="6.12.2", modules_dir=mods).kind == "kernel"
+    assert bpf_headers.find_headers("shipped", release="6.12.2", modules_dir=mods).kind == "shipped"
     # without the shipped tree, auto falls back to the kernel's
     monkeypatch.setenv("TIERCTL_BPF_DIR", str(tmp_path / "gone"))
-    assert BL.find_headers(release="6.12.1", modules_dir=mods).kind == "kernel"
+    assert bpf_headers.find_headers(release="6.12.1", modules_dir=mods).kind == "kernel"
     monkeypatch.undo()
     monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
     # a user's BCC_KERNEL_SOURCE comes first
     monkeypatch.setenv("BCC_KERNEL_SOURCE", str(_tree(tmp_path / "mine")))
-    assert BL.find_headers(release="6.12.1", modules_dir=mods).kind == "env"
-    assert BL.kernel_version_code("6.12.117+deb13-amd64") == (6 << 16) + (12 << 8) + 117
-    assert BL.kernel_version_code("5.4.300") == (5 << 16) + (4 << 8) + 255
+    assert bpf_headers.find_headers(release="6.12.1", modules_dir=mods).kind == "env"
+    assert bpf_headers.kernel_version_code("6.12.117+deb13-amd64") == (6 << 16) + (12 << 8) + 117
+    assert bpf_headers.kernel_version_code("5.4.300") == (5 << 16) + (4 << 8) + 255
 
 
 def test_shipped_tree_is_small_and_documented() -> None:
-    files = [p for p in BL.shipped_headers().rglob("*") if p.is_file()]
-    assert (BL.shipped_headers() / "README").exists()
+    files = [p for p in bpf_headers.shipped_headers().rglob("*") if p.is_file()]
+    assert (bpf_headers.shipped_headers() / "README").exists()
     assert len(files) <= 20 and sum(p.stat().st_size for p in files) < 64 * 1024
-    readme = (BL.shipped_headers() / "README").read_text()
+    readme = (bpf_headers.shipped_headers() / "README").read_text()
     for p in files:
         if p.name != "README":
-            assert str(p.relative_to(BL.shipped_headers())) in readme, p
+            assert str(p.relative_to(bpf_headers.shipped_headers())) in readme, p
 
 
 def test_print_bpf_returns_the_generated_program() -> None:
-    fault = BL.print_bpf("bpf-fault")
+    fault = bpf_compile.print_bpf("bpf-fault")
     assert "TRACEPOINT_PROBE(exceptions, page_fault_user)" in fault
     assert "TRACEPOINT_PROBE(migrate, mm_migrate_pages)" in fault
     assert "struct tierctl_key {" in fault and '#include "tierctl.h"' not in fault
     assert fault.startswith(
         "// tierctl BPF program fault_sampler.c, compiled by bcc with: -DTIERCTL_MAX_ENTRIES=65536"
     )
-    perf = BL.print_bpf("addr_sampler", {"TIERCTL_MAX_ENTRIES": 16})
+    perf = bpf_compile.print_bpf("addr_sampler", {"TIERCTL_MAX_ENTRIES": 16})
     assert "ctx->addr" in perf and "-DTIERCTL_MAX_ENTRIES=16" in perf.splitlines()[0]
-    assert BL.program_text("fault") in fault
+    assert bpf_compile.program_text("fault") in fault
+    assert BL.print_bpf is bpf_compile.print_bpf and "fault_sampler" in BL.PROGRAMS  # the re-exports
     with pytest.raises(InputError):
-        BL.print_bpf("nope")
+        bpf_compile.print_bpf("nope")
 
 
 def test_pebs_event_terms_and_a_refused_pmu_falls_back_to_software(tmp_path: Path, monkeypatch) -> None:
@@ -509,32 +514,16 @@ def test_pebs_event_terms_and_a_refused_pmu_falls_back_to_software(tmp_path: Pat
 
 
 def test_cgroup_ids_resolve_to_directories() -> None:
-    root = BL.cgroup2_root()
-    if root is None:
+    tree = CgroupTree.mounted()
+    if tree is None:
         pytest.skip("no cgroup v2 hierarchy mounted")
-    assert BL.cgroup_path(BL.cgroup_id(root)) == root
-    assert BL.cgroup_path(2**63 + 12345) is None
-    assert BL.pid_cgroup_id(os.getpid()) == BL.cgroup_id(BL.pid_cgroup_path(os.getpid()))
-    assert BL.cgroup_descendant_ids(BL.cgroup_id(root))[0] == BL.cgroup_id(root)
-
-
-def test_bpf_stats_fall_back_to_the_sysctl_and_restore_it(tmp_path: Path, monkeypatch) -> None:
-    knob = tmp_path / "bpf_stats_enabled"
-    knob.write_text("0\n")
-    monkeypatch.setattr(bpfhost, "BPF_ENABLE_STATS", 0x7FFF)  # no such bpf command: EINVAL
-    stats = bpfhost.BpfStats(sysctl=knob)
-    how = stats.acquire()
-    assert "bpf_stats_enabled (was 0, restored at stop)" in how
-    assert knob.read_text() == "1\n"
-    stats.acquire()  # a second sampler shares it
-    stats.release()
-    assert knob.read_text() == "1\n"  # still in use
-    stats.release()
-    assert knob.read_text() == "0\n"
-    knob.write_text("1\n")  # already on: left alone
-    stats.acquire()
-    stats.release()
-    assert knob.read_text() == "1\n"
+    root = tree.root
+    assert root == cgroup2_root()
+    assert tree.path_of(cgroup_id(root)) == root
+    assert tree.path_of(2**63 + 12345) is None
+    mine = tree.pid_dir(os.getpid())
+    assert mine is not None and BL.pid_cgroup_id(os.getpid()) == tree.pid_id(os.getpid()) == cgroup_id(mine)
+    assert tree.descendant_ids(cgroup_id(root))[0] == cgroup_id(root)
 
 
 @needs_bcc

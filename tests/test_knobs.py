@@ -223,3 +223,49 @@ def test_bad_state_file_and_bad_knob_paths(tmp_path: Path, root: Path) -> None:
     for bad in ("proc/sys/kernel/numa_balancing", "/proc/../etc/passwd"):
         with pytest.raises(InputError, match="absolute path"):
             g.set(bad, 1)
+
+
+class TableMounts:
+    def __init__(self) -> None:
+        self.mounted: set[Path] = set()
+
+    def mount(self, source: str, target: Path, fstype: str) -> None:
+        self.mounted.add(target)
+
+    def umount(self, target: Path) -> None:
+        if target not in self.mounted:
+            raise UnavailableError("not mounted", str(target))
+        self.mounted.discard(target)
+
+    def is_mounted(self, target: Path) -> bool:
+        return target in self.mounted
+
+
+def test_a_mount_is_a_knob_recorded_first_and_unmounted_on_restore(tmp_path: Path, root: Path) -> None:
+    state, mounts = tmp_path / "k.json", TableMounts()
+    g = KnobGuard(state, root, mounts=mounts)
+    tracing = "/sys/kernel/tracing"
+    assert g.mount(tracing, "tracefs") is True
+    assert root / "sys/kernel/tracing" in mounts.mounted
+    assert g.recorded(tracing) == KnobRecord(tracing, "", "tracefs", "mount")
+    assert g.verify() == []
+    g.set(NB, 2)
+    with pytest.raises(InputError):
+        g.set(tracing, 1)  # a mount is not a value
+    assert g.restore(NB) == Restored(NB, "1", "restored")  # one knob, the rest stays recorded
+    assert [r.knob for r in KnobGuard(state, root, mounts=mounts).records] == [tracing]
+    mounts.mounted.clear()  # someone unmounted it
+    assert g.verify() == [Drift(tracing, "tracefs", None)]
+    assert g.restore_all() == [Restored(tracing, "", "gone", "not mounted")]
+    assert not state.exists() and g.restore(tracing) is None
+    mounts.mounted.add(root / "sys/kernel/tracing")
+    assert g.mount(tracing, "tracefs") is False and g.records == []  # mounted already: not ours
+
+
+def test_a_record_of_an_unknown_kind_is_set_aside(tmp_path: Path, root: Path) -> None:
+    state = tmp_path / "k.json"
+    state.write_text(
+        json.dumps({"version": 1, "knobs": [{"knob": NB, "original": "1", "expected": "2", "kind": "x"}]})
+    )
+    g = KnobGuard(state, root)
+    assert g.records == [] and g.problem is not None and "unknown kind" in g.problem

@@ -47,6 +47,7 @@ from tierctl.api.protocol import (
     parse_request,
 )
 from tierctl.errors import InputError, TierctlError, UnavailableError
+from tierctl.kernel.procfs import LIVE_PROC, ProcFS
 from tierctl.service.contract import ServiceContract
 
 log = logging.getLogger("tierctl.api")
@@ -90,16 +91,12 @@ def peer_credentials(sock: socket.socket) -> Credentials:
     return pid, uid, gid
 
 
-def proc_groups(pid: int, proc: Path = Path("/proc")) -> frozenset[int]:
+def proc_groups(pid: int, proc: Path = LIVE_PROC) -> frozenset[int]:
     """Supplementary groups of a process (``Groups:`` of /proc/PID/status); empty if it is gone."""
     try:
-        text = (proc / str(pid) / "status").read_text()
-    except OSError:
+        return ProcFS(proc).groups(pid)
+    except TierctlError:
         return frozenset()
-    for line in text.splitlines():
-        if line.startswith("Groups:"):
-            return frozenset(int(g) for g in line.split()[1:] if g.isdigit())
-    return frozenset()
 
 
 def _pending(conn: socket.socket) -> bool:

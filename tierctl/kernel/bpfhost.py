@@ -1,78 +1,122 @@
 """The host facilities the BPF samplers rely on, behind one adapter: tracefs (found, or mounted while
-needed), kernel BPF run-time statistics (BPF_ENABLE_STATS, else the ``bpf_stats_enabled`` sysctl,
-restored on release), a loaded program's run time (``/proc/self/fdinfo``), the cgroup v2 mount
-point and this process's effective capabilities. Every path is a parameter with the real one as
-its default, so tests point them at a fake tree.
+needed), kernel BPF run-time statistics (BPF_ENABLE_STATS, else the ``bpf_stats_enabled`` sysctl), a
+loaded program's run time (``/proc/self/fdinfo``), the cgroup v2 hierarchy and this process's
+effective capabilities.
+
+What it changes goes through a :class:`KnobGuard`, so a crash does not leave it changed: the sysctl
+is recorded before it is written and the tracefs mount before it is made, and both are restored when
+the last sampler releases them — or, after a crash, by the next guard that reads the record. The
+service may hand in its own guard (one record for every knob it changes); without one, the host
+keeps its record in ``<run_dir>/bpf-knobs.<pid>.json`` (created only when something is changed), and
+``restore_leftovers`` restores the records of processes that are gone. ``/run`` is the right place:
+a reboot resets the sysctl and the mount too. Paths are parameters with the real ones as defaults, so
+tests use fake trees, a fake mount table and a fake BPF_ENABLE_STATS.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from tierctl.errors import UnavailableError
-from tierctl.kernel.procfs import status_caps
+from tierctl.errors import TierctlError, UnavailableError
+from tierctl.kernel.cgroupfs import CgroupTree
+from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard, Restored
+from tierctl.kernel.mounts import Mounts
+from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.statefile import pid_alive
 
 TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
-BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
-PROC = Path("/proc")
-CGROUP2_DEFAULT = Path("/sys/fs/cgroup")
+BPF_STATS_SYSCTL = Path(BPF_STATS_ENABLED)
+RUN_DIR = Path("/run/tierctl")  # default home of the host's own knob records (tmpfs)
+RECORD_PREFIX = "bpf-knobs."
 
-_lock = threading.Lock()  # the tracefs mount and the stats switch are per process
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
 
 # ------------------------------------------------------------------------------------ tracefs
+class Tracefs:
+    """Where tracefs is mounted (the candidates, below ``root``) and which tracepoints it lists."""
+
+    def __init__(self, root: Path = Path("/"), proc: ProcFS | None = None) -> None:
+        self.root = Path(root)
+        self.proc = proc if proc is not None else ProcFS()
+
+    def candidates(self) -> list[Path]:
+        return [self.root / str(p).lstrip("/") for p in TRACEFS_MOUNTS]
+
+    def dir(self) -> Path | None:
+        """The mounted tracefs (its ``events`` folder exists), None when none is."""
+        return next((p for p in self.candidates() if (p / "events").is_dir()), None)
+
+    def tracepoint(self, category: str, event: str) -> tuple[bool, str]:
+        """Whether ``category:event`` exists, and the reason (also when tracefs is not mounted yet)."""
+        d = self.dir()
+        if d is None:
+            known = self.proc.filesystems()
+            if known is not None and "tracefs" not in known:
+                return False, "the kernel has no tracefs (CONFIG_TRACING off)"
+            return True, f"tracefs not mounted: it will be mounted at {TRACEFS_MOUNTS[0]} while sampling"
+        if (d / "events" / category / event / "format").exists():
+            return True, f"tracepoint {category}:{event}"
+        missing = d / "events" / category / event
+        return False, f"the kernel has no tracepoint {category}:{event} ({missing} missing)"
+
+
 def tracefs_dir(mounts: tuple[Path, ...] = TRACEFS_MOUNTS) -> Path | None:
-    for p in mounts:
-        if (p / "events").is_dir():
-            return p
-    return None
+    """The mounted tracefs of this machine (for checks from outside a host)."""
+    return next((p for p in mounts if (p / "events").is_dir()), None)
 
 
-def tracepoint_available(category: str, event: str, *, proc: Path = PROC) -> tuple[bool, str]:
-    d = tracefs_dir()
-    if d is None:
-        fs = proc / "filesystems"
-        if fs.exists() and "tracefs" not in fs.read_text():
-            return False, "the kernel has no tracefs (CONFIG_TRACING off)"
-        return True, "tracefs not mounted: it will be mounted at /sys/kernel/tracing while sampling"
-    if (d / "events" / category / event / "format").exists():
-        return True, f"tracepoint {category}:{event}"
-    return False, f"the kernel has no tracepoint {category}:{event} ({d}/events/{category}/{event} missing)"
+def tracepoint_available(category: str, event: str) -> tuple[bool, str]:
+    """``Tracefs().tracepoint`` on this machine."""
+    return Tracefs().tracepoint(category, event)
 
 
 class TracefsMount:
-    """Mounts tracefs at /sys/kernel/tracing when nothing is mounted, for as long as someone needs it."""
+    """Mounts tracefs at /sys/kernel/tracing (through the guard) when nothing is mounted, for as long
+    as someone needs it."""
 
-    def __init__(self) -> None:
+    def __init__(self, knobs: Callable[[], KnobGuard], tracefs: Tracefs) -> None:
+        self.knobs = knobs
+        self.tracefs = tracefs
+        self.target = str(TRACEFS_MOUNTS[0])
         self.users = 0
         self.mounted_by_us = False
+        self._lock = threading.Lock()
 
     def acquire(self) -> str | None:
-        with _lock:
+        with self._lock:
             self.users += 1
-            if tracefs_dir() is not None:
+            if self.mounted_by_us:
                 return None
-            libc = ctypes.CDLL(None, use_errno=True)
-            target = str(TRACEFS_MOUNTS[0]).encode()
-            if libc.mount(b"tracefs", target, b"tracefs", 0, None) != 0:
+            try:
+                if self.tracefs.dir() is not None:
+                    # mounted: by someone else, or by a run of ours that crashed (then it is ours to undo)
+                    self.mounted_by_us = self._leftover()
+                    return None
+                self.knobs().mount(self.target, "tracefs")
+            except TierctlError as e:
                 self.users -= 1
-                e = ctypes.get_errno()
-                raise UnavailableError(f"tracefs is not mounted and mounting it failed: {os.strerror(e)}")
+                raise UnavailableError(
+                    f"tracefs is not mounted and mounting it failed: {e.message}"
+                ) from None
             self.mounted_by_us = True
-            return f"mounted tracefs at {TRACEFS_MOUNTS[0]} (unmounted at stop)"
+            return f"mounted tracefs at {self.target} (unmounted at stop)"
 
     def release(self) -> None:
-        with _lock:
+        with self._lock:
             self.users = max(0, self.users - 1)
             if self.users == 0 and self.mounted_by_us:
-                libc = ctypes.CDLL(None, use_errno=True)
-                if libc.umount2(str(TRACEFS_MOUNTS[0]).encode(), 0) == 0:
+                done = self.knobs().restore(self.target)
+                if done is None or done.outcome != "failed":
                     self.mounted_by_us = False
+
+    def _leftover(self) -> bool:
+        return self.knobs().recorded(self.target) is not None
 
 
 # ---------------------------------------------------------------------------------- BPF stats
@@ -81,97 +125,159 @@ BPF_ENABLE_STATS = 32  # enum bpf_cmd, Linux 5.8
 BPF_STATS_RUN_TIME = 0
 
 
+def enable_stats_fd() -> int:
+    """BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): stats stay on while the returned fd is open; -errno on
+    failure."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = (ctypes.c_uint32 * 2)(BPF_STATS_RUN_TIME, 0)
+    fd = int(libc.syscall(BPF_SYSCALL_NR, BPF_ENABLE_STATS, ctypes.byref(attr), ctypes.sizeof(attr)))
+    return fd if fd >= 0 else -ctypes.get_errno()
+
+
 class BpfStats:
     """Kernel run-time accounting of BPF programs, on while any sampler holds it.
 
     Prefers the BPF_ENABLE_STATS command (5.8): stats stay on while its fd is open, no knob is
-    written and nothing is left behind if tierctl dies. Else writes 1 to
-    /proc/sys/kernel/bpf_stats_enabled, recording the old value and restoring it on release.
+    written and nothing is left behind if tierctl dies. Else sets the ``bpf_stats_enabled`` sysctl to 1
+    through the guard (original recorded first) and restores it on the last release.
     """
 
-    def __init__(self, sysctl: Path = BPF_STATS_SYSCTL) -> None:
-        self.sysctl = sysctl
+    def __init__(self, knobs: Callable[[], KnobGuard], enable: Callable[[], int] = enable_stats_fd) -> None:
+        self.knobs = knobs
+        self.enable = enable
+        self.knob = BPF_STATS_ENABLED
         self.users = 0
         self.fd: int | None = None
-        self.old_sysctl: str | None = None
+        self.held = False  # the sysctl is set through the guard
         self.how = ""
+        self._lock = threading.Lock()
 
     def acquire(self) -> str:
-        with _lock:
+        with self._lock:
             self.users += 1
             if self.users > 1:
                 return self.how
-            libc = ctypes.CDLL(None, use_errno=True)
-            attr = (ctypes.c_uint32 * 2)(BPF_STATS_RUN_TIME, 0)
-            fd = libc.syscall(BPF_SYSCALL_NR, BPF_ENABLE_STATS, ctypes.byref(attr), ctypes.sizeof(attr))
+            fd = self.enable()
             if fd >= 0:
                 self.fd = fd
                 self.how = "BPF run time from BPF_ENABLE_STATS"
                 return self.how
-            errno_ = ctypes.get_errno()
             try:
-                old = self.sysctl.read_text().strip()
-                if old != "1":
-                    self.sysctl.write_text("1\n")
-                    self.old_sysctl = old
-                self.how = f"BPF run time from {self.sysctl} (was {old}, restored at stop)"
-            except OSError as e:
-                self.how = f"no BPF run time: BPF_ENABLE_STATS: {os.strerror(errno_)}; {self.sysctl}: {e}"
+                guard = self.knobs()
+                rec = guard.recorded(self.knob)  # a crashed run's record: its original is the one to keep
+                old = rec.original if rec is not None else guard.get(self.knob)
+                if old != "1" or rec is not None:
+                    guard.set(self.knob, 1)
+                    self.held = True
+                    self.how = f"BPF run time from {self.knob} (was {old}, restored at stop)"
+                else:
+                    self.how = f"BPF run time from {self.knob} (on already)"
+            except TierctlError as e:
+                self.how = f"no BPF run time: BPF_ENABLE_STATS: {os.strerror(-fd)}; {self.knob}: {e}"
             return self.how
 
     def release(self) -> None:
-        with _lock:
+        with self._lock:
             self.users = max(0, self.users - 1)
             if self.users:
                 return
             if self.fd is not None:
                 os.close(self.fd)
                 self.fd = None
-            if self.old_sysctl is not None:
-                with contextlib.suppress(OSError):
-                    self.sysctl.write_text(self.old_sysctl + "\n")
-                self.old_sysctl = None
+            if self.held:
+                self.held = False
+                self.knobs().restore(self.knob)
 
 
+# ------------------------------------------------------------------------------------ the host
 class BpfHost:
-    """What the BPF samplers of one process share: tracefs (mounted while any of them needs it)
-    and kernel BPF run-time stats (on while any of them runs). The service makes one and hands it
-    to each sampler; a sampler made without one gets its own."""
+    """What the BPF samplers of one process share: tracefs (mounted while any of them needs it), kernel
+    BPF run-time stats (on while any of them runs), the cgroup v2 tree, privileges. The service makes
+    one and hands it to each sampler; a sampler made without one gets its own.
 
-    def __init__(self) -> None:
-        self.tracefs = TracefsMount()
-        self.stats = BpfStats()
+    ``knobs``: the guard that records what the host changes (default: its own, in ``run_dir``);
+    ``root``: where the tracefs mount points and the sysctl are (a fake tree in tests), ``proc``: the
+    procfs adapter for capabilities, fdinfo, mountinfo and /proc/filesystems."""
+
+    def __init__(
+        self,
+        knobs: KnobGuard | None = None,
+        *,
+        root: Path = Path("/"),
+        proc: ProcFS | None = None,
+        run_dir: Path = RUN_DIR,
+        mounts: Mounts | None = None,
+        enable_stats: Callable[[], int] = enable_stats_fd,
+    ) -> None:
+        self.root = Path(root)
+        self.proc = proc if proc is not None else ProcFS()
+        self.run_dir = Path(run_dir)
+        self._mounts = mounts
+        self._knobs = knobs
+        self._cgroups: CgroupTree | None = None
+        self.tracefs_fs = Tracefs(self.root, self.proc)
+        self.tracefs = TracefsMount(self.knobs, self.tracefs_fs)
+        self.stats = BpfStats(self.knobs, enable_stats)
+        self.restored_at_start: list[Restored] = []  # set by whoever ran restore_leftovers for it
+
+    def knobs(self) -> KnobGuard:
+        """The guard (made on first use: nothing is written until something is changed)."""
+        if self._knobs is None:
+            state = self.run_dir / f"{RECORD_PREFIX}{os.getpid()}.json"
+            self._knobs = KnobGuard(state, self.root, mounts=self._mounts)
+        return self._knobs
+
+    def tracepoint(self, category: str, event: str) -> tuple[bool, str]:
+        return self.tracefs_fs.tracepoint(category, event)
+
+    def cgroups(self) -> CgroupTree | None:
+        """The mounted cgroup v2 hierarchy (looked up once), None when there is none."""
+        if self._cgroups is None:
+            self._cgroups = CgroupTree.mounted(self.proc)
+        return self._cgroups
+
+    def effective_caps(self) -> int | None:
+        """This process's effective capability mask (``CapEff``), None when it cannot be read."""
+        text = self.proc.status_field("self", "CapEff")
+        try:
+            return int(text, 16) if text else None
+        except ValueError:
+            return None
+
+    def privilege_problem(self) -> str | None:
+        """None when this process may load tracing BPF programs and open system-wide perf events."""
+        caps = self.effective_caps()
+        if caps is None:
+            caps = -1 if os.geteuid() == 0 else 0
+        if caps & (1 << CAP_SYS_ADMIN) or (caps & (1 << CAP_BPF) and caps & (1 << CAP_PERFMON)):
+            return None
+        return (
+            f"not root: loading BPF programs needs CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON (uid {os.geteuid()})"
+        )
+
+    def prog_run_ns(self, fd: int) -> int | None:
+        """run_time_ns of a loaded program (kernel BPF stats; 0 while they are off)."""
+        text = self.proc.fdinfo(fd)
+        m = re.search(r"^run_time_ns:\s*(\d+)", text or "", flags=re.M)
+        return int(m.group(1)) if m else None
 
 
-def prog_run_ns(fd: int, *, proc: Path = PROC) -> int | None:
-    """run_time_ns of a loaded program (kernel BPF stats; 0 while they are off)."""
+def restore_leftovers(
+    run_dir: Path = RUN_DIR, *, root: Path = Path("/"), mounts: Mounts | None = None
+) -> list[Restored]:
+    """Restore what BPF hosts of processes that are gone (crashed, killed) left changed: the records
+    ``<run_dir>/bpf-knobs.<pid>.json`` of dead pids. A record that restores completely is removed."""
+    out: list[Restored] = []
     try:
-        text = (proc / "self" / "fdinfo" / str(fd)).read_text()
+        files = sorted(run_dir.glob(f"{RECORD_PREFIX}*.json"))
     except OSError:
-        return None
-    m = re.search(r"^run_time_ns:\s*(\d+)", text, flags=re.M)
-    return int(m.group(1)) if m else None
-
-
-# ------------------------------------------------------------------------------------- cgroups
-def cgroup2_root(mountinfo: Path = PROC / "self" / "mountinfo") -> Path | None:
-    """Mount point of the cgroup v2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts)."""
-    try:
-        lines = mountinfo.read_text().splitlines()
-    except OSError:
-        return None
-    found = []
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        if right.split(" ", 1)[0] == "cgroup2":
-            found.append(Path(left.split()[4].replace("\\040", " ")))
-    found.sort(key=lambda p: (p != CGROUP2_DEFAULT, len(str(p))))
-    return found[0] if found else None
-
-
-def effective_caps(status: Path = PROC / "self" / "status") -> int | None:
-    """This process's effective capability mask (``CapEff``), None when it cannot be read."""
-    try:
-        return status_caps(status.read_text(), "CapEff")
-    except OSError:
-        return None
+        return out
+    for f in files:
+        pid = f.name[len(RECORD_PREFIX) : -len(".json")]
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        try:
+            out += KnobGuard(f, root, mounts=mounts).restore_all()
+        except TierctlError as e:
+            out.append(Restored(str(f), "", "failed", e.message))
+    return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -36,6 +36,9 @@ from tierctl.errors import (
     UnavailableError,
 )
 from tierctl.kernel.idlist import format_list, parse_list
+from tierctl.kernel.procfs import LIVE_PROC, Pid, ProcFS
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 class Layout(Enum):
@@ -84,9 +87,9 @@ class CgroupFS:
 
     def __init__(
         self,
-        root: Path = Path("/sys/fs/cgroup"),
+        root: Path = CGROUP_ROOT,
         *,
-        proc_root: Path = Path("/proc"),
+        proc_root: Path = LIVE_PROC,
         page_size: int | None = None,
     ) -> None:
         self.root = Path(root)
@@ -137,11 +140,7 @@ class CgroupFS:
         layout without a unified memory hierarchy, where no id names the memory cgroup."""
         if not self.v2:
             return 0
-        d = self._dir(self.memory_root, path)
-        try:
-            return d.stat().st_ino
-        except OSError as e:
-            raise KernelError(f"cannot stat: {e.strerror}", str(d)) from None
+        return cgroup_id(self._dir(self.memory_root, path))
 
     def has_memory(self, path: str) -> bool:
         """Whether the cgroup has memory accounting files (v2: the memory controller is enabled)."""
@@ -443,6 +442,119 @@ class CgroupFS:
             raise _write_error(e, f, f"writing {text.strip()!r} to {f.name}") from None
         finally:
             os.close(fd)
+
+
+# --------------------------------------------------------------------------- the v2 hierarchy by id
+def cgroup_id(directory: Path) -> int:
+    """The v2 id of a cgroup directory: its inode number (what bpf_get_current_cgroup_id returns).
+    InputError when there is no such directory, KernelError when it cannot be looked at."""
+    try:
+        return os.stat(directory).st_ino
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError("no such cgroup", str(directory)) from None
+    except OSError as e:
+        raise KernelError(f"cannot stat: {e.strerror}", str(directory)) from None
+
+
+class CgroupTree:
+    """The cgroup v2 hierarchy mounted at ``root``, seen through ids (directory inode numbers): the one
+    walker, the id of a directory or of a process's cgroup, a directory by id, the processes of cgroups
+    named by id. ``proc`` reads /proc/PID/cgroup. Used by the samplers, whose rows and targets name
+    cgroups by id (v2 ids also on hybrid hosts, where the memory controller is v1)."""
+
+    def __init__(self, root: Path, proc: ProcFS | None = None) -> None:
+        self.root = Path(root)
+        self.proc = proc if proc is not None else ProcFS()
+
+    @classmethod
+    def below(cls, cgroup_root: Path = CGROUP_ROOT, proc: ProcFS | None = None) -> CgroupTree | None:
+        """The v2 hierarchy at ``cgroup_root`` itself, or at its ``unified`` folder (systemd's hybrid
+        mode); None when neither holds one."""
+        for cand in (cgroup_root, cgroup_root / "unified"):
+            if (cand / "cgroup.controllers").is_file() or (
+                cand != cgroup_root and (cand / "cgroup.procs").is_file()
+            ):
+                return cls(cand, proc)
+        return None
+
+    @classmethod
+    def mounted(cls, proc: ProcFS | None = None) -> CgroupTree | None:
+        """The v2 hierarchy this process sees mounted (from its mountinfo); None when there is none."""
+        proc = proc if proc is not None else ProcFS()
+        root = cgroup2_root(proc)
+        return None if root is None else cls(root, proc)
+
+    def walk(self, top: Path | None = None) -> Iterator[tuple[Path, int]]:
+        """(directory, id) of ``top`` (default: the root) and every cgroup below it, depth first, parents
+        before children, siblings by name. Directories that vanish or cannot be listed meanwhile are
+        skipped; symlinks are not followed."""
+        top = self.root if top is None else top
+        try:
+            stack = [(top, cgroup_id(top))]
+        except TierctlError:
+            return
+        while stack:
+            d, i = stack.pop()
+            yield d, i
+            try:
+                with os.scandir(d) as it:
+                    entries = sorted((e.name, e.inode()) for e in it if e.is_dir(follow_symlinks=False))
+            except OSError:
+                continue
+            stack.extend((d / name, ino) for name, ino in reversed(entries))
+
+    def path_of(self, cgid: int) -> Path | None:
+        """The directory of cgroup id ``cgid``, None when no cgroup has it."""
+        return next((d for d, i in self.walk() if i == cgid), None)
+
+    def descendant_ids(self, cgid: int) -> list[int]:
+        """``cgid`` and the id of every cgroup below it (just ``[cgid]`` when it is not found)."""
+        top = self.path_of(cgid)
+        return [cgid] if top is None else [i for _d, i in self.walk(top)]
+
+    def pid_dir(self, pid: Pid) -> Path | None:
+        """The process's v2 cgroup directory; None when unknown (no v2 line, the process gone)."""
+        try:
+            rel = self.proc.cgroup_v2_path(pid)
+        except TierctlError:
+            return None
+        return None if rel is None else (self.root / rel if rel else self.root)
+
+    def pid_id(self, pid: Pid) -> int | None:
+        """The id of the process's v2 cgroup; None when unknown."""
+        d = self.pid_dir(pid)
+        try:
+            return None if d is None else cgroup_id(d)
+        except TierctlError:
+            return None
+
+    def pids(self, ids: Iterable[int]) -> list[int]:
+        """Processes in the cgroups with these ids (each cgroup itself, not its descendants), sorted."""
+        want = {int(i) for i in ids}
+        out: set[int] = set()
+        if want:
+            for d, i in self.walk():
+                if i in want:
+                    out.update(procs(d / "cgroup.procs"))
+        return sorted(out)
+
+
+def procs(path: Path) -> list[int]:
+    """The pids of a cgroup.procs file; [] when it cannot be read (the cgroup removed meanwhile)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return [int(x) for x in fh.read().split() if x.isdigit()]
+    except OSError:
+        return []
+
+
+def cgroup2_root(proc: ProcFS | None = None) -> Path | None:
+    """Mount point of the cgroup v2 hierarchy from mountinfo: /sys/fs/cgroup, or /sys/fs/cgroup/unified
+    on hybrid hosts (the default place first, then the shortest path)."""
+    proc = proc if proc is not None else ProcFS()
+    found = [m.point for m in proc.mounts() if m.fstype == "cgroup2"]
+    found.sort(key=lambda p: (p != CGROUP_ROOT, len(str(p))))
+    return found[0] if found else None
 
 
 def format_nodes(nodes: Iterable[int]) -> str:

@@ -12,6 +12,9 @@ tests); knob paths are the absolute paths the kernel documents (``/proc/sys/kern
 - ``restore_all()``: writes every original back, last recorded first, and clears the record. A knob
   that disappeared meanwhile (its cgroup removed, debugfs unmounted) is reported ``gone`` and dropped;
   a knob that cannot be written stays in the record so a later run can try again.
+- ``mount(target, fstype)``: a filesystem tierctl mounts (tracefs where nothing was mounted) is a knob
+  too: recorded (kind ``mount``) and persisted before mounting; restoring it unmounts it.
+- ``restore(knob)``: restores one record (a sampler releasing what it alone used) and drops it.
 - ``verify()``: the knobs whose current value differs from what was set (someone else changed them).
 - ``pending()``: the record a previous run left behind (it crashed or was killed before restoring).
   A new guard adopts that record: its ``restore_all()`` restores those knobs too, and ``set()`` of such a
@@ -27,19 +30,18 @@ Errors name the knob (``where``): :class:`UnavailableError` when the file does n
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tierctl import strict_json
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
-from tierctl.kernel.statefile import read_capped, set_aside
+from tierctl.kernel.mounts import LibcMounts, Mounts
+from tierctl.kernel.statefile import read_capped, set_aside, write_atomic
 
 STATE_VERSION = 1
 MAX_STATE_BYTES = 1 << 20
@@ -49,14 +51,17 @@ MAX_STATE_BYTES = 1 << 20
 NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
 PROMOTE_RATE_LIMIT = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
 NUMA_BALANCING_SCAN = "/sys/kernel/debug/sched/numa_balancing"  # debugfs: scan_delay_ms, ...
+BPF_STATS_ENABLED = "/proc/sys/kernel/bpf_stats_enabled"  # BPF run-time accounting (fallback switch)
+VALUE, MOUNT = "value", "mount"  # kinds of record: a file's value, a filesystem tierctl mounted
 _SELECTED = re.compile(r"\[([^\]\s]+)\]")
 
 
 @dataclass(frozen=True)
 class KnobRecord:
-    knob: str  # absolute path as the kernel documents it
-    original: str  # value before tierctl first wrote it
-    expected: str  # value tierctl last wrote, as the kernel read it back
+    knob: str  # absolute path as the kernel documents it (kind mount: the mount point)
+    original: str  # value before tierctl first wrote it (kind mount: "" = nothing was mounted)
+    expected: str  # value tierctl last wrote, as the kernel read it back (kind mount: the fs type)
+    kind: str = VALUE  # VALUE | MOUNT
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,10 @@ class Restored:
 class KnobGuard:
     """Writes knobs below ``root`` after recording their originals in ``state_file``."""
 
-    def __init__(self, state_file: Path, root: Path = Path("/")) -> None:
+    def __init__(self, state_file: Path, root: Path = Path("/"), *, mounts: Mounts | None = None) -> None:
         self.state_file = Path(state_file)
         self.root = Path(root)
+        self.mounts: Mounts = mounts if mounts is not None else LibcMounts()
         self.problem: str | None = None  # set when an unusable record was set aside at load
         self._records: list[KnobRecord] = self._load()
 
@@ -93,6 +99,8 @@ class KnobGuard:
         knob = _check_knob(knob)
         text = str(value).strip()
         idx = self._index(knob)
+        if idx is not None and self._records[idx].kind != VALUE:
+            raise InputError("is recorded as a mount, not a value", knob)
         new = idx is None
         if idx is None:
             original = self.get(knob)
@@ -115,28 +123,77 @@ class KnobGuard:
         self._save()
         return actual
 
+    def mount(self, target: str, fstype: str, source: str | None = None) -> bool:
+        """Mount ``fstype`` at ``target`` (below ``root``) after recording it; False (and nothing
+        recorded) when a filesystem is mounted there already. The record makes ``restore``/``restore_all``
+        (here or in the next run, after a crash) unmount it."""
+        target = _check_knob(target)
+        path = self.path_of(target)
+        if self._index(target) is not None:
+            raise InputError("is recorded already", target)
+        if self.mounts.is_mounted(path):
+            return False
+        self._records.append(KnobRecord(target, "", fstype, MOUNT))
+        self._save()
+        try:
+            self.mounts.mount(source or fstype, path, fstype)
+        except TierctlError:
+            self._records.pop()
+            self._save()
+            raise
+        return True
+
+    def recorded(self, knob: str) -> KnobRecord | None:
+        """The record of ``knob`` (adopted from a previous run or set here), None when there is none."""
+        idx = self._index(_check_knob(knob))
+        return None if idx is None else self._records[idx]
+
+    def restore(self, knob: str) -> Restored | None:
+        """Restore one knob (write its original back, or unmount it) and drop its record unless that
+        failed; None when it is not recorded."""
+        idx = self._index(_check_knob(knob))
+        if idx is None:
+            return None
+        rec = self._records[idx]
+        out = self._restore(rec)
+        if out.outcome != "failed":
+            del self._records[idx]
+            self._save()
+        return out
+
     def restore_all(self) -> list[Restored]:
-        """Write every original back, last recorded first; keeps only the failures in the record."""
+        """Restore every knob, last recorded first; keeps only the failures in the record."""
         out: list[Restored] = []
         kept: list[KnobRecord] = []
         for rec in reversed(self._records):
-            try:
-                self._write(rec.knob, rec.original)
-            except UnavailableError as e:
-                out.append(Restored(rec.knob, rec.original, "gone", e.message))
-            except TierctlError as e:
-                out.append(Restored(rec.knob, rec.original, "failed", e.message))
+            res = self._restore(rec)
+            out.append(res)
+            if res.outcome == "failed":
                 kept.append(rec)
-            else:
-                out.append(Restored(rec.knob, rec.original, "restored"))
         self._records = list(reversed(kept))
         self._save()
         return out
+
+    def _restore(self, rec: KnobRecord) -> Restored:
+        try:
+            if rec.kind == MOUNT:
+                self.mounts.umount(self.path_of(rec.knob))
+            else:
+                self._write(rec.knob, rec.original)
+        except UnavailableError as e:
+            return Restored(rec.knob, rec.original, "gone", e.message)
+        except TierctlError as e:
+            return Restored(rec.knob, rec.original, "failed", e.message)
+        return Restored(rec.knob, rec.original, "restored")
 
     def verify(self) -> list[Drift]:
         """Knobs whose current value differs from the value tierctl set (or that disappeared)."""
         drifts = []
         for rec in self._records:
+            if rec.kind == MOUNT:
+                if not self.mounts.is_mounted(self.path_of(rec.knob)):
+                    drifts.append(Drift(rec.knob, rec.expected, None))
+                continue
             try:
                 actual: str | None = self.get(rec.knob)
             except UnavailableError:
@@ -200,9 +257,14 @@ class KnobGuard:
             if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
                 version = data.get("version") if isinstance(data, dict) else None
                 raise ValueError(f"version {version!r}, expected {STATE_VERSION}")
-            recs = [KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"])) for k in data["knobs"]]
+            recs = [
+                KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"]), str(k.get("kind", VALUE)))
+                for k in data["knobs"]
+            ]
             for r in recs:
                 _check_knob(r.knob)
+                if r.kind not in (VALUE, MOUNT):
+                    raise ValueError(f"unknown kind of knob record {r.kind!r}")
         except OSError as e:
             raise InputError(f"cannot read the knob record: {e.strerror}", str(self.state_file)) from None
         except (ValueError, KeyError, TypeError, AttributeError, InputError) as e:
@@ -228,32 +290,19 @@ class KnobGuard:
             "version": STATE_VERSION,
             "pid": os.getpid(),
             "time": time.time(),
-            "knobs": [
-                {"knob": r.knob, "original": r.original, "expected": r.expected} for r in self._records
-            ],
+            "knobs": [_record_json(r) for r in self._records],
         }
-        folder = self.state_file.parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.state_file.name}.", dir=folder)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, indent=1)
-                    fh.write("\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.state_file)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            write_atomic(self.state_file, (json.dumps(data, indent=1) + "\n").encode())
         except OSError as e:
             raise KernelError(f"cannot write the knob record: {e.strerror}", str(self.state_file)) from None
+
+
+def _record_json(r: KnobRecord) -> dict[str, str]:
+    out = {"knob": r.knob, "original": r.original, "expected": r.expected}
+    if r.kind != VALUE:  # value records stay as version 1 always wrote them
+        out["kind"] = r.kind
+    return out
 
 
 def _check_knob(knob: str) -> str:

@@ -44,7 +44,7 @@ def parse_event_terms(spec: str, fmt_dir: Path) -> dict[str, int]:
 
 class EventSources:
     def __init__(self, root: Path = EVENT_SOURCES) -> None:
-        self.root = root
+        self.root = Path(root)
 
     def pebs(self) -> PebsEvent | str:
         """Intel PEBS ``mem-loads`` of the first PMU that lists it, or why there is none."""

@@ -272,6 +272,21 @@ class PagemapScanUnsupportedError(UnavailableError):
     """This kernel (or this file: a captured tree) has no PAGEMAP_SCAN ioctl."""
 
 
+@dataclass(frozen=True)
+class Mount:
+    """One line of /proc/PID/mountinfo: where, and which filesystem type."""
+
+    point: Path
+    fstype: str
+
+
+def _unescape(field: str) -> str:
+    """mountinfo's octal escapes of space, tab, newline and backslash."""
+    for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, ch)
+    return field
+
+
 class ProcFS:
     """Reads process and memory-management files below ``root`` (``/proc``)."""
 
@@ -338,20 +353,116 @@ class ProcFS:
         and legacy hosts), else the cgroup v2 ``0::/path`` line. Pair it with CgroupFS, whose
         paths use the same convention.
         """
+        memory, v2 = self._cgroups(pid)
+        if memory is not None:
+            return memory
+        if v2 is None:
+            raise UnavailableError(
+                "neither a memory controller nor a cgroup v2 line", str(self._pid_file(pid, "cgroup"))
+            )
+        return v2
+
+    def cgroup_v2_path(self, pid: Pid) -> str | None:
+        """The process's cgroup in the v2 hierarchy (the ``0::/path`` line of /proc/PID/cgroup, relative
+        to the v2 mount, "" = root), also on hybrid hosts; None when the process has no v2 line."""
+        return self._cgroups(pid)[1]
+
+    def _cgroups(self, pid: Pid) -> tuple[str | None, str | None]:
+        """(memory controller's cgroup, v2 cgroup) from /proc/PID/cgroup, each None when absent."""
         path = self._pid_file(pid, "cgroup")
+        memory: str | None = None
         v2: str | None = None
         for no, line in _lines(self._read(path, pid)):
             parts = line.split(":", 2)
             if len(parts) != 3 or not parts[0].isdigit() or not parts[2].startswith("/"):
                 raise KernelError(f"not a cgroup line: {line!r}", f"{path}:{no}")
             hier, controllers, cg = parts
-            if "memory" in controllers.split(","):
-                return cg.strip("/")
+            if memory is None and "memory" in controllers.split(","):
+                memory = cg.strip().strip("/")
             if hier == "0" and controllers == "":
-                v2 = cg.strip("/")
-        if v2 is None:
-            raise UnavailableError("neither a memory controller nor a cgroup v2 line", str(path))
-        return v2
+                v2 = cg.strip().strip("/")
+        return memory, v2
+
+    def groups(self, pid: Pid) -> frozenset[int]:
+        """The process's supplementary groups (``Groups:`` of /proc/PID/status)."""
+        path = self._pid_file(pid, "status")
+        for _no, line in _lines(self._read(path, pid)):
+            if line.startswith("Groups:"):
+                return frozenset(int(g) for g in line.split()[1:] if g.isdigit())
+        return frozenset()
+
+    def cpu_ticks(self, pid: Pid) -> int:
+        """User + system CPU time of the process in clock ticks (utime + stime of /proc/PID/stat)."""
+        path = self._pid_file(pid, "stat")
+        text = self._read(path, pid)
+        try:
+            fields = text.rsplit(")", 1)[1].split()  # the comm in parentheses may hold spaces
+            return int(fields[11]) + int(fields[12])
+        except (IndexError, ValueError):
+            raise KernelError(f"not a stat line: {text[:80]!r}", f"{path}:1") from None
+
+    def clear_refs(self, pid: Pid, value: int) -> None:
+        """Write ``value`` to /proc/PID/clear_refs (1: accessed bits, 4: soft-dirty bits; proc.rst)."""
+        path = self._pid_file(pid, "clear_refs")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, f"{int(value)}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                raise PermissionDeniedError(
+                    "permission denied: clear_refs needs the process's owner or root", str(path)
+                ) from None
+            if e.errno in (errno.ENOENT, errno.ESRCH) and not self.exists(pid):
+                raise NoSuchProcessError(f"no process {pid}", str(path.parent)) from None
+            raise KernelError(f"cannot write {value}: {e.strerror}", str(path)) from None
+
+    def has_clear_refs(self) -> bool:
+        """Whether the kernel provides /proc/PID/clear_refs (CONFIG_PROC_PAGE_MONITOR), checked on self."""
+        return (self.root / "self" / "clear_refs").exists()
+
+    def filesystems(self) -> frozenset[str] | None:
+        """Filesystem types the kernel knows (/proc/filesystems); None when that file cannot be read."""
+        try:
+            text = self._read(self.root / "filesystems", None)
+        except TierctlError:
+            return None
+        return frozenset(line.split()[-1] for _no, line in _lines(text))
+
+    def mounts(self, pid: Pid = "self") -> list[Mount]:
+        """The process's mount points (/proc/PID/mountinfo), in mount order; [] when unreadable."""
+        path = self._pid_file(pid, "mountinfo")
+        try:
+            text = self._read(path, pid)
+        except TierctlError:
+            return []
+        out = []
+        for _no, line in _lines(text):
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) > 4 and right:
+                out.append(Mount(Path(_unescape(fields[4])), right.split(" ", 1)[0]))
+        return out
+
+    def status_field(self, pid: Pid, field: str) -> str | None:
+        """The value of one ``Field:`` line of /proc/PID/status, stripped; None when absent or unreadable."""
+        try:
+            text = self._read(self._pid_file(pid, "status"), pid)
+        except TierctlError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(field + ":"):
+                return line[len(field) + 1 :].strip()
+        return None
+
+    def fdinfo(self, fd: int) -> str | None:
+        """This process's /proc/self/fdinfo/FD; None when it cannot be read."""
+        try:
+            return self._read(self.root / "self" / "fdinfo" / str(int(fd)), None)
+        except TierctlError:
+            return None
 
     def exists(self, pid: Pid) -> bool:
         """Whether /proc/PID exists now (it may vanish right after)."""

@@ -46,8 +46,9 @@ from pathlib import Path
 import numpy as np
 
 from tierctl.errors import InputError, NoSuchProcessError, TierctlError, UnavailableError
+from tierctl.kernel.cgroupfs import CGROUP_ROOT
 from tierctl.kernel.damon import DAMON_ADMIN, DamonSession, DamonSysfs, KdamondSpec, MonitoringAttrs
-from tierctl.kernel.procfs import ProcFS, present
+from tierctl.kernel.procfs import LIVE_PROC, ProcFS, present
 from tierctl.samplers.base import Availability, Health, Targets, empty_raw
 from tierctl.samplers.bpf_layout import SampleFlag
 from tierctl.samplers.targets import SPECIAL_VMAS, TargetResolver, make_rows
@@ -158,10 +159,12 @@ class DamonSampler:
         present_only: bool = True,
         replace_idle: bool = False,
         damon_root: Path = DAMON_ADMIN,
-        proc_root: Path = Path("/proc"),
-        cgroup_root: Path = Path("/sys/fs/cgroup"),
+        proc_root: Path = LIVE_PROC,
+        cgroup_root: Path = CGROUP_ROOT,
         page_size: int | None = None,
+        proc: ProcFS | None = None,
     ) -> None:
+        """The roots are for fake trees; ``proc``, when given, replaces the ProcFS made from ``proc_root``."""
         if max_rows < 1 or max_targets < 1:
             raise InputError("max_rows and max_targets must be >= 1", "damon")
         self.attrs = MonitoringAttrs(sample_us, aggr_us, update_us, min_nr_regions, max_nr_regions)
@@ -177,9 +180,9 @@ class DamonSampler:
         self._quiet: dict[int, int] = {}  # kdamond -> drains since it last emitted
         self.present_only = present_only
         self.replace_idle = replace_idle
-        self.fs = DamonSysfs(Path(damon_root), proc_root=Path(proc_root))
-        self.proc = ProcFS(Path(proc_root), page_size=page_size)
-        self.resolver = TargetResolver(Path(proc_root), Path(cgroup_root))
+        self.proc = proc if proc is not None else ProcFS(Path(proc_root), page_size=page_size)
+        self.fs = DamonSysfs(Path(damon_root), proc_root=self.proc.root)
+        self.resolver = TargetResolver(self.proc, Path(cgroup_root))
         self._session: DamonSession | None = None
         self._next = 0  # the kdamond the next drain asks first
         self._calls = 0
@@ -327,9 +330,8 @@ class DamonSampler:
             if kpid is None:
                 continue
             try:
-                fields = (self.proc.root / str(kpid) / "stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except (OSError, IndexError, ValueError):
+                total += self.proc.cpu_ticks(kpid)
+            except TierctlError:
                 continue
         return total / os.sysconf("SC_CLK_TCK")
 

@@ -20,7 +20,7 @@ from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.thp import KpageflagsHugeResolver
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers.base import Targets
-from tierctl.samplers.bpf_loader import BccSampler, tracepoint_available
+from tierctl.samplers.bpf_sampler import BccSampler
 from tierctl.samplers.hint import HintFaults
 from tierctl.samplers.huge import Units, spread_huge
 
@@ -78,7 +78,7 @@ class FaultSampler(BccSampler):
         return True  # bcc reads the tracepoint's format file at compile time
 
     def _check_source(self, bcc: ModuleType) -> str:
-        ok, why = tracepoint_available("exceptions", "page_fault_user")
+        ok, why = self.host.tracepoint("exceptions", "page_fault_user")
         if not ok:
             raise UnavailableError(why)
         self.with_migrations = False
@@ -86,7 +86,7 @@ class FaultSampler(BccSampler):
         if why.startswith("tracefs not mounted"):
             what += f" ({why})"
         if self.want_migrations:
-            ok_m, why_m = tracepoint_available("migrate", "mm_migrate_pages")
+            ok_m, why_m = self.host.tracepoint("migrate", "mm_migrate_pages")
             self.with_migrations = ok_m
             what += " + migrate:mm_migrate_pages" if ok_m else f" (no migration counts: {why_m})"
         return what

@@ -22,26 +22,20 @@ written since (rows carry SAMPLE_WRITE | SAMPLE_SOFT_DIRTY; reads are invisible 
 The scans are vectorised: one pread of pagemap per chunk of a mapping, one pread/pwrite of the bitmap per
 run of consecutive 64-frame words; no per-page Python loop. Costs and limits: docs/samplers-nonbpf.md.
 
-``TargetResolver`` (pids of target cgroups, a pid's cgroup v2 id) lives in targets.py, shared with DAMON.
+``TargetResolver`` (pids of target cgroups, a pid's cgroup v2 id) lives in targets.py, shared with DAMON;
+the bitmap's I/O is ``tierctl.kernel.idlepage.IdleBitmap``, /proc is ``ProcFS``.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from tierctl.errors import (
-    InputError,
-    KernelError,
-    NoSuchProcessError,
-    PermissionDeniedError,
-    TierctlError,
-    UnavailableError,
-)
+from tierctl.errors import InputError, NoSuchProcessError, PermissionDeniedError, UnavailableError
+from tierctl.kernel.cgroupfs import CGROUP_ROOT
+from tierctl.kernel.idlepage import IDLE_BITMAP, LIVE_SYS, IdleBitmap
 from tierctl.kernel.procfs import (
     KPF_COMPOUND_HEAD,
     KPF_COMPOUND_TAIL,
@@ -58,14 +52,14 @@ from tierctl.samplers.base import Availability, Health, Targets, empty_raw
 from tierctl.samplers.bpf_layout import SampleFlag
 from tierctl.samplers.targets import SPECIAL_VMAS, TargetResolver, cap_rows, make_rows
 
-# Source bits of RAW_SAMPLE_DTYPE.flags (bits 16 and up name the source; tierctl/data/bpf/tierctl.h has FAULT = 1 << 16
-# and PERF = 1 << 17). SAMPLE_WRITE is the x86 page-fault error code's write bit, as there.
+# Source bits of RAW_SAMPLE_DTYPE.flags (bits 16 and up name the source; tierctl/data/bpf/tierctl.h has
+# FAULT = 1 << 16 and PERF = 1 << 17). SAMPLE_WRITE is the x86 page-fault error code's write bit, as there.
 SAMPLE_WRITE = int(SampleFlag.WRITE)
 SAMPLE_IDLE = int(SampleFlag.IDLE)
 SAMPLE_SOFT_DIRTY = int(SampleFlag.SOFT_DIRTY)
 
 MODES = ("idle", "soft-dirty")
-IDLE_BITMAP = "kernel/mm/page_idle/bitmap"
+__all__ = ["IDLE_BITMAP", "SAMPLE_IDLE", "SAMPLE_SOFT_DIRTY", "SAMPLE_WRITE", "IdlePageSampler"]
 
 NO_BITMAP_REASON = (
     "no idle page tracking ({path} missing: kernel built without CONFIG_IDLE_PAGE_TRACKING); the "
@@ -87,11 +81,15 @@ class IdlePageSampler:
         max_rows: int = 1 << 20,
         chunk_pages: int = 1 << 18,
         anon_only: bool = False,
-        sys_root: Path = Path("/sys"),
+        sys_root: Path = LIVE_SYS,
         proc_root: Path = LIVE_PROC,
-        cgroup_root: Path = Path("/sys/fs/cgroup"),
+        cgroup_root: Path = CGROUP_ROOT,
         page_size: int | None = None,
+        proc: ProcFS | None = None,
+        bitmap: IdleBitmap | None = None,
     ) -> None:
+        """The roots are for fake trees; ``proc`` and ``bitmap``, when given, replace the adapters made
+        from them."""
         if mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; known: {', '.join(MODES)}", "idle.mode")
         if max_rows < 1 or chunk_pages < 1:
@@ -100,28 +98,27 @@ class IdlePageSampler:
         self.max_rows = max_rows
         self.chunk_pages = chunk_pages
         self.anon_only = anon_only
-        self.sys_root = Path(sys_root)
-        self.proc = ProcFS(Path(proc_root), page_size=page_size)
-        self.resolver = TargetResolver(Path(proc_root), Path(cgroup_root))
+        self.proc = proc if proc is not None else ProcFS(Path(proc_root), page_size=page_size)
+        self.bitmap = bitmap if bitmap is not None else IdleBitmap(Path(sys_root))
+        self.resolver = TargetResolver(self.proc, Path(cgroup_root))
         self._pids: list[int] = []
-        self._fd: int | None = None
         self._health = Health()
 
     @property
     def bitmap_path(self) -> Path:
-        return self.sys_root / IDLE_BITMAP
+        return self.bitmap.path
 
     # -- SourceSampler --------------------------------------------------------------------------
     def probe(self) -> Availability:
         if self.mode == "idle":
-            path = self.bitmap_path
-            if not path.exists():
+            path = self.bitmap.path
+            if not self.bitmap.exists():
                 return Availability(False, NO_BITMAP_REASON.format(path=path))
-            if not os.access(path, os.R_OK | os.W_OK):
+            if not self.bitmap.accessible():
                 return Availability(False, f"{path} needs root (and PFNs in pagemap need CAP_SYS_ADMIN)")
             return Availability(True, f"idle page tracking through {path}")
-        clear = self.proc.root / "self" / "clear_refs"
-        if not clear.exists():
+        if not self.proc.has_clear_refs():
+            clear = self.proc.root / "self" / "clear_refs"
             return Availability(False, f"no {clear} (kernel without CONFIG_PROC_PAGE_MONITOR)")
         if self.proc.reports_soft_dirty() is False:
             return Availability(
@@ -140,10 +137,7 @@ class IdlePageSampler:
                 "needs target pids or cgroups: it scans the page tables of named processes", "idle"
             )
         if self.mode == "idle":
-            try:
-                self._fd = os.open(self.bitmap_path, os.O_RDWR | os.O_CLOEXEC)
-            except OSError as e:
-                raise _bitmap_error(e, self.bitmap_path) from None
+            self.bitmap.open()
         self._pids = []
         try:
             for pid in pids:
@@ -175,9 +169,7 @@ class IdlePageSampler:
         return rows
 
     def stop(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self.bitmap.close()
         self._pids = []
 
     def health(self) -> Health:
@@ -250,9 +242,9 @@ class IdlePageSampler:
         """Start a new observation interval for ``pid``."""
         if self.mode == "idle":
             _vpn, frames = self._frames(pid, count_dropped=False)
-            self._mark_idle(frames)
+            self.bitmap.mark(frames)
         else:
-            self._clear_soft_dirty(pid)
+            self.proc.clear_refs(pid, 4)
 
     def _scan_and_reset(self, pid: int) -> np.ndarray:
         """Rows for the pages accessed since the last reset; then start the next interval.
@@ -262,86 +254,10 @@ class IdlePageSampler:
         cg = self.resolver.cgroup_id(pid)
         if self.mode == "idle":
             vpn, frames = self._frames(pid)
-            accessed = ~self._read_idle(frames)
-            self._mark_idle(frames)  # pages faulted in after this read count as accessed next time
+            accessed = ~self.bitmap.idle(frames)
+            self.bitmap.mark(frames)  # pages faulted in after this read count as accessed next time
             return make_rows(vpn[accessed], 1, pid=pid, cgroup=cg, flags=SAMPLE_IDLE)
         vpn, ent = self._entries(pid)
-        self._clear_soft_dirty(pid)
+        self.proc.clear_refs(pid, 4)
         written = soft_dirty(ent)
         return make_rows(vpn[written], 1, pid=pid, cgroup=cg, flags=SAMPLE_SOFT_DIRTY | SAMPLE_WRITE)
-
-    # -- the idle bitmap --------------------------------------------------------------------------
-    def _mark_idle(self, frames: np.ndarray) -> None:
-        words, inverse, bits = _word_index(frames)
-        values = np.zeros(words.shape[0], dtype=np.uint64)
-        np.bitwise_or.at(values, inverse, np.left_shift(np.uint64(1), bits))
-        fd = self._need_fd()
-        for a, b in _runs(words):
-            data = values[a:b].astype("=u8").tobytes()
-            try:
-                if os.pwrite(fd, data, 8 * int(words[a])) != len(data):
-                    raise KernelError("short write", str(self.bitmap_path))
-            except OSError as e:
-                raise _bitmap_error(e, self.bitmap_path) from None
-
-    def _read_idle(self, frames: np.ndarray) -> np.ndarray:
-        """Bool per frame: still idle (not accessed since marked)."""
-        words, inverse, bits = _word_index(frames)
-        values = np.zeros(words.shape[0], dtype=np.uint64)
-        fd = self._need_fd()
-        for a, b in _runs(words):
-            try:
-                data = os.pread(fd, 8 * (b - a), 8 * int(words[a]))
-            except OSError as e:
-                raise _bitmap_error(e, self.bitmap_path) from None
-            if len(data) != 8 * (b - a):
-                raise KernelError(f"short read at frame {int(words[a]) * 64}", str(self.bitmap_path))
-            values[a:b] = np.frombuffer(data, dtype="=u8")
-        return ((values[inverse] >> bits) & np.uint64(1)) == 1
-
-    def _need_fd(self) -> int:
-        if self._fd is None:
-            raise KernelError("the idle sampler is not started", str(self.bitmap_path))
-        return self._fd
-
-    # -- soft-dirty -------------------------------------------------------------------------------
-    def _clear_soft_dirty(self, pid: int) -> None:
-        path = self.proc.root / str(pid) / "clear_refs"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"4\n")
-            finally:
-                os.close(fd)
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ESRCH) and not self.proc.exists(pid):
-                raise NoSuchProcessError(f"no process {pid}", str(path.parent)) from None
-            if e.errno in (errno.EACCES, errno.EPERM):
-                raise PermissionDeniedError(
-                    "permission denied: clear_refs needs the process's owner or root", str(path)
-                ) from None
-            raise KernelError(f"cannot write 4: {e.strerror}", str(path)) from None
-
-
-def _word_index(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    f = np.asarray(frames, dtype=np.uint64)
-    words, inverse = np.unique(f >> np.uint64(6), return_inverse=True)
-    return words, inverse.reshape(-1), f & np.uint64(63)
-
-
-def _runs(words: np.ndarray) -> list[tuple[int, int]]:
-    """[a, b) index ranges of consecutive word numbers in a sorted unique array."""
-    if words.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(words) != 1) + 1
-    starts = np.concatenate(([0], breaks)).tolist()
-    stops = np.concatenate((breaks, [words.size])).tolist()
-    return list(zip(starts, stops, strict=True))
-
-
-def _bitmap_error(e: OSError, path: Path) -> TierctlError:
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return PermissionDeniedError("permission denied: the idle page bitmap needs root", str(path))
-    if e.errno == errno.ENOENT:
-        return UnavailableError("no idle page tracking (CONFIG_IDLE_PAGE_TRACKING)", str(path))
-    return KernelError(f"idle bitmap I/O failed: {e.strerror or e}", str(path))

@@ -27,7 +27,9 @@ from types import ModuleType
 
 from tierctl.errors import InputError, UnavailableError
 from tierctl.kernel.pmu import EVENT_SOURCES, EventSources
-from tierctl.samplers.bpf_loader import BccSampler, captured_output, load_function
+from tierctl.samplers.bpf_bcc import captured_output
+from tierctl.samplers.bpf_compile import load_function
+from tierctl.samplers.bpf_sampler import BccSampler
 
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_PAGE_FAULTS = 2
@@ -94,9 +96,10 @@ class PerfAddrSampler(BccSampler):
         *,
         event: str = "auto",
         sample_period: int | None = None,
-        event_sources: Path = EVENT_SOURCES,
+        event_sources: Path | EventSources = EVENT_SOURCES,
         **kw: object,
     ) -> None:
+        """``event_sources``: the sysfs PMU list adapter (or the root of a fake one)."""
         super().__init__(**kw)  # type: ignore[arg-type]
         if event not in ("auto", "pebs", "ibs", "software"):
             raise InputError(f"event must be auto, pebs, ibs or software, not {event!r}")
@@ -104,13 +107,15 @@ class PerfAddrSampler(BccSampler):
             raise InputError("sample_period must be at least 1")
         self.event = event
         self.sample_period_arg = sample_period
-        self.event_sources = event_sources
+        self.sources = (
+            event_sources if isinstance(event_sources, EventSources) else EventSources(event_sources)
+        )
         self.chosen: PerfEvent | None = None
         self.sample_period = 0
 
     # -- event selection
     def _pebs(self) -> PerfEvent | str:
-        ev = EventSources(self.event_sources).pebs()
+        ev = self.sources.pebs()
         if isinstance(ev, str):
             return ev
         return PerfEvent(
@@ -119,7 +124,7 @@ class PerfAddrSampler(BccSampler):
         )  # fmt: skip
 
     def _ibs(self) -> PerfEvent | str:
-        typ = EventSources(self.event_sources).ibs_op_type()
+        typ = self.sources.ibs_op_type()
         if isinstance(typ, str):
             return typ
         return PerfEvent("ibs", typ, 0, label="AMD IBS op")

@@ -9,13 +9,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tierctl.errors import UnavailableError
 from tierctl.registry import pick
 from tierctl.samplers.base import Availability, Health, SourceSampler, Targets, empty_raw
+
+if TYPE_CHECKING:
+    from tierctl.kernel.knobs import KnobGuard
 
 SAMPLERS: Mapping[str, str] = MappingProxyType(
     {
@@ -39,16 +42,18 @@ def make_sampler(name: str, **options: Any) -> SourceSampler:
     return factory(**options)  # type: ignore[no-any-return]
 
 
-def make_samplers(names: Sequence[str]) -> list[SourceSampler]:
-    """Samplers for ``names``; the BPF ones share one BpfHost (tracefs mount, BPF stats)."""
+def make_samplers(names: Sequence[str], *, knobs: KnobGuard | None = None) -> list[SourceSampler]:
+    """Samplers for ``names``; the BPF ones share one BpfHost (tracefs mount, BPF stats). ``knobs``: the
+    guard that records what that host changes (default: the host's own record under /run/tierctl)."""
     host = None
     out = []
     for name in names:
         if name.startswith("bpf-"):
             if host is None:
-                from tierctl.samplers.bpf_loader import BpfHost
+                from tierctl.kernel.bpfhost import BpfHost, restore_leftovers
 
-                host = BpfHost()
+                host = BpfHost(knobs)
+                host.restored_at_start = restore_leftovers()  # what crashed tierctl processes left
             out.append(make_sampler(name, host=host))
         else:
             out.append(make_sampler(name))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from tierctl.errors import UnavailableError
+from tierctl.kernel.cgroupfs import CGROUP_ROOT, CgroupTree
 from tierctl.kernel.pages import UNMOVABLE
+from tierctl.kernel.procfs import LIVE_PROC, ProcFS
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Targets
 
 # mappings no sampler reports (kernel-provided, not the process's memory)
@@ -16,71 +17,44 @@ SPECIAL_VMAS = UNMOVABLE
 
 
 class TargetResolver:
-    """Pids of the target cgroups and the cgroup v2 id of a pid, from /proc and the cgroup v2 tree."""
+    """Pids of the target cgroups and the cgroup v2 id of a pid: ``ProcFS`` and the v2 ``CgroupTree``
+    found at (or, on hybrid hosts, below) ``cgroup_root``."""
 
-    def __init__(self, proc_root: Path = Path("/proc"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> None:
-        self.proc_root = Path(proc_root)
+    def __init__(self, proc: ProcFS | Path = LIVE_PROC, cgroup_root: Path = CGROUP_ROOT) -> None:
+        self.proc = proc if isinstance(proc, ProcFS) else ProcFS(Path(proc))
         self.cgroup_root = Path(cgroup_root)
+
+    def tree(self) -> CgroupTree | None:
+        """The v2 hierarchy (looked for on every call: it may be mounted or made after start)."""
+        return CgroupTree.below(self.cgroup_root, self.proc)
 
     def v2_root(self) -> Path | None:
         """The cgroup v2 mount: ``cgroup_root`` itself, or its ``unified`` folder on hybrid hosts."""
-        for cand in (self.cgroup_root, self.cgroup_root / "unified"):
-            if (cand / "cgroup.controllers").is_file() or (
-                cand != self.cgroup_root and (cand / "cgroup.procs").is_file()
-            ):
-                return cand
-        return None
+        tree = self.tree()
+        return None if tree is None else tree.root
 
     def pids(self, targets: Targets) -> list[int]:
         """``targets.pids`` plus every process of the cgroups named by id, sorted, unique."""
         out = {int(p) for p in targets.pids}
         if targets.cgroup_ids:
-            root = self.v2_root()
-            if root is None:
+            tree = self.tree()
+            if tree is None:
                 raise UnavailableError(
                     "no cgroup v2 hierarchy to find target cgroups in", str(self.cgroup_root)
                 )
-            want = {int(c) for c in targets.cgroup_ids}
-            for dirpath, _dirs, _files in os.walk(root):
-                try:
-                    ino = os.stat(dirpath).st_ino
-                except OSError:
-                    continue
-                if ino in want:
-                    out.update(_read_pids(Path(dirpath) / "cgroup.procs"))
+            out.update(tree.pids(targets.cgroup_ids))
         return sorted(out)
 
     def cgroup_dir(self, pid: int) -> Path | None:
-        """The process's cgroup v2 directory (from the ``0::`` line of /proc/PID/cgroup); None if unknown
-        (no v2 line, no v2 mount, the process gone)."""
-        root = self.v2_root()
-        if root is None:
-            return None
-        try:
-            text = (self.proc_root / str(pid) / "cgroup").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith("0::/"):
-                rel = line[4:].strip().strip("/")
-                return root / rel if rel else root
-        return None
+        """The process's cgroup v2 directory; None if unknown (no v2 line, no v2 mount, the process gone)."""
+        tree = self.tree()
+        return None if tree is None else tree.pid_dir(pid)
 
     def cgroup_id(self, pid: int) -> int:
-        """Inode number of the process's cgroup v2 directory (what bpf_get_current_cgroup_id gives); 0 if
+        """The id of the process's cgroup v2 directory (what bpf_get_current_cgroup_id gives); 0 if
         unknown."""
-        d = self.cgroup_dir(pid)
-        try:
-            return d.stat().st_ino if d is not None else 0
-        except OSError:
-            return 0
-
-
-def _read_pids(path: Path) -> list[int]:
-    try:
-        return [int(x) for x in path.read_text().split() if x.isdigit()]
-    except OSError:
-        return []
+        tree = self.tree()
+        return (tree.pid_id(pid) if tree is not None else None) or 0
 
 
 def cap_rows(rows: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:

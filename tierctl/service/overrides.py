@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tierctl import strict_json, values
 from tierctl.errors import InputError, KernelError
-from tierctl.kernel.statefile import read_capped, set_aside
+from tierctl.kernel.statefile import read_capped, set_aside, stale_temporaries, write_atomic
 
 TIERS = ("fast", "slow", "auto")
 VERSION = 1
@@ -67,29 +66,14 @@ class OverrideStore:
 
     def _remove_stale_tmp(self) -> None:
         """Temporary files of saves killed before their rename, whose writer is gone."""
-        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            pid = tmp.name[len(self.path.name) + 2 : -4]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+        for tmp in stale_temporaries(self.path):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def save(self, o: Overrides) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         data = json.dumps(o.to_json(), indent=1, sort_keys=True).encode()
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            write_atomic(self.path, data, mode=0o640)
         except OSError as e:
             raise KernelError(f"cannot save overrides: {e.strerror}", str(self.path)) from None
 
@@ -135,16 +119,6 @@ def _quota(path: str, v: Any) -> dict[str, Any]:
         if v.get(name) is not None:
             values.amount(v[name], f"quotas[{path[:80]!r}].{name}")  # InputError naming the field
     return {"fast_min": v.get("fast_min"), "fast_max": v.get("fast_max")}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def check_tier(tier: str) -> str:
