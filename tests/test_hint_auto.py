@@ -28,7 +28,7 @@ def loop(tmp_path: Path, topo: SysfsTopology, **cfg: object) -> KernelLoop:
     state = tmp_path / "knobs.json"
     return KernelLoop(
         lambda: [],
-        LoopConfig(samplers=[], hint_faults_state=state, **cfg),
+        LoopConfig(samplers=[], knob_state=state, **cfg),
         topology=topo,  # type: ignore[arg-type]
     )
 
@@ -49,7 +49,7 @@ def test_auto_turns_hint_faults_on_only_where_nothing_else_shows_accesses(
 ) -> None:
     kl = loop(tmp_path, machine(tmp_path, name, mode), hint_faults=hint)
     assert why in kl.hint_reason if why else kl.hint_reason == ""
-    assert (kl.guard is None) == bool(why)
+    assert kl.guard is not None and kl.hint_faults_on == (not why)
     names = [e.sampler.name for e in kl.chain._entries]
     assert names == (["bpf-fault"] if not why else [])  # the hint-fault sampler leads the chain
 

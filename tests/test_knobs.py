@@ -269,3 +269,25 @@ def test_a_record_of_an_unknown_kind_is_set_aside(tmp_path: Path, root: Path) ->
     )
     g = KnobGuard(state, root)
     assert g.records == [] and g.problem is not None and "unknown kind" in g.problem
+
+
+def test_a_record_from_an_earlier_boot_is_not_restored(tmp_path: Path, root: Path) -> None:
+    """The knobs came back to the kernel's defaults at the reboot (or to what the administrator's
+    sysctl.conf sets): writing a crashed run's originals then would undo settings made since."""
+    boot = root / "proc/sys/kernel/random/boot_id"
+    boot.parent.mkdir(parents=True, exist_ok=True)
+    boot.write_text("1111-aaaa\n")
+    state = tmp_path / "k.json"
+    crashed = KnobGuard(state, root)
+    crashed.set(NB, 2)
+    assert json.loads(state.read_text())["boot_id"] == "1111-aaaa"
+    del crashed
+    # the same boot: the record is adopted and restored
+    same = KnobGuard(state, root)
+    assert same.pending() == [KnobRecord(NB, "1", "2")] and same.problem is None
+    (root / NB.lstrip("/")).write_text("0\n")  # the reboot's value, then the administrator's
+    boot.write_text("2222-bbbb\n")  # rebooted
+    later = KnobGuard(state, root)
+    assert later.pending() == [] and not state.exists()
+    assert later.problem is not None and "earlier boot" in later.problem
+    assert later.restore_all() == [] and value(root, NB) == "0"  # left as the machine has it

@@ -29,7 +29,7 @@ def test_loop_promotes_the_hot_set_and_leaves_the_cold_on_the_slow_node(
         capsys.readouterr()
         state = tmp_path / "knobs.json"
         before = {k: KnobGuard(state).get(k) for k, _, _ in SETTINGS if Path(k).exists()}
-        cfg = LoopConfig(samplers=["bpf-fault"], hint_faults_state=state, hint_faults="on")
+        cfg = LoopConfig(samplers=["bpf-fault"], knob_state=state, hint_faults="on")
         loop = KernelLoop(lambda: [(c.pid, "")], cfg)
         loop.start()
         assert loop.chain.running == ["bpf-fault"]

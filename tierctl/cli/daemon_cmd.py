@@ -218,10 +218,8 @@ def run_pids(args: argparse.Namespace) -> int:
     def targets() -> list[tuple[int, str]]:
         return [(pid, procfs.cgroup_path(pid) if procfs.exists(pid) else "") for pid in fixed]
 
-    state = None
-    if args.hint_faults in ("on", "auto"):
-        args.state_dir.mkdir(parents=True, exist_ok=True)
-        state = args.state_dir / "knobs.json"
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    state = args.state_dir / "knobs.json"  # every knob the loop changes is recorded here
     opts: dict[str, Any] = {}
     if args.samplers is not None:
         opts["samplers"] = list(sampler_names(args.samplers))
@@ -234,7 +232,7 @@ def run_pids(args: argparse.Namespace) -> int:
         LoopConfig(
             dry_run=args.dry_run,
             rate_mbps=args.rate,
-            hint_faults_state=state,
+            knob_state=state,
             hint_faults=args.hint_faults or "off",
             **opts,
         ),

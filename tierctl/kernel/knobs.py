@@ -52,6 +52,7 @@ NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
 PROMOTE_RATE_LIMIT = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
 NUMA_BALANCING_SCAN = "/sys/kernel/debug/sched/numa_balancing"  # debugfs: scan_delay_ms, ...
 BPF_STATS_ENABLED = "/proc/sys/kernel/bpf_stats_enabled"  # BPF run-time accounting (fallback switch)
+BOOT_ID = "/proc/sys/kernel/random/boot_id"  # a new value each boot: knobs are reset with it
 VALUE, MOUNT = "value", "mount"  # kinds of record: a file's value, a filesystem tierctl mounted
 _SELECTED = re.compile(r"\[([^\]\s]+)\]")
 
@@ -257,6 +258,16 @@ class KnobGuard:
             if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
                 version = data.get("version") if isinstance(data, dict) else None
                 raise ValueError(f"version {version!r}, expected {STATE_VERSION}")
+            boot, now = data.get("boot_id"), self._boot_id()
+            if isinstance(boot, str) and now is not None and boot != now:
+                # written before a reboot: the kernel started from its own settings again, and
+                # writing the old originals now would undo what the administrator set since
+                self.state_file.unlink(missing_ok=True)
+                self.problem = (
+                    f"{self.state_file}: a knob record from an earlier boot (boot id {boot}); the "
+                    "reboot reset those knobs, so nothing was restored and the record was removed"
+                )
+                return []
             recs = [
                 KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"]), str(k.get("kind", VALUE)))
                 for k in data["knobs"]
@@ -277,6 +288,14 @@ class KnobGuard:
             return []
         return recs
 
+    def _boot_id(self) -> str | None:
+        """This boot's id (``/proc/sys/kernel/random/boot_id`` below the root), None if unknown."""
+        try:
+            text = (self.root / BOOT_ID.lstrip("/")).read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text or None
+
     def _save(self) -> None:
         if not self._records:
             try:
@@ -290,6 +309,7 @@ class KnobGuard:
             "version": STATE_VERSION,
             "pid": os.getpid(),
             "time": time.time(),
+            "boot_id": self._boot_id(),  # a record from another boot is not restored (see _load)
             "knobs": [_record_json(r) for r in self._records],
         }
         try:

@@ -52,8 +52,11 @@ class LoopConfig:
     dry_run: bool = False
     samplers: Sequence[str] = field(default_factory=lambda: list(SAMPLERS))
     max_running: int = 1  # samplers running at once: the first ones in ``samplers`` that can
-    hint_faults_state: Path | None = None  # where NUMA hint faults' knobs are recorded (None: never on)
-    # with a state file: "on", "off", or "auto" = on where there is a slow tier, no PMU samples data
+    # the record of every kernel knob the loop changes (NUMA hint faults, the BPF stats sysctl, a tracefs
+    # mount), restored at stop or, after a crash, at the next start; None: no record, so hint faults
+    # stay off and the BPF samplers keep their own (under /run/tierctl)
+    knob_state: Path | None = None
+    # with a knob record: "on", "off", or "auto" = on where there is a slow tier, no PMU samples data
     # addresses (PEBS, IBS) and NUMA balancing is off (see _hint_reason)
     hint_faults: str = "auto"
     knob_root: Path = Path("/")  # knobs are written below this (a fake tree in tests)
@@ -90,11 +93,12 @@ class KernelLoop:
         self.procfs = procfs or ProcFS()
         numa = numa or NumaSyscalls()
         topology = topology or SysfsTopology()
-        # knobs a killed run left set come back first: "auto" must see the machine's own settings
-        self.restored_at_start = _restore_leftovers(cfg)
+        # one guard for every knob the loop changes; the ones a killed run left set come back first:
+        # "auto" must see the machine's own settings
+        self.guard = KnobGuard(cfg.knob_state, cfg.knob_root) if cfg.knob_state is not None else None
+        self.restored_at_start = _restore_leftovers(self.guard)
         nodes, self.hint_reason = _hint_decision(cfg, topology)
-        self.guard = KnobGuard(cfg.hint_faults_state, cfg.knob_root) if self._hint_faults_on() else None
-        samplers = self._with_hint_faults(make_samplers(list(cfg.samplers)), nodes)
+        samplers = self._with_hint_faults(make_samplers(list(cfg.samplers), knobs=self.guard), nodes)
         self.view = KernelMemoryView(self.procfs, numa, topology, targets)
         self.chain = SamplerChain(samplers, max_running=cfg.max_running, budget=cfg.sampler_budget)
         self.gate = CycleGate(CpuBudget(cfg.cpu_share, cfg.cpu_burst_s), cfg.refresh_s, cfg.full_read_share)
@@ -115,13 +119,14 @@ class KernelLoop:
         self.now = 0
         self.watchdog_events: list[str] = []
 
-    def _hint_faults_on(self) -> bool:
-        return self.cfg.hint_faults_state is not None and not self.hint_reason
+    @property
+    def hint_faults_on(self) -> bool:
+        return self.guard is not None and not self.hint_reason
 
     def _with_hint_faults(self, samplers: list[SourceSampler], nodes: Topology | None) -> list[SourceSampler]:
         """With NUMA hint faults on, the fault sampler that turns them on leads the chain (sharing a
         BPF host with the others) and replaces a plain ``bpf-fault``."""
-        if self.guard is None or nodes is None:
+        if not self.hint_faults_on or self.guard is None or nodes is None:
             return samplers
         from tierctl.samplers.fault import FaultSampler
 
@@ -182,18 +187,18 @@ class KernelLoop:
                 self.guard.restore_all()
 
 
-def _restore_leftovers(cfg: LoopConfig) -> list[str]:
-    """Restore the knobs a killed run recorded; what was restored, one line each."""
+def _restore_leftovers(guard: KnobGuard | None) -> list[str]:
+    """Restore the knobs a killed run recorded (the guard adopted its record); what was restored,
+    one line each."""
     out: list[str] = []
-    if cfg.hint_faults_state is None or not cfg.hint_faults_state.exists():
+    if guard is None:
         return out
-    leftover = KnobGuard(cfg.hint_faults_state, cfg.knob_root)
-    if leftover.problem:
-        out.append(leftover.problem)
-    if leftover.records:
+    if guard.problem:
+        out.append(guard.problem)
+    if guard.records:
         out += [
             f"{r.knob}: {r.outcome} {r.value!r}" + (f" ({r.error})" if r.error else "")
-            for r in leftover.restore_all()
+            for r in guard.restore_all()
         ]
     return out
 
@@ -211,7 +216,7 @@ def _hint_reason(cfg: LoopConfig, nodes: Topology, mode: object) -> str:
     """Why NUMA hint faults stay off ("" = they go on). ``auto`` turns them on only where nothing
     else shows accesses to resident pages: no PMU sampling, and NUMA balancing off (when it is on,
     the machine's own setting stays, and its hint faults reach the page-fault samplers)."""
-    if cfg.hint_faults == "off" or cfg.hint_faults_state is None:
+    if cfg.hint_faults == "off" or cfg.knob_state is None:
         return "off"
     if cfg.hint_faults == "auto":
         if not nodes.slow_nodes:

@@ -60,6 +60,8 @@ class Loop(Protocol):
     chain: Chain
     controller: Controller
     watchdog_events: list[str]
+    restored_at_start: list[str]  # knobs a killed run left set, restored before the loop started
+    hint_reason: str  # why NUMA hint faults are off ("" = on)
 
     def start(self) -> list[SamplerStatus]: ...
 

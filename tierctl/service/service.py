@@ -86,7 +86,7 @@ class Service:
                 rate_mbps=cfg.rate_mbps,
                 budget_pages=cfg.budget_pages,
                 samplers=list(cfg.samplers),
-                hint_faults_state=(cfg.state_dir / "knobs.json") if cfg.hint_faults != "off" else None,
+                knob_state=cfg.state_dir / "knobs.json",
                 hint_faults=cfg.hint_faults,
                 max_running=cfg.max_samplers,
                 policy=cfg.policy,
@@ -103,9 +103,9 @@ class Service:
 
     # ---- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
-        for line in getattr(self.loop, "restored_at_start", []):
+        for line in self.loop.restored_at_start:
             self._event("knobs", message=f"left set by an earlier run, restored: {line}")
-        why = getattr(self.loop, "hint_reason", "")
+        why = self.loop.hint_reason
         if why and why != "off":
             self._event("hint_faults", message=f"NUMA hint faults off: {why}")
         for s in self.loop.start():

@@ -156,6 +156,8 @@ class SimLoop:
         self.machine = machine
         pids = FIRST_PID + np.arange(len(paths), dtype=np.int64)
         self.view = SimView(machine, paths, pids, targets)
+        self.restored_at_start: list[str] = []  # a simulated machine has no kernel knobs
+        self.hint_reason = "off"
         self.sampler = SimSampler()
         self.chain = SimChain(self.sampler)
         mover: Mover = DryRunMover() if cfg.dry_run else SimMover(self.machine)
