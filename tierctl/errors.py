@@ -47,7 +47,7 @@ class UnavailableError(TierctlError):
 
 
 class PermissionDeniedError(TierctlError):
-    """The operation needs privileges the caller lacks (root, CAP_SYS_NICE, ptrace access)."""
+    """The operation needs privileges the caller lacks (root, ptrace access, a capability)."""
 
     exit_code = 4
 

@@ -153,7 +153,10 @@ class NumaSyscalls:
             raise NoSuchProcessError("no such process", where)
         if err in (errno.EPERM, errno.EACCES):
             raise PermissionDeniedError(
-                f"{call} refused: moving another user's pages needs root or CAP_SYS_NICE", where
+                f"{call} refused: moving another process's pages needs ptrace access to it (the same "
+                "user, or CAP_SYS_PTRACE) and, for another user's with MPOL_MF_MOVE_ALL or "
+                "migrate_pages, CAP_SYS_NICE",
+                where,
             )
         if err == errno.ENODEV:
             bad = sorted(set(np.unique(nodes).tolist())) if nodes is not None else []
