@@ -1,7 +1,7 @@
 """Issue 12: no input, file or client can crash the daemon, wedge it, or lock the operator out.
 
 One test (or one parametrised family) per numbered defect of the issue; each failed before the fix.
-Fuzzing lives in tests/test_hardening_fuzz.py, the connection soak in tests/test_connection_soak.py.
+Fuzzing lives in tests/test_hardening_fuzz.py, the connection soak in tests/api/test_connection_soak.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon_faults import Daemon, daemon  # noqa: F401  (the fixture)
+from tests.service.test_daemon_faults import Daemon, daemon  # noqa: F401  (the fixture)
 from tierctl.api.client import ApiClient, DaemonNotRunningError, _connect
 from tierctl.api.protocol import RemoteError, parse_request
 from tierctl.api.server import ApiServer
@@ -229,7 +229,7 @@ def test_4_a_bad_overrides_file_is_set_aside_and_the_daemon_starts(daemon: Daemo
 def test_6_a_burst_of_150_clients_waits_in_the_backlog_instead_of_failing() -> None:
     """150 clients connect while the server is not accepting (its admission is held): before, the
     65th and later failed at once with EAGAIN (backlog 64, non-blocking connect); now they queue."""
-    from tests.test_api import FakeService
+    from tests.api.test_api import FakeService
 
     sockdir = Path(tempfile.mkdtemp(prefix="tierctl-burst-"))
     srv = ApiServer(FakeService(), sockdir / "b.sock", socket_group=None).start()
@@ -482,7 +482,7 @@ def test_a_connection_reaped_as_idle_never_carries_out_a_late_request() -> None:
     """Found in review: a request that arrived as its connection was reaped was carried out while
     its client saw the connection closed (exit 3 for a change that was made). Now, whatever the
     order: either the request is answered, or it is not carried out and the connection closes."""
-    from tests.test_api import FakeService
+    from tests.api.test_api import FakeService
     from tierctl.api.server import Limits
 
     sockdir = Path(tempfile.mkdtemp(prefix="tierctl-reap-"))

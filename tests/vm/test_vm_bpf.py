@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_bpf_samplers import SKIP, Child, in_mapping, spawn_child
+from tests.samplers.test_bpf_samplers import SKIP, Child, in_mapping, spawn_child
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers import bpf_loader as BL

@@ -1,6 +1,6 @@
 """The Python mirror of tierctl/data/bpf/tierctl.h: map key/value dtypes, enums, map names.
 
-tests/test_bpf_layout.py compiles the header with gcc and checks every size, offset and enum
+tests/samplers/test_bpf_layout.py compiles the header with gcc and checks every size, offset and enum
 value here against it; change both together. Converting drained map rows into the raw sample
 layout of the sampler contract (``RAW_SAMPLE_DTYPE``) is vectorised: no per-row Python work.
 """

@@ -18,7 +18,7 @@ from tierctl.kernel.topology import (
     parse_meminfo_line,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "topology"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "topology"
 
 
 def read_fixture(name: str) -> KernelTopology:

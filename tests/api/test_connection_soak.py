@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_api import FakeService
+from tests.api.test_api import FakeService
 from tierctl.api.client import ApiClient
 from tierctl.api.server import ApiServer, Limits
 

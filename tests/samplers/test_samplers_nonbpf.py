@@ -26,7 +26,7 @@ SAMPLE_DAMON = int(SampleFlag.DAMON)
 PAGE = 4096
 PRESENT = np.uint64(1 << 63)
 SOFT_DIRTY = np.uint64(1 << 55)
-FIXTURE = Path(__file__).parent / "fixtures" / "damon" / "guest-6.12-vaddr"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "damon" / "guest-6.12-vaddr"
 
 
 # -- fake trees ---------------------------------------------------------------------------------

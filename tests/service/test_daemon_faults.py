@@ -25,7 +25,7 @@ import pytest
 from tierctl.api.client import ApiClient
 from tierctl.errors import TierctlError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N_CGROUPS = 400
 RUNNER = """
 import os, sys, threading

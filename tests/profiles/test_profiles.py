@@ -26,9 +26,9 @@ from tierctl.profiles import (
 )
 from tierctl.profiles.loader import key_lines
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "tierctl" / "data" / "profiles"
-FIXTURES = Path(__file__).parent / "fixtures" / "profiles"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "profiles"
 
 CATCH_ALL = 'name = "default"\npriority = -100\n'
 

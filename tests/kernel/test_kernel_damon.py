@@ -24,7 +24,7 @@ from tierctl.kernel.damon import (
     node_phys_ranges,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "damon" / "guest-6.12-vaddr"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "damon" / "guest-6.12-vaddr"
 ADMIN = "sys/kernel/mm/damon/admin"
 
 

@@ -25,7 +25,7 @@ from tierctl.errors import (
 from tierctl.kernel import cgroupfs
 from tierctl.kernel.cgroupfs import CgroupFS, Layout, Pressure, PressureLine, format_nodes
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 GUEST_CG = FIX / "cgroupfs" / "guest-v2"
 HOST_CG = FIX / "cgroupfs" / "host-hybrid"
 GUEST = CgroupFS(GUEST_CG, proc_root=FIX / "procfs" / "guest", page_size=4096)

@@ -10,7 +10,7 @@ from tierctl.errors import InputError
 from tierctl.kernel.cgroupfs import CgroupFS, CgroupTree, cgroup2_root, cgroup_id
 from tierctl.kernel.procfs import ProcFS
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture

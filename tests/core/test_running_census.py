@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_sim_properties import any_trace, first_touch_epoch, unpack
+from tests.sim.test_sim_properties import any_trace, first_touch_epoch, unpack
 from tierctl.core.estimate import RateEstimator
 from tierctl.core.evaluation import Evaluation
 from tierctl.core.heat import NEVER, HeatModel, distinct

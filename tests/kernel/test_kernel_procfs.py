@@ -40,7 +40,7 @@ from tierctl.kernel.procfs import (
     swapped,
 )
 
-FIX = Path(__file__).parent / "fixtures" / "procfs"
+FIX = Path(__file__).parents[1] / "fixtures" / "procfs"
 GUEST = ProcFS(FIX / "guest", page_size=4096)
 HOST = ProcFS(FIX / "host", page_size=4096)
 MIB = 1 << 20

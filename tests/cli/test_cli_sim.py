@@ -153,7 +153,7 @@ def test_missing_trace_file_names_the_path(tmp_path: Path, capsys) -> None:
 def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(
         [sys.executable, "-m", "tierctl", "sim", "--trace", str(bad), "--fast-pages", "4"],
         capture_output=True,

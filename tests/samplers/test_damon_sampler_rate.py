@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.damon.fake_damon import FakeDamonSysfs, make_admin_tree
-from tests.test_samplers_nonbpf import PAGE, PRESENT, add_process, make_cgroups, set_pagemap
+from tests.samplers.test_samplers_nonbpf import PAGE, PRESENT, add_process, make_cgroups, set_pagemap
 from tierctl.errors import InputError
 from tierctl.kernel.damon import REGION_DTYPE, KdamondSpec
 from tierctl.samplers.base import Targets

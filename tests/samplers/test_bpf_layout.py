@@ -18,7 +18,7 @@ import pytest
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE
 
-HEADER = Path(__file__).resolve().parents[1] / "tierctl" / "data" / "bpf" / "tierctl.h"
+HEADER = Path(__file__).resolve().parents[2] / "tierctl" / "data" / "bpf" / "tierctl.h"
 
 
 def header_enum_names() -> list[str]:

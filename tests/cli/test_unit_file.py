@@ -21,7 +21,7 @@ from tierctl.cli.unit_cmd import SHIPPED_EXEC_START, find_executable, render_uni
 from tierctl.data import unit_file
 from tierctl.errors import InputError, UnavailableError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CODE = REPO / "tierctl"
 UNIT = unit_file().read_text(encoding="utf-8")
 CONSOLE_SCRIPT = Path(sys.executable).with_name("tierctl")  # the venv's entry point

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.test_api import FakeService
+from tests.api.test_api import FakeService
 from tierctl.api import ApiServer, Limits
 from tierctl.api.protocol import ERROR_KINDS, MAX_LINE, OPS, RequestError, parse_request
 

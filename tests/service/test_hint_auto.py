@@ -14,7 +14,7 @@ from tierctl.kernel.topology import SysfsTopology
 from tierctl.samplers import perf_addr
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 
-FIXTURES = Path(__file__).parent / "fixtures" / "topology"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "topology"
 
 
 def machine(tmp_path: Path, name: str, mode: int) -> SysfsTopology:
