@@ -11,6 +11,7 @@ from typing import Any
 from tierctl.cli.table import render
 from tierctl.errors import InputError, UnavailableError
 from tierctl.kernel.cgroupfs import CgroupFS
+from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--cgroup-root",
         type=Path,
-        default=Path("/sys/fs/cgroup"),
+        default=LIVE_CGROUP,
         metavar="PATH",
         help="cgroup mount point (default /sys/fs/cgroup)",
     )
     p.add_argument(
         "--proc-root",
         type=Path,
-        default=Path("/proc"),
+        default=LIVE_PROC,
         metavar="PATH",
         help="procfs for the system-wide pressure (default /proc; for captured trees)",
     )

@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from tierctl.errors import InputError
+from tierctl.kernel.roots import LIVE_PROC, LIVE_SYS
 
 
 def add_roots(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sys-root", type=Path, default=Path("/sys"), help=argparse.SUPPRESS)
-    p.add_argument("--proc-root", type=Path, default=Path("/proc"), help=argparse.SUPPRESS)
+    p.add_argument("--sys-root", type=Path, default=LIVE_SYS, help=argparse.SUPPRESS)
+    p.add_argument("--proc-root", type=Path, default=LIVE_PROC, help=argparse.SUPPRESS)
 
 
 def pid_arg(text: str) -> int:

@@ -18,6 +18,7 @@ from tierctl.errors import InputError, NoSuchProcessError, TierctlError
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Availability, Health, Targets
 from tierctl.samplers.chain import SamplerChain
 from tierctl.samplers.registry import SAMPLERS, make_sampler, make_samplers
@@ -47,7 +48,7 @@ def register(sub: Any) -> None:
         "--top", type=args_.count(1, 1 << 20), default=10, metavar="N", help="pages to list (default 10)"
     )
     q.add_argument("--regions", action="store_true", help="aggregate per 2 MiB region instead of per page")
-    q.add_argument("--cgroup-root", type=Path, default=Path("/sys/fs/cgroup"), help=argparse.SUPPRESS)
+    q.add_argument("--cgroup-root", type=Path, default=LIVE_CGROUP, help=argparse.SUPPRESS)
     q.add_argument(
         "--print-bpf",
         action="store_true",

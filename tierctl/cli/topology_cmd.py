@@ -9,6 +9,7 @@ from typing import Any
 
 from tierctl.cli.table import render
 from tierctl.kernel.idlist import format_list
+from tierctl.kernel.roots import LIVE_PROC, LIVE_SYS
 from tierctl.kernel.topology import KernelTopology, SysfsTopology
 
 COLUMNS = (
@@ -37,10 +38,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object with everything")
     p.add_argument(
-        "--sys-root", type=Path, default=Path("/sys"), metavar="PATH", help="sysfs root (default /sys)"
+        "--sys-root", type=Path, default=LIVE_SYS, metavar="PATH", help="sysfs root (default /sys)"
     )
     p.add_argument(
-        "--proc-root", type=Path, default=Path("/proc"), metavar="PATH", help="procfs root (default /proc)"
+        "--proc-root", type=Path, default=LIVE_PROC, metavar="PATH", help="procfs root (default /proc)"
     )
     p.set_defaults(func=run)
 

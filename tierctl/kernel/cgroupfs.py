@@ -37,8 +37,9 @@ from tierctl.errors import (
 )
 from tierctl.kernel.idlist import format_list, parse_list
 from tierctl.kernel.procfs import LIVE_PROC, Pid, ProcFS
+from tierctl.kernel.roots import LIVE_CGROUP
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_ROOT = LIVE_CGROUP
 
 
 class Layout(Enum):

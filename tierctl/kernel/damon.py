@@ -56,6 +56,7 @@ from tierctl.errors import (
     TierctlError,
     UnavailableError,
 )
+from tierctl.kernel.roots import LIVE_PROC, LIVE_SYS
 
 DAMON_ADMIN = Path("/sys/kernel/mm/damon/admin")
 ULONG_MAX = (1 << 64) - 1
@@ -159,7 +160,7 @@ class DamonSysfs:
         self,
         root: Path = DAMON_ADMIN,
         *,
-        proc_root: Path = Path("/proc"),
+        proc_root: Path = LIVE_PROC,
         settle_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -491,7 +492,7 @@ class DamonSession:
         return (self.fs.proc_root / str(pid)).is_dir()
 
 
-def node_phys_ranges(node: int, sys_root: Path = Path("/sys")) -> list[tuple[int, int]]:
+def node_phys_ranges(node: int, sys_root: Path = LIVE_SYS) -> list[tuple[int, int]]:
     """Physical address ranges [start, end) of the online memory blocks of ``node`` (for paddr regions).
 
     From ``devices/system/memory/block_size_bytes`` (hex) and the ``memoryN`` links of

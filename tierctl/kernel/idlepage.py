@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tierctl.errors import KernelError, PermissionDeniedError, TierctlError, UnavailableError
+from tierctl.kernel.roots import LIVE_SYS
 
 IDLE_BITMAP = "kernel/mm/page_idle/bitmap"  # below the sysfs root
-LIVE_SYS = Path("/sys")
 
 
 class IdleBitmap:

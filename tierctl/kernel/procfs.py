@@ -32,6 +32,7 @@ from tierctl.errors import (
     TierctlError,
     UnavailableError,
 )
+from tierctl.kernel.roots import LIVE_PROC
 
 Pid = int | str
 """A pid: an int >= 1, or "self" / "thread-self"."""
@@ -246,8 +247,6 @@ _CONFIG = {
     "pressure": "CONFIG_PSI",
 }
 
-
-LIVE_PROC = Path("/proc")
 
 # PAGEMAP_SCAN (ioctl on /proc/PID/pagemap, Linux 6.7+): categories from linux/fs.h
 PAGE_IS_PRESENT, PAGE_IS_HUGE = 1 << 3, 1 << 6

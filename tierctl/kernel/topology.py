@@ -33,6 +33,7 @@ from typing import Any
 from tierctl.core.topology import Node, Topology
 from tierctl.errors import KernelError
 from tierctl.kernel.idlist import parse_list
+from tierctl.kernel.roots import LIVE_PROC, LIVE_SYS
 
 NODE_DIR = "devices/system/node"
 TIERING_DIR = "devices/virtual/memory_tiering"
@@ -150,7 +151,7 @@ class SysfsTopology:
     """Reads the NUMA topology below ``sys_root`` and ``proc_root`` (``/sys`` and ``/proc``)."""
 
     def __init__(
-        self, sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc"), *, page_size: int | None = None
+        self, sys_root: Path = LIVE_SYS, proc_root: Path = LIVE_PROC, *, page_size: int | None = None
     ) -> None:
         self.sys_root = Path(sys_root)
         self.proc_root = Path(proc_root)

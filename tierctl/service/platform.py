@@ -17,6 +17,7 @@ from tierctl.core.controller import Controller
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.memview import Target
 from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.kernel.topology import KernelTopology, SysfsTopology
 from tierctl.samplers.chain import SamplerStatus
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
@@ -86,7 +87,7 @@ class KernelPlatform:
 
     name = "kernel"
 
-    def __init__(self, cgroup_root: Path = Path("/sys/fs/cgroup")) -> None:
+    def __init__(self, cgroup_root: Path = LIVE_CGROUP) -> None:
         self.cgroups = CgroupFS(cgroup_root)
         self.procs = ProcFS()
         self.topology = SysfsTopology()

@@ -24,6 +24,7 @@ from tierctl.core.controller import CycleReport
 from tierctl.core.policy import Quota
 from tierctl.core.topology import Topology
 from tierctl.errors import InputError, TierctlError
+from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.profiles import ProfileSet, Workload, load_profiles
 from tierctl.service import analytics
 from tierctl.service.contract import API_VERSION
@@ -41,7 +42,7 @@ class DaemonConfig:
     profiles_dir: Path
     state_dir: Path = Path("/var/lib/tierctl")  # overrides live here (survive restarts and reboots)
     scope: tuple[str, ...] = ()  # cgroup path prefixes to manage; () = every cgroup with processes
-    cgroup_root: Path = Path("/sys/fs/cgroup")
+    cgroup_root: Path = LIVE_CGROUP
     dry_run: bool = False
     hint_faults: str = "auto"  # NUMA hint faults for sampling: auto (unless a PMU samples addresses), on, off
     budget_pages: int = 65536
