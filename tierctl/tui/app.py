@@ -8,7 +8,7 @@ override is confirmed in a dialog, runs in a worker, and a refusal becomes a not
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from importlib import resources
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -33,7 +33,7 @@ W = TypeVar("W", bound=Widget)
 
 
 class TierctlApp(App[None]):
-    CSS_PATH = Path(__file__).with_name("tierctl.tcss")
+    CSS_PATH = str(resources.files("tierctl.tui") / "tierctl.tcss")  # package data, as installed
     TITLE = "tierctl"
     BINDINGS: ClassVar = bindings(APP_KEYS) + bindings(
         tuple(k for k in TABLE_KEYS if k.action in ("filter", "clear_filter"))
