@@ -10,14 +10,24 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import tierctl
 from tierctl.api.client import DEFAULT_SOCKET
 from tierctl.cli import main
 from tierctl.cli.docgen import manpage
-from tierctl.cli.unit_cmd import SHIPPED_EXEC_START, find_executable, render_unit
+from tierctl.cli.unit_cmd import (
+    SHIPPED_EXEC_START,
+    SHIPPED_PROFILES,
+    TMP_DIRS,
+    _below,
+    find_executable,
+    render_unit,
+)
 from tierctl.data import unit_file
 from tierctl.errors import InputError, UnavailableError
 
@@ -231,15 +241,35 @@ def test_executable_without_a_console_script(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The unit ``tierctl unit`` writes for this installation. A checkout below /tmp (a CI clone) is
+    refused by it, rightly: PrivateTmp= would hide it from the daemon (test_render_home_and_tmp_
+    installations). Then the unit is rendered for a launcher outside /tmp, in the home directory,
+    that runs this tierctl: the same template and code path, an installation systemd can see."""
     if not CONSOLE_SCRIPT.is_file():
         pytest.skip(f"no tierctl console script beside {sys.executable} (tierctl not pip-installed here)")
-    d = tmp_path_factory.mktemp("unit")
-    p = subprocess.run([str(CONSOLE_SCRIPT), "unit"], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    unit = d / "tierctl.service"
-    unit.write_text(p.stdout, encoding="utf-8")
-    return unit
+    unit = tmp_path_factory.mktemp("unit") / "tierctl.service"
+    code = Path(tierctl.__file__).resolve().parent
+    if not any(_below(p, TMP_DIRS) for p in (CONSOLE_SCRIPT, CONSOLE_SCRIPT.resolve(), code)):
+        p = subprocess.run([str(CONSOLE_SCRIPT), "unit"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        unit.write_text(p.stdout, encoding="utf-8")
+        yield unit
+        return
+    home = Path.home()
+    if _below(home, TMP_DIRS) or not home.is_dir():
+        pytest.skip(
+            f"checkout and home directory ({home}) are both below /tmp: no place systemd could run it"
+        )
+    outside = Path(tempfile.mkdtemp(prefix="tierctl-unit-test-", dir=home))
+    try:
+        launcher = outside / "tierctl"
+        launcher.write_text(f'#!/bin/sh\nexec "{CONSOLE_SCRIPT}" "$@"\n')
+        launcher.chmod(0o755)
+        unit.write_text(render_unit(unit_file().read_text(), launcher, Path(SHIPPED_PROFILES), outside))
+        yield unit
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_generated_exec_start_is_an_existing_executable(generated: Path) -> None:
