@@ -300,12 +300,55 @@ def test_pin_slow_conflicts_with_fast_min(tmp_path: Path) -> None:
     ]
 
 
-def test_pressure_section_is_reserved(tmp_path: Path) -> None:
+def test_pressure_table_values_and_defaults(tmp_path: Path) -> None:
     ok = '[[match]]\nunit = "a.service"\n[pressure]\n'
     assert problems_of(tmp_path, ok) == []
-    text = '[[match]]\nunit = "a.service"\n\n[pressure]\nsome_psi = 10\n'
-    assert problems_of(tmp_path, text) == [
-        "p.toml:5: pressure.some_psi: reserved for the pressure issue; not supported yet"
+    text = (
+        '[[match]]\nunit = "a.service"\n\n[pressure]\nsome_psi = 10\npriority = "high"\n'
+        'protect = "-1G"\ntrim = 1\ntrim_rate_mbps = 0\ngrace_s = 9000\nkill = "process"\n'
+        '[pressure.hooks]\nnotify = ["shed"]\nprekill = []\npostkill = ["/bin/true"]\n'
+    )
+    got = problems_of(tmp_path, text)
+    assert (
+        got[0] == "p.toml:5: pressure.some_psi: unknown key 'some_psi' (known: priority, protect, trim, "
+        "trim_rate_mbps, notify, grace_s, kill, hooks)"
+    )
+    wanted = {
+        "pressure.priority": "expected an integer",
+        "pressure.protect": "-1G",
+        "pressure.trim": "expected true or false, got integer 1",
+        "pressure.trim_rate_mbps": "0",
+        "pressure.grace_s": "9000",
+        "pressure.kill": "must be one of 'never', 'cgroup', got 'process'",
+        "pressure.hooks.postkill": "unknown key 'postkill'",
+        "pressure.hooks.notify": "absolute path",
+        "pressure.hooks.prekill": "expected an array of strings",
+    }
+    for key, part in wanted.items():
+        assert any(f": {key}: " in g and part in g for g in got), (key, got)
+    # line numbers point at the offending keys
+    assert any(g.startswith("p.toml:13: pressure.hooks.notify") for g in got), got
+
+
+def test_pressure_policy_is_carried_to_the_profile(tmp_path: Path) -> None:
+    text = (
+        'name = "etl"\n[[match]]\nunit = "etl.service"\n[pressure]\npriority = -10\nprotect = "25%"\n'
+        'kill = "cgroup"\ngrace_s = 5\n[pressure.hooks]\nprekill = ["/usr/bin/logger", "killing etl"]\n'
+        'cleanup = ["/usr/local/bin/requeue", "--job", "etl"]\n'
+    )
+    write(tmp_path, "etl.toml", text)
+    write(tmp_path, "default.toml", CATCH_ALL)
+    (etl,) = [p for p in load_profiles([tmp_path]) if p.name == "etl"]
+    pr = etl.pressure
+    assert (pr.priority, pr.kill, pr.grace_s, pr.trim, pr.notify) == (-10, "cgroup", 5.0, True, True)
+    assert pr.protect_bytes(8 << 30) == 2 << 30
+    assert pr.hook("prekill") == ("/usr/bin/logger", "killing etl") and pr.hook("notify") is None
+    assert etl.to_json()["pressure"]["hooks"]["cleanup"] == ["/usr/local/bin/requeue", "--job", "etl"]
+    # a prekill hook that can never run is a problem
+    bad = '[[match]]\nunit = "a.service"\n[pressure]\n[pressure.hooks]\nprekill = ["/bin/true"]\n'
+    (tmp_path / "other").mkdir()
+    assert problems_of(tmp_path / "other", bad) == [
+        "p.toml:5: pressure.hooks.prekill: a prekill hook with kill = 'never' never runs; set kill = 'cgroup'"
     ]
 
 
@@ -497,7 +540,8 @@ def test_cli_check_failing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert str(info.value) == "tierctl profile check: 2 problems in 2 files"
     assert capsys.readouterr().out.splitlines() == [
         f"{tmp_path}/a.toml:4: placement.fast_mn: unknown key 'fast_mn' (did you mean 'fast_min'?)",
-        f"{tmp_path}/b.toml:2: pressure.x: reserved for the pressure issue; not supported yet",
+        f"{tmp_path}/b.toml:2: pressure.x: unknown key 'x' (known: priority, protect, trim, trim_rate_mbps, "
+        "notify, grace_s, kill, hooks)",
     ]
     with pytest.raises(TierctlError):
         run_cli("profile", "check", str(tmp_path), "--json")

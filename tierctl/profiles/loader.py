@@ -14,27 +14,27 @@ key; a problem with a value inside an array (one bad sampler name) gets the line
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import os
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from tierctl import values
-from tierctl.errors import InputError
+from tierctl.profiles.filecheck import Bad, FileCheck, KeyPath, got, hint
 from tierctl.profiles.match import ProfileSet
+from tierctl.profiles.pressure_check import check_pressure
 from tierctl.profiles.schema import (
     DEFAULT_HYSTERESIS,
     PINS,
     THP_MODES,
     MatchRule,
     Placement,
+    PressurePolicy,
     Profile,
     ProfileError,
     ProfileProblem,
@@ -57,12 +57,9 @@ PLACEMENT_KEYS = (
     "thp",
     "samplers",
 )
-PRESSURE_RESERVED = "reserved for the pressure issue; not supported yet"
 MAX_HEADROOM_SHARE = 0.5
 MAX_RATE = values.MAX_RATE_MBPS
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-KeyPath = tuple[str | int, ...]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,115 +128,6 @@ def key_lines(text: str) -> dict[KeyPath, int]:
 # checking one file
 
 
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    for t, name in ((int, "integer"), (float, "float"), (str, "string"), (list, "array"), (dict, "table")):
-        if isinstance(value, t):
-            return name
-    if isinstance(value, datetime | date | time):
-        return "datetime"
-    return type(value).__name__
-
-
-def _got(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return _type_name(value)
-    return f"{_type_name(value)} {value!r}"
-
-
-def _hint(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-
-
-def key_text(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "-"
-
-
-class _Bad(Exception):
-    """A value failed its check; the problem is already recorded."""
-
-
-@dataclass
-class _FileCheck:
-    file: str
-    lines: dict[KeyPath, int]
-    problems: list[ProfileProblem] = field(default_factory=list)
-
-    def line(self, path: KeyPath) -> int:
-        for n in range(len(path), 0, -1):
-            if path[:n] in self.lines:
-                return self.lines[path[:n]]
-        return 1
-
-    def add(self, path: KeyPath, message: str) -> None:
-        self.problems.append(ProfileProblem(self.file, self.line(path), key_text(path), message))
-
-    def bad(self, path: KeyPath, message: str) -> _Bad:
-        self.add(path, message)
-        return _Bad()
-
-    def unknown_keys(self, table: dict[str, Any], known: Sequence[str], path: KeyPath) -> None:
-        for k in table:
-            if k not in known:
-                self.add((*path, k), f"unknown key {k!r}{_hint(k, known)}")
-
-    def get(
-        self, table: dict[str, Any], key: str, path: KeyPath, check: Callable[..., Any], default: Any
-    ) -> Any:
-        """``check(value, path)`` of ``table[key]`` if present, else ``default``; on a problem, ``_Bad``."""
-        if key not in table:
-            return default
-        return check(table[key], (*path, key))
-
-    # value checks: each returns the checked value or raises _Bad ------------------------------------
-
-    def string(self, value: Any, path: KeyPath, *, empty_ok: bool = False) -> str:
-        if not isinstance(value, str):
-            raise self.bad(path, f"expected a string, got {_got(value)}")
-        if not empty_ok and not value.strip():
-            raise self.bad(path, "must not be empty")
-        return value
-
-    def integer(self, value: Any, path: KeyPath) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.bad(path, f"expected an integer, got {_got(value)}")
-        try:
-            return values.integer(value, key_text(path))
-        except InputError as e:
-            raise self.bad(path, e.message) from None
-
-    def number(self, value: Any, path: KeyPath, *, minimum: float, strict: bool, maximum: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.bad(path, f"expected a number, got {_got(value)}")
-        try:
-            return values.number(value, key_text(path), lo=minimum, hi=maximum, lo_open=strict)
-        except InputError as e:
-            raise self.bad(path, e.message) from None
-
-    def choice(self, value: Any, path: KeyPath, choices: Sequence[str]) -> str:
-        if not isinstance(value, str):
-            raise self.bad(path, f"expected one of {', '.join(map(repr, choices))}, got {_got(value)}")
-        if value not in choices:
-            close = difflib.get_close_matches(value, list(choices), n=1)
-            extra = f" (did you mean {close[0]!r}?)" if close else ""
-            raise self.bad(path, f"must be one of {', '.join(map(repr, choices))}, got {value!r}{extra}")
-        return value
-
-    def amount(self, value: Any, path: KeyPath, *, max_share: float = 1.0) -> int | float | str:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.bad(path, f"expected bytes (e.g. 512M, 2G) or a share (e.g. 30%), got {_got(value)}")
-        try:
-            values.amount(value, key_text(path), max_share=max_share)
-        except InputError as e:
-            raise self.bad(path, e.message) from None
-        return value
-
-
 def _magnitude(value: int | float | str) -> float:
     return values.amount(value, "").magnitude()
 
@@ -257,7 +145,7 @@ class _Parsed:
     lines: dict[KeyPath, int] = field(default_factory=dict)
 
 
-def _comm(fc: _FileCheck, value: Any, path: KeyPath) -> re.Pattern[str]:
+def _comm(fc: FileCheck, value: Any, path: KeyPath) -> re.Pattern[str]:
     src = fc.string(value, path)
     try:
         return re.compile(src)
@@ -265,9 +153,9 @@ def _comm(fc: _FileCheck, value: Any, path: KeyPath) -> re.Pattern[str]:
         raise fc.bad(path, f"invalid regex {src!r}: {e}") from None
 
 
-def _user(fc: _FileCheck, value: Any, path: KeyPath) -> str | int:
+def _user(fc: FileCheck, value: Any, path: KeyPath) -> str | int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise fc.bad(path, f"expected a user name or a uid, got {_got(value)}")
+        raise fc.bad(path, f"expected a user name or a uid, got {got(value)}")
     if isinstance(value, int) and not 0 <= value < 2**32 - 1:
         raise fc.bad(path, f"a uid must be within 0..4294967294, got {value}")
     if isinstance(value, str) and not value.strip():
@@ -275,7 +163,7 @@ def _user(fc: _FileCheck, value: Any, path: KeyPath) -> str | int:
     return value
 
 
-def _cgroup_glob(fc: _FileCheck, value: Any, path: KeyPath) -> str:
+def _cgroup_glob(fc: FileCheck, value: Any, path: KeyPath) -> str:
     glob = fc.string(value, path)
     if not glob.startswith(("/", "*")):
         raise fc.bad(
@@ -286,12 +174,12 @@ def _cgroup_glob(fc: _FileCheck, value: Any, path: KeyPath) -> str:
     return glob
 
 
-def _match_rules(fc: _FileCheck, value: Any) -> tuple[MatchRule, ...]:
+def _match_rules(fc: FileCheck, value: Any) -> tuple[MatchRule, ...]:
     path: KeyPath = ("match",)
     if isinstance(value, dict):
         raise fc.bad(path, "expected an array of tables ([[match]]), got a table ([match])")
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise fc.bad(path, f"expected an array of tables ([[match]]), got {_got(value)}")
+        raise fc.bad(path, f"expected an array of tables ([[match]]), got {got(value)}")
     if not value:
         raise fc.bad(path, "an empty match list matches nothing; leave 'match' out for a catch-all")
     rules: list[MatchRule] = []
@@ -310,7 +198,7 @@ def _match_rules(fc: _FileCheck, value: Any) -> tuple[MatchRule, ...]:
             ("comm", lambda v, p: _comm(fc, v, p)),
             ("user", lambda v, p: _user(fc, v, p)),
         ):
-            with contextlib.suppress(_Bad):
+            with contextlib.suppress(Bad):
                 fields[key] = fc.get(table, key, tp, check, None)
         if len(fc.problems) != n_before:
             failed = True
@@ -326,44 +214,44 @@ def _match_rules(fc: _FileCheck, value: Any) -> tuple[MatchRule, ...]:
             )
         )
     if failed:
-        raise _Bad()
+        raise Bad()
     return tuple(rules)
 
 
-def _samplers(fc: _FileCheck, value: Any, path: KeyPath) -> tuple[str, ...]:
+def _samplers(fc: FileCheck, value: Any, path: KeyPath) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise fc.bad(path, f"expected an array of sampler names, got {_got(value)}")
+        raise fc.bad(path, f"expected an array of sampler names, got {got(value)}")
     ok = True
     for s in value:
         if s not in SAMPLERS:
-            fc.add(path, f"unknown sampler {s!r}{_hint(s, list(SAMPLERS))}")
+            fc.add(path, f"unknown sampler {s!r}{hint(s, list(SAMPLERS))}")
             ok = False
     for s in sorted({s for s in value if value.count(s) > 1}):
         fc.add(path, f"sampler {s!r} is listed twice")
         ok = False
     if not ok:
-        raise _Bad()
+        raise Bad()
     return tuple(value)
 
 
-def _hot_threshold(fc: _FileCheck, value: Any, path: KeyPath) -> float | str:
+def _hot_threshold(fc: FileCheck, value: Any, path: KeyPath) -> float | str:
     if value == "auto":
         return "auto"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fc.bad(path, f'expected "auto" or a number > 0, got {_got(value)}')
+        raise fc.bad(path, f'expected "auto" or a number > 0, got {got(value)}')
     return fc.number(value, path, minimum=0, strict=True, maximum=values.MAX_HOT_THRESHOLD)
 
 
-def _headroom(fc: _FileCheck, value: Any, path: KeyPath) -> int | float | str:
+def _headroom(fc: FileCheck, value: Any, path: KeyPath) -> int | float | str:
     if value == "auto":
         return "auto"
     return fc.amount(value, path, max_share=MAX_HEADROOM_SHARE)
 
 
-def _placement(fc: _FileCheck, value: Any) -> Placement:
+def _placement(fc: FileCheck, value: Any) -> Placement:
     path: KeyPath = ("placement",)
     if not isinstance(value, dict):
-        raise fc.bad(path, f"expected a table ([placement]), got {_got(value)}")
+        raise fc.bad(path, f"expected a table ([placement]), got {got(value)}")
     n_before = len(fc.problems)
     fc.unknown_keys(value, PLACEMENT_KEYS, path)
     checks: dict[str, tuple[Callable[..., Any], Any]] = {
@@ -386,27 +274,17 @@ def _placement(fc: _FileCheck, value: Any) -> Placement:
     for key, (check, default) in checks.items():
         try:
             out[key] = fc.get(value, key, path, check, default)
-        except _Bad:
-            out[key] = _Bad
+        except Bad:
+            out[key] = Bad
     lo, hi = out["fast_min"], out["fast_max"]
-    same_kind = lo is not _Bad and hi not in (_Bad, None) and amount_kind(lo) == amount_kind(hi)
+    same_kind = lo is not Bad and hi not in (Bad, None) and amount_kind(lo) == amount_kind(hi)
     if same_kind and _magnitude(lo) > _magnitude(hi):
         fc.add((*path, "fast_min"), f"fast_min ({lo}) is above fast_max ({hi})")
-    if out["pin"] == "slow" and lo is not _Bad and _magnitude(lo) > 0:
+    if out["pin"] == "slow" and lo is not Bad and _magnitude(lo) > 0:
         fc.add((*path, "fast_min"), f"pin = 'slow' keeps nothing in the fast tier; fast_min ({lo}) conflicts")
     if len(fc.problems) != n_before:
-        raise _Bad()
+        raise Bad()
     return Placement(**out)
-
-
-def _pressure(fc: _FileCheck, value: Any) -> None:
-    path: KeyPath = ("pressure",)
-    if not isinstance(value, dict):
-        raise fc.bad(path, f"expected a table ([pressure]), got {_got(value)}")
-    for k in value:
-        fc.add((*path, k), PRESSURE_RESERVED)
-    if value:
-        raise _Bad()
 
 
 _TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -453,7 +331,7 @@ def parse_profile(file: str, text: str) -> _Parsed:
     except RecursionError:
         problem = ProfileProblem(file, 1, "toml", "invalid TOML: arrays or tables nested too deeply")
         return _Parsed(file, None, None, 0, None, [problem])
-    fc = _FileCheck(file, key_lines(text))
+    fc = FileCheck(file, key_lines(text))
     fc.unknown_keys(data, TOP_KEYS, ())
     stem = Path(file).stem
     name: str | None = None
@@ -462,7 +340,7 @@ def parse_profile(file: str, text: str) -> _Parsed:
         if not _NAME_RE.fullmatch(name or ""):
             what = "name" if "name" in data else f"file name {stem!r} (no 'name' key)"
             raise fc.bad(("name",), f"{what} must be letters, digits, '.', '_' or '-', got {name!r}")
-    except _Bad:
+    except Bad:
         name = None
     parts: dict[str, Any] = {}
     for key, check, default in (
@@ -470,11 +348,10 @@ def parse_profile(file: str, text: str) -> _Parsed:
         ("priority", fc.integer, 0),
         ("match", lambda v, p: _match_rules(fc, v), ()),
         ("placement", lambda v, p: _placement(fc, v), Placement()),
-        ("pressure", lambda v, p: _pressure(fc, v), None),
+        ("pressure", lambda v, p: check_pressure(fc, v), PressurePolicy()),
     ):
-        with contextlib.suppress(_Bad):
+        with contextlib.suppress(Bad):
             parts[key] = fc.get(data, key, (), check, default)
-    parts.pop("pressure", None)
     profile = None
     if not fc.problems and name is not None:
         profile = Profile(name=name, file=file, **parts)

@@ -138,6 +138,50 @@ class Placement:
         }
 
 
+KillPolicy = Literal["never", "cgroup"]
+KILL_POLICIES: tuple[str, ...] = ("never", "cgroup")
+HOOKS: tuple[str, ...] = ("notify", "prekill", "cleanup")
+
+
+@dataclass(frozen=True)
+class PressurePolicy:
+    """What a matched workload accepts when the machine runs short of memory (``[pressure]``).
+
+    The ladder (docs/pressure.md) trims workloads toward their working set, lowest ``priority`` and
+    coldest first, never below ``protect``; then notifies them and gives them ``grace_s`` to shed;
+    then kills, whole, only those whose ``kill`` is ``"cgroup"``. Hooks are argv lists (absolute
+    program path first) run with the facts in their environment."""
+
+    priority: int = 0  # between workloads under pressure: lower is trimmed, notified and killed first
+    protect: Amount = 0  # bytes (or a share of the machine's memory) never trimmed away
+    trim: bool = True  # may be trimmed toward its working set (memory.reclaim, never memory.high)
+    trim_rate_mbps: float = 32.0  # how fast, at most
+    notify: bool = True  # told (socket API events, the notify hook) when it should shed memory
+    grace_s: float = 10.0  # after a notification, before the ladder may go on to killing it
+    kill: KillPolicy = "never"  # "cgroup": the whole cgroup may be killed as a last resort
+    hooks: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (event, argv) for notify, prekill, cleanup
+
+    def protect_bytes(self, mem_total: int) -> int:
+        """``protect`` in bytes on a machine with ``mem_total`` bytes of memory."""
+        a = values.amount(self.protect, "pressure.protect")
+        return int(a.value) if a.kind == "bytes" else int(a.value * mem_total)
+
+    def hook(self, event: str) -> tuple[str, ...] | None:
+        return next((argv for e, argv in self.hooks if e == event), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "priority": self.priority,
+            "protect": self.protect,
+            "trim": self.trim,
+            "trim_rate_mbps": self.trim_rate_mbps,
+            "notify": self.notify,
+            "grace_s": self.grace_s,
+            "kill": self.kill,
+            "hooks": {e: list(argv) for e, argv in self.hooks},
+        }
+
+
 @dataclass(frozen=True)
 class Profile:
     """One profile file, checked."""
@@ -148,6 +192,7 @@ class Profile:
     description: str = ""
     match: tuple[MatchRule, ...] = ()  # empty: a catch-all (matches every workload)
     placement: Placement = field(default_factory=Placement)
+    pressure: PressurePolicy = field(default_factory=PressurePolicy)
 
     @property
     def is_catch_all(self) -> bool:
@@ -162,4 +207,5 @@ class Profile:
             "catch_all": self.is_catch_all,
             "match": [m.to_json() for m in self.match],
             "placement": self.placement.to_json(),
+            "pressure": self.pressure.to_json(),
         }
