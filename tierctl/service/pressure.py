@@ -1,0 +1,249 @@
+"""The pressure ladder in the daemon: read the facts, decide (core.ladder, core.workingset), act.
+
+One ``PressureControl`` per daemon. Each cycle it reads the machine's memory and, for every managed
+cgroup, its charge and pressure signals (through ``Facts``, a kernel adapter or a simulation), runs
+each cgroup's working-set probe and the ladder, and carries the actions out through ``Actuators``:
+``memory.reclaim`` for trims and probe steps, events and the ``notify`` hook for notifications, the
+``prekill`` hook, ``cgroup.kill`` and the ``cleanup`` hook for kills. Every action is also an event
+(the socket API's subscribers see them: docs/pressure.md). Mode ``dry-run`` emits the events and
+takes no action; ``off`` does nothing.
+
+Never killed, whatever a profile says: the daemon's own cgroup and its ancestors, ``init.scope``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tierctl.core.ladder import Action, Ladder, Limits, Machine, Workload
+from tierctl.core.workingset import ProbeLimits, Signals, WorkingSetProbe
+from tierctl.errors import InputError, TierctlError, UnavailableError
+from tierctl.profiles.schema import PressurePolicy
+
+MODES = ("off", "dry-run", "on")
+HOOK_TIMEOUT_S = 10.0  # a prekill hook gets this long before the kill goes ahead
+
+
+@dataclass(frozen=True)
+class CgroupFacts:
+    current: int  # bytes charged (memory.current)
+    psi_some: float  # % avg10 of memory.pressure "some"
+    refaults: int  # workingset refaults so far (anon + file), a counter
+
+
+class Facts(Protocol):
+    def machine(self) -> Machine: ...
+
+    def cgroup(self, path: str) -> CgroupFacts: ...
+
+
+class Actuators(Protocol):
+    def reclaim(self, path: str, nbytes: int) -> bool:
+        """Reclaim ``nbytes`` from the cgroup; False when the kernel could reclaim no more."""
+        ...
+
+    def kill(self, path: str) -> None: ...
+
+
+class Hooks(Protocol):
+    def run(self, argv: Sequence[str], env: Mapping[str, str], *, wait_s: float | None) -> None:
+        """Start ``argv`` with ``env`` added; with ``wait_s``, wait at most that long for it."""
+        ...
+
+
+@dataclass(frozen=True)
+class PressureConfig:
+    mode: str = "on"
+    limits: Limits = field(default_factory=Limits)
+    probe: ProbeLimits = field(default_factory=ProbeLimits)
+    own_cgroup: str = ""  # the daemon's cgroup ("/system.slice/tierctl.service"): never killed
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"must be one of {', '.join(MODES)}, got {self.mode!r}", "--pressure")
+
+
+def never_killed(path: str, own_cgroup: str) -> bool:
+    """The daemon's own cgroup and its ancestors, the root, and init.scope."""
+    p = "/" + path.strip("/")
+    if p == "/" or p.rstrip("/").endswith("/init.scope") or p == "/init.scope":
+        return True
+    own = "/" + own_cgroup.strip("/") if own_cgroup else ""
+    return bool(own) and (own == p or own.startswith(p.rstrip("/") + "/"))
+
+
+class PressureControl:
+    def __init__(
+        self,
+        cfg: PressureConfig,
+        facts: Facts,
+        act: Actuators,
+        hooks: Hooks,
+        emit: Callable[..., None],
+    ) -> None:
+        self.cfg = cfg
+        self.facts = facts
+        self.act = act
+        self.hooks = hooks
+        self.emit = emit  # emit(kind, **info): the Service's event log
+        self.ladder = Ladder(cfg.limits)
+        self.probes: dict[str, WorkingSetProbe] = {}
+        self._refaults: dict[str, tuple[float, int]] = {}
+        self.last: list[Action] = []
+        self.machine: Machine | None = None
+
+    def cycle(
+        self, now: float, step_s: float, cgroups: Mapping[str, tuple[PressurePolicy, float]]
+    ) -> list[Action]:
+        """One cycle over the managed ``cgroups`` (path -> (its profile's policy, cold share))."""
+        if self.cfg.mode == "off":
+            return []
+        machine = self.machine = self.facts.machine()
+        workloads = []
+        for path, (pol, cold) in cgroups.items():
+            try:
+                f = self.facts.cgroup(path)
+            except TierctlError:
+                continue  # gone between discovery and now
+            probe = self._probe(path, pol, machine.total)
+            self._probe_step(now, path, f, probe, pol)
+            workloads.append(self._workload(path, pol, cold, f, probe, machine.total))
+        for gone in self.probes.keys() - cgroups.keys():
+            del self.probes[gone]
+            self._refaults.pop(gone, None)
+        self.last = self.ladder.decide(now, machine, workloads, step_s)
+        for a in self.last:
+            self._carry_out(a, machine, {w.path: w for w in workloads}, cgroups)
+        return self.last
+
+    # ---- per cgroup -------------------------------------------------------------------------------
+    def _probe(self, path: str, pol: PressurePolicy, total: int) -> WorkingSetProbe:
+        probe = self.probes.get(path)
+        if probe is None:
+            probe = self.probes[path] = WorkingSetProbe(self.cfg.probe)
+        probe.floor = pol.protect_bytes(total)
+        return probe
+
+    def _probe_step(
+        self, now: float, path: str, f: CgroupFacts, probe: WorkingSetProbe, pol: PressurePolicy
+    ) -> None:
+        then = self._refaults.get(path)
+        self._refaults[path] = (now, f.refaults)
+        rate = 0.0 if then is None or now <= then[0] else max(0, f.refaults - then[1]) / (now - then[0])
+        if not pol.trim:
+            return
+        n = probe.step(now, Signals(f.current, f.psi_some, rate))
+        if n <= 0 or self.cfg.mode != "on":
+            return
+        try:
+            if not self.act.reclaim(path, n):
+                probe.stuck(now, Signals(f.current, f.psi_some, rate))
+        except TierctlError as e:
+            self.emit("pressure_failed", cgroup=path, action="probe", message=str(e))
+
+    def _workload(
+        self, path: str, pol: PressurePolicy, cold: float, f: CgroupFacts, probe: WorkingSetProbe, total: int
+    ) -> Workload:
+        return Workload(
+            path=path,
+            current=f.current,
+            working_set=probe.estimate,
+            cold_share=cold,
+            priority=pol.priority,
+            protect=pol.protect_bytes(total),
+            trim=pol.trim,
+            trim_rate=int(pol.trim_rate_mbps * 1e6),
+            notify=pol.notify,
+            grace_s=pol.grace_s,
+            killable=pol.kill == "cgroup" and not never_killed(path, self.cfg.own_cgroup),
+        )
+
+    # ---- actions ----------------------------------------------------------------------------------
+    def _env(self, a: Action, m: Machine) -> dict[str, str]:
+        env = {
+            "TIERCTL_EVENT": a.kind,
+            "TIERCTL_CGROUP": a.path,
+            "TIERCTL_BYTES": str(a.nbytes),
+            "TIERCTL_MEM_USED": str(m.used),
+            "TIERCTL_MEM_TOTAL": str(m.total),
+            "TIERCTL_TARGET": str(int(self.cfg.limits.target_ratio * m.total)),
+            "TIERCTL_REASON": a.reason,
+        }
+        if a.deadline is not None:
+            env["TIERCTL_DEADLINE"] = f"{a.deadline:.3f}"
+        return env
+
+    def _carry_out(
+        self,
+        a: Action,
+        m: Machine,
+        by_path: Mapping[str, Workload],
+        cgroups: Mapping[str, tuple[PressurePolicy, float]],
+    ) -> None:
+        dry = self.cfg.mode != "on"
+        info: dict[str, Any] = {"cgroup": a.path, "bytes": a.nbytes, "reason": a.reason, "dry_run": dry}
+        if a.deadline is not None:
+            info["deadline"] = a.deadline
+        pol = cgroups[a.path][0]
+        env = self._env(a, m)
+        try:
+            if a.kind == "trim":
+                if not dry:
+                    self.act.reclaim(a.path, a.nbytes)
+                self.emit("pressure_trim", **info)
+            elif a.kind == "notify":
+                self.emit("pressure_notify", **info)  # subscribers of the socket API see this
+                if not dry and (argv := pol.hook("notify")):
+                    self.hooks.run(argv, env, wait_s=None)
+            elif a.kind == "kill":
+                if not dry and (argv := pol.hook("prekill")):
+                    self.hooks.run(argv, env, wait_s=HOOK_TIMEOUT_S)
+                if not dry:
+                    self.act.kill(a.path)
+                self.emit("pressure_kill", **info)
+                if not dry and (argv := pol.hook("cleanup")):
+                    self.hooks.run(argv, env, wait_s=None)
+        except TierctlError as e:
+            self.emit("pressure_failed", cgroup=a.path, action=a.kind, message=str(e))
+
+
+def hook_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's environment with ``extra`` added (PATH kept: hooks may call other programs)."""
+    return {**os.environ, **extra}
+
+
+class ProcessHooks:
+    """Hooks as child processes in their own session, stdin/stdout/stderr to /dev/null. One that is
+    waited for and overruns its time is killed, and the ladder goes on (a hung prekill hook must
+    not keep the machine out of memory)."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+        self.timed_out = 0
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str], *, wait_s: float | None) -> None:
+        self.running = [p for p in self.running if p.poll() is None]  # reap the finished ones
+        try:
+            p = subprocess.Popen(
+                list(argv),
+                env=hook_environment(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise UnavailableError(f"cannot run the hook: {e.strerror}", argv[0]) from None
+        if wait_s is None:
+            self.running.append(p)
+            return
+        try:
+            p.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            self.timed_out += 1
+            p.kill()
+            p.wait()
