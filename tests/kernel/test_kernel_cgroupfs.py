@@ -503,3 +503,110 @@ def test_cgroup_id_is_the_v2_directory_inode(tmp_path: Path) -> None:
     (root / "a").mkdir(parents=True)
     (root / "cgroup.controllers").write_text("cpuset memory\n")
     assert CgroupFS(root).cgroup_id("a") == (root / "a").stat().st_ino
+
+
+# --- actuators: memory.reclaim and cgroup.kill ------------------------------------------------
+def test_reclaim_writes_memory_reclaim(tmp_path: Path) -> None:
+    fs = v2(tmp_path, {"a/memory.reclaim": "", "memory.reclaim": ""})
+    fs.reclaim("a", 64 << 20)
+    assert (tmp_path / "cg" / "a" / "memory.reclaim").read_text() == str(64 << 20)
+    fs.reclaim("/a/", 4096, swappiness=0)
+    assert (tmp_path / "cg" / "a" / "memory.reclaim").read_text() == "4096 swappiness=0"
+    fs.reclaim("", 1 << 20, swappiness=200)  # the root has one: global proactive reclaim
+    assert (tmp_path / "cg" / "memory.reclaim").read_text() == f"{1 << 20} swappiness=200"
+
+
+@pytest.mark.parametrize(
+    ("nbytes", "swappiness", "where"),
+    [(0, None, "nbytes"), (-1, None, "nbytes"), (True, None, "nbytes"), (1.5, None, "nbytes"),
+     (1, -1, "swappiness"), (1, 201, "swappiness"), (1, True, "swappiness"), (1, "max", "swappiness")],
+)  # fmt: skip
+def test_reclaim_rejects_bad_arguments(
+    tmp_path: Path, nbytes: object, swappiness: object, where: str
+) -> None:
+    fs = v2(tmp_path, {"a/memory.reclaim": ""})
+    with pytest.raises(InputError) as e:
+        fs.reclaim("a", nbytes, swappiness)  # type: ignore[arg-type]
+    assert e.value.where == where
+    assert (tmp_path / "cg" / "a" / "memory.reclaim").read_text() == ""
+
+
+def test_reclaim_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = v2(tmp_path, {"a/memory.reclaim": ""})
+    f = f"{tmp_path}/cg/a/memory.reclaim"
+
+    def fail(code: int) -> object:
+        def raiser(*a: object, **k: object) -> None:
+            raise OSError(code, errno.errorcode[code])
+
+        return raiser
+
+    monkeypatch.setattr(cgroupfs.os, "write", fail(errno.EAGAIN))
+    with pytest.raises(cgroupfs.ReclaimIncompleteError, match=r"re-read memory\.current") as e:
+        fs.reclaim("a", 1 << 30)
+    assert e.value.where == f and isinstance(e.value, KernelError)
+    monkeypatch.setattr(cgroupfs.os, "write", fail(errno.EINVAL))
+    with pytest.raises(KernelError, match="swappiness=") as e:
+        fs.reclaim("a", 1, swappiness=10)  # a kernel without the swappiness= key
+    assert e.value.where == f
+    with pytest.raises(KernelError, match="'1'"):
+        fs.reclaim("a", 1)
+    monkeypatch.setattr(cgroupfs.os, "write", fail(errno.EPERM))
+    with pytest.raises(PermissionDeniedError):
+        fs.reclaim("a", 1)
+    monkeypatch.undo()
+    (tmp_path / "cg" / "b").mkdir()
+    with pytest.raises(UnavailableError, match=r"5\.19") as e:
+        fs.reclaim("b", 1)  # no memory.reclaim: old kernel or no memory controller
+    assert e.value.where == f"{tmp_path}/cg/b/memory.reclaim"
+    with pytest.raises(InputError, match="no such cgroup"):
+        fs.reclaim("nope", 1)
+    with pytest.raises(UnavailableError, match="v1") as e:
+        HOST.reclaim(PAPI, 1)
+    assert e.value.where == f"{HOST_CG}/memory/{PAPI}/memory.reclaim"
+
+
+def test_kill_writes_cgroup_kill(tmp_path: Path) -> None:
+    fs = v2(tmp_path, {"a/cgroup.kill": "", "a/b/cgroup.kill": "", "proc/self/cgroup": "0::/x\n"})
+    fs.kill("a/b")
+    assert (tmp_path / "cg" / "a" / "b" / "cgroup.kill").read_text() == "1"
+    fs.kill("/a/")
+    assert (tmp_path / "cg" / "a" / "cgroup.kill").read_text() == "1"
+
+
+def test_kill_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = v2(tmp_path, {"init.scope/cgroup.kill": "", "s/init.scope/cgroup.kill": "", "me/x/cgroup.kill": ""})
+    tree(tmp_path / "proc", {"self/cgroup": "0::/me/x\n"})
+    tree(tmp_path / "elsewhere", {"cgroup.kill": ""})
+    (tmp_path / "cg" / "link").symlink_to(tmp_path / "elsewhere")
+    for path, match in [
+        ("", "root"),
+        ("/", "root"),
+        ("init.scope", "init.scope"),
+        ("s/init.scope", "init.scope"),
+        ("..", "'..'"),
+        ("link", "outside"),
+        ("me", "this process runs in"),
+        ("me/x", "this process runs in"),
+        ("nope", "no such cgroup"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            fs.kill(path)
+    assert (tmp_path / "elsewhere" / "cgroup.kill").read_text() == ""
+    assert (tmp_path / "cg" / "init.scope" / "cgroup.kill").read_text() == ""
+    with pytest.raises(InputError, match="runs in"):
+        GUEST.kill(CAP)  # the captured "self" (pid 192) is in /tierctl-cap
+
+
+def test_kill_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = v2(tmp_path, {"a/cgroup.kill": ""})
+    (tmp_path / "cg" / "old").mkdir()
+    with pytest.raises(UnavailableError, match=r"5\.14") as e:
+        fs.kill("old")
+    assert e.value.where == f"{tmp_path}/cg/old/cgroup.kill"
+    with pytest.raises(UnavailableError, match="v1"):
+        HOST.kill(PAPI)
+    monkeypatch.setattr(cgroupfs.os, "open", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "no")))
+    with pytest.raises(PermissionDeniedError) as e:
+        fs.kill("a")
+    assert e.value.where == f"{tmp_path}/cg/a/cgroup.kill"

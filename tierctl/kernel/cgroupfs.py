@@ -79,6 +79,30 @@ class Pressure:
 _V1_UNLIMITED_MIN = (1 << 63) - (1 << 16)  # v1 prints PAGE_COUNTER_MAX * PAGE_SIZE for "no limit"
 
 
+def parse_pressure(text: str, where: str) -> Pressure:
+    """The text of a PSI file (``some avg10=.. avg60=.. avg300=.. total=..`` and an optional ``full``
+    line); KernelError with ``where`` = ``where:line`` when a line does not parse, or the text is empty."""
+    lines: dict[str, PressureLine] = {}
+    for no, line in _lines(text):
+        kind, *fields = line.split()
+        vals = dict(x.partition("=")[::2] for x in fields)
+        try:
+            lines[kind] = PressureLine(
+                float(vals["avg10"]), float(vals["avg60"]), float(vals["avg300"]), int(vals["total"])
+            )
+        except (KeyError, ValueError):
+            raise KernelError(f"not a PSI line: {line!r}", f"{where}:{no}") from None
+        if kind not in ("some", "full"):
+            raise KernelError(f"unknown PSI line kind {kind!r}", f"{where}:{no}")
+    if not lines:
+        raise KernelError("empty file", where)
+    return Pressure(lines.get("some"), lines.get("full"))
+
+
+class ReclaimIncompleteError(KernelError):
+    """memory.reclaim answered EAGAIN: the kernel reclaimed less than asked (how much is not reported)."""
+
+
 class CgroupFS:
     """The memory and cpuset files of every cgroup below ``root``.
 
@@ -261,23 +285,7 @@ class CgroupFS:
         else:
             return Pressure(None, None)
         text = self._read_opt(f)  # absent: no PSI (CONFIG_PSI off); EOPNOTSUPP: psi=0
-        if text is None:
-            return Pressure(None, None)
-        lines: dict[str, PressureLine] = {}
-        for no, line in _lines(text):
-            kind, *fields = line.split()
-            vals = dict(x.partition("=")[::2] for x in fields)
-            try:
-                lines[kind] = PressureLine(
-                    float(vals["avg10"]), float(vals["avg60"]), float(vals["avg300"]), int(vals["total"])
-                )
-            except (KeyError, ValueError):
-                raise KernelError(f"not a PSI line: {line!r}", f"{f}:{no}") from None
-            if kind not in ("some", "full"):
-                raise KernelError(f"unknown PSI line kind {kind!r}", f"{f}:{no}")
-        if not lines:
-            raise KernelError("empty file", str(f))
-        return Pressure(lines.get("some"), lines.get("full"))
+        return Pressure(None, None) if text is None else parse_pressure(text, str(f))
 
     # -- cpuset ---------------------------------------------------------------------------------
     def cpuset_mems(self, path: str) -> tuple[int, ...]:
@@ -308,6 +316,81 @@ class CgroupFS:
             raise InputError("the root cgroup's cpuset.mems cannot be set", "/")
         text = format_nodes(nodes)
         self._write(d / "cpuset.mems", text or "\n")
+
+    # -- actuators -----------------------------------------------------------------------------
+    def reclaim(self, path: str, nbytes: int, swappiness: int | None = None) -> None:
+        """Proactive reclaim: write ``<nbytes> [swappiness=<0..200>]`` to v2 memory.reclaim (kernel 5.19+;
+        the root cgroup has one too: global reclaim). Nothing is throttled; the kernel reclaims from the
+        cgroup and its descendants in the writer's context and may over- or under-reclaim.
+
+        With demotion enabled (/sys/kernel/mm/numa/demotion_enabled) pages of a faster node are first
+        demoted to its demotion target; on 6.12 demoted pages count toward ``nbytes`` although they stay
+        charged (docs/pressure-sensing.md). ``swappiness`` (accepted by 6.12; not "max") weighs anon
+        against file pages for this request only. ReclaimIncompleteError (KernelError) when the kernel
+        reclaimed less than ``nbytes`` (EAGAIN); how much it did is not reported either way: re-read
+        memory_current(). UnavailableError on cgroup v1 or when the file is missing.
+        """
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
+            raise InputError(f"must be an int >= 1 (bytes), got {nbytes!r}", "nbytes")
+        if swappiness is not None and (
+            isinstance(swappiness, bool) or not isinstance(swappiness, int) or not 0 <= swappiness <= 200
+        ):
+            raise InputError(f"must be an int 0..200, got {swappiness!r}", "swappiness")
+        d = self._dir(self.memory_root, path)
+        f = d / "memory.reclaim"
+        if not self.v2:
+            raise UnavailableError(f"cgroup v1 ({self.layout.value}) has no memory.reclaim", str(f))
+        text = str(nbytes) if swappiness is None else f"{nbytes} swappiness={swappiness}"
+        try:
+            self._write_raw(f, text)
+        except OSError as e:
+            if e.errno == errno.EAGAIN:
+                raise ReclaimIncompleteError(
+                    f"reclaimed less than {nbytes} bytes (re-read memory.current)", str(f)
+                ) from None
+            if e.errno == errno.ENOENT:
+                raise UnavailableError(
+                    "no memory.reclaim (kernel < 5.19, or the memory controller is not enabled)", str(f)
+                ) from None
+            if e.errno == errno.EINVAL and swappiness is not None:
+                raise KernelError(f"the kernel refused {text!r} (older than swappiness=?)", str(f)) from None
+            raise _write_error(e, f, f"writing {text!r} to memory.reclaim") from None
+
+    def kill(self, path: str) -> None:
+        """Kill every process of the cgroup and its descendants at once: writes "1" to v2 cgroup.kill
+        (kernel 5.14+). The cgroup is empty once cgroup.events says ``populated 0``.
+
+        InputError for the root cgroup, any ``init.scope``, a path outside the hierarchy (also through
+        a symlink) and the cgroup this process runs in or below; UnavailableError on v1 or when the
+        kernel has no cgroup.kill.
+        """
+        rel = _norm(path)
+        if not rel:
+            raise InputError("refusing to kill the root cgroup", "/")
+        if "init.scope" in rel.split("/"):
+            raise InputError("refusing to kill init.scope", path)
+        d = self._dir(self.memory_root, rel)
+        if not os.path.realpath(d).startswith(os.path.realpath(self.memory_root) + os.sep):
+            raise InputError("refusing a cgroup outside the hierarchy", str(d))
+        f = d / "cgroup.kill"
+        if not self.v2:
+            raise UnavailableError(f"cgroup v1 ({self.layout.value}) has no cgroup.kill", str(f))
+        own = self._own_cgroup()
+        if own is not None and (own == rel or own.startswith(rel + "/")):
+            raise InputError(f"refusing to kill the cgroup this process runs in (/{own})", path)
+        try:
+            self._write_raw(f, "1")
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                raise UnavailableError("no cgroup.kill (kernel < 5.14)", str(f)) from None
+            raise _write_error(e, f, "writing '1' to cgroup.kill") from None
+
+    def _own_cgroup(self) -> str | None:
+        try:
+            own = ProcFS(self.proc_root).cgroup_v2_path("self")
+        except TierctlError:
+            return None
+        return None if own is None else own.strip("/")
 
     # -- test / ops helpers ---------------------------------------------------------------------
     def create(self, path: str, *, exist_ok: bool = False) -> None:
@@ -432,15 +515,18 @@ class CgroupFS:
 
     def _write(self, f: Path, text: str, *, pid: int | None = None) -> None:
         try:
-            fd = os.open(f, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-        except OSError as e:
-            raise _write_error(e, f, f"writing {f.name}") from None
-        try:
-            os.write(fd, text.encode())
+            self._write_raw(f, text)
         except OSError as e:
             if e.errno == errno.ESRCH and pid is not None:
                 raise NoSuchProcessError(f"no process {pid}", str(pid)) from None
             raise _write_error(e, f, f"writing {text.strip()!r} to {f.name}") from None
+
+    @staticmethod
+    def _write_raw(f: Path, text: str) -> None:
+        """One write(2) of ``text``; OSError (of open or write) is the caller's to map."""
+        fd = os.open(f, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
         finally:
             os.close(fd)
 

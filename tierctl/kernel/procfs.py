@@ -110,6 +110,23 @@ _NUMA_COUNTERS = ("anon", "dirty", "mapped", "mapmax", "swapcache", "active", "w
 
 
 @dataclass(frozen=True)
+class Meminfo:
+    """System memory from /proc/meminfo, in bytes. ``fields`` holds every line: ``kB`` values
+    converted to bytes, unit-less ones (HugePages_Total, ...) as read."""
+
+    total: int  # MemTotal
+    available: int  # MemAvailable: an estimate of what can be allocated without swapping
+    swap_total: int
+    swap_free: int
+    fields: dict[str, int]
+
+    @property
+    def used(self) -> int:
+        """MemTotal - MemAvailable: the figure a "keep usage below N %" target compares."""
+        return self.total - self.available
+
+
+@dataclass(frozen=True)
 class Vma:
     """One line of /proc/PID/maps: [start, end) with permissions and backing."""
 
@@ -640,6 +657,22 @@ class ProcFS:
         if not out:
             raise KernelError("empty file", str(path))
         return out
+
+    def meminfo(self) -> Meminfo:
+        """/proc/meminfo. KernelError naming file:line for a line that does not parse, or naming the
+        file when MemTotal, MemAvailable (3.14+), SwapTotal or SwapFree is missing."""
+        path = self.root / "meminfo"
+        out: dict[str, int] = {}
+        for no, line in _lines(self._read(path, None)):
+            name, sep, rest = line.partition(":")
+            parts = rest.split()
+            if not sep or not parts or not parts[0].isdigit() or parts[1:] not in ([], ["kB"]):
+                raise KernelError(f"not a 'Name: value [kB]' line: {line!r}", f"{path}:{no}")
+            out[name.strip()] = int(parts[0]) * (1024 if parts[1:] else 1)
+        missing = [k for k in ("MemTotal", "MemAvailable", "SwapTotal", "SwapFree") if k not in out]
+        if missing:
+            raise KernelError(f"no {', '.join(missing)} line(s)", str(path))
+        return Meminfo(out["MemTotal"], out["MemAvailable"], out["SwapTotal"], out["SwapFree"], out)
 
     def tiering_counters(self) -> dict[str, int]:
         """The TIERING_COUNTERS this kernel has, in that order."""
