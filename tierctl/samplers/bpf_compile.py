@@ -19,7 +19,18 @@ from tierctl.samplers.bpf_bcc import LOCK, captured_output, environ
 from tierctl.samplers.bpf_headers import HeaderTree, bpf_dir, find_headers
 
 # program file -> the sampler names that use it (print_bpf accepts either)
-PROGRAMS = {"fault_sampler": ("bpf-fault", "fault"), "addr_sampler": ("bpf-perf", "perf")}
+PROGRAMS = {
+    "fault_sampler": ("bpf-fault", "fault"),
+    "addr_sampler": ("bpf-perf", "perf"),
+    "stall_sampler": ("bpf-stall", "stall"),
+}
+
+# Bounds of stall_sampler.c's maps (tierctl/samplers/stall.py passes its own with -D).
+STALL_DEFINES_DEFAULT: dict[str, int | str] = {
+    "TIERCTL_STALL_MAX_TASKS": 8192,  # threads in reclaim at the same time
+    "TIERCTL_STALL_MAX_CGROUPS": 4096,  # cgroups with stalls between two drains
+    "TIERCTL_STALL_MAX_VICTIMS": 256,  # OOM victims not yet handed over
+}
 
 
 def program_file(name: str) -> str:
@@ -54,6 +65,8 @@ def print_bpf(name: str, defines: Mapping[str, int | str] | None = None, *, head
         defines = {"TIERCTL_MAX_ENTRIES": L.MAX_ENTRIES_DEFAULT, "TIERCTL_MAX_TARGETS": L.MAX_TARGETS_DEFAULT}
         if stem == "fault_sampler":
             defines["TIERCTL_WITH_MIGRATE"] = 1
+        if stem == "stall_sampler":
+            defines = {"TIERCTL_MAX_TARGETS": L.MAX_TARGETS_DEFAULT, **STALL_DEFINES_DEFAULT}
     try:
         tree: HeaderTree | None = find_headers(headers)
     except UnavailableError:
