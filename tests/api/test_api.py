@@ -75,6 +75,10 @@ class FakeService:
         self._rec("topology")
         return {"nodes": [{"id": 0, "tier": "fast"}, {"id": 1, "tier": "slow"}]}
 
+    def pressure_status(self) -> dict[str, Any]:
+        self._rec("pressure_status")
+        return {"mode": "off", "active": False, "reason": "off"}
+
     def cgroups(self) -> list[dict[str, Any]]:
         self._rec("cgroups")
         return [

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tierctl.core.ladder import MIB, Action, Ladder, Limits, Machine, Workload
+from tierctl.core.ladder import MIB, MIN_YIELD, Action, Ladder, Limits, Machine, Workload
 from tierctl.errors import InputError
 
 GIB = 1 << 30
@@ -105,6 +105,7 @@ workloads = st.lists(
         notify=st.booleans(),
         grace_s=st.floats(0, 20),
         killable=st.booleans(),
+        trim_yield=st.floats(0, 1),
     ),
     max_size=6,
     unique_by=lambda w: w.path,
@@ -147,5 +148,18 @@ def _check_trims(acts: list[Action], by: dict[str, Workload]) -> None:
     trimmed = {a.path: a.nbytes for a in trims}
     for a in trims:
         for w in by.values():
-            if w.priority < by[a.path].priority and w.trimmable(1.0) >= 2 * MIB:
+            useful = w.trimmable(1.0) >= 2 * MIB and w.trim_yield >= MIN_YIELD
+            if w.priority < by[a.path].priority and useful:
                 assert trimmed.get(w.path, 0) == w.trimmable(1.0), (w, trimmed)
+
+
+def test_trims_that_free_nothing_are_skipped_and_the_ladder_goes_on() -> None:
+    """On a tiered machine memory.reclaim may only demote: the charge stays, so the trims do not
+    count, and the workloads are notified instead of being trimmed forever."""
+    lad = Ladder()
+    demotes_only = Workload("/a", 8 * GIB, working_set=GIB, trim_rate=GIB, trim_yield=0.01)
+    acts = lad.decide(0.0, machine(int(0.96 * TOTAL)), [demotes_only], 1.0)
+    assert [a.kind for a in acts] == ["notify"]
+    half = Workload("/a", 8 * GIB, working_set=GIB, trim_rate=GIB, trim_yield=0.5)
+    acts = Ladder().decide(0.0, machine(int(0.95 * TOTAL) + 100 * MIB), [half], 1.0)
+    assert [(a.kind, a.nbytes) for a in acts] == [("trim", 200 * MIB)]  # asks twice what it needs

@@ -50,6 +50,11 @@ class RecordingHooks:
         self.calls.append((tuple(argv), dict(env), wait_s))
 
 
+def cycle(pc: PressureControl, t: float, cgroups: dict[str, tuple[PressurePolicy, float]]) -> list:
+    pols = {p: pol for p, (pol, _) in cgroups.items()}
+    return pc.cycle(t, 1.0, pols, lambda: {p: c for p, (_, c) in cgroups.items()})
+
+
 def control(kernel: FakeKernel, mode: str = "on", own: str = "/system.slice/tierctl.service"):
     events: list[tuple[str, dict[str, Any]]] = []
     hooks = RecordingHooks()
@@ -69,7 +74,7 @@ def test_overcommit_trims_the_low_priority_one_first_and_keeps_the_protected_mem
     pc, events, _ = control(k)
     cgroups = {"/batch": (BATCH, 0.8), "/db": (DB, 0.2)}
     for t in range(20):
-        pc.cycle(float(t), 1.0, cgroups)
+        cycle(pc, float(t), cgroups)
     assert k.machine().used <= 0.95 * TOTAL
     assert k.charges["/db"] >= 6 * GIB  # protected
     trims = [i["cgroup"] for kind, i in events if kind == "pressure_trim"]
@@ -82,7 +87,7 @@ def test_a_runaway_is_notified_then_killed_with_its_hooks_and_nothing_else_dies(
     pc, events, hooks = control(k)
     cgroups = {"/batch": (RUNAWAY, 0.0), "/db": (DB, 0.0)}
     for t in range(10):
-        pc.cycle(float(t), 1.0, cgroups)
+        cycle(pc, float(t), cgroups)
     assert k.killed == ["/batch"]
     kinds = [kind for kind, _ in events]
     assert kinds.index("pressure_notify") < kinds.index("pressure_kill")
@@ -101,7 +106,7 @@ def test_dry_run_decides_the_same_and_does_nothing() -> None:
     pc, events, hooks = control(k, mode="dry-run")
     cgroups = {"/batch": (RUNAWAY, 0.0), "/db": (DB, 0.0)}
     for t in range(10):
-        pc.cycle(float(t), 1.0, cgroups)
+        cycle(pc, float(t), cgroups)
     assert k.killed == [] and k.reclaimed == [] and hooks.calls == []
     assert {kind for kind, _ in events} >= {"pressure_notify", "pressure_kill"}
     assert all(info["dry_run"] for kind, info in events if kind.startswith("pressure_"))
@@ -115,14 +120,14 @@ def test_the_daemon_its_ancestors_and_init_scope_are_never_killed() -> None:
     k = FakeKernel({"/system.slice": 15 * GIB}, other=int(0.9 * GIB))
     pc, _, _ = control(k, own=own)
     for t in range(10):
-        pc.cycle(float(t), 1.0, {"/system.slice": (PressurePolicy(kill="cgroup", trim=False), 0.0)})
+        cycle(pc, float(t), {"/system.slice": (PressurePolicy(kill="cgroup", trim=False), 0.0)})
     assert k.killed == []
 
 
 def test_off_does_nothing_and_bad_modes_are_refused() -> None:
     k = FakeKernel({"/a": 15 * GIB}, other=GIB)
     pc, events, _ = control(k, mode="off")
-    assert pc.cycle(0.0, 1.0, {"/a": (BATCH, 0.0)}) == [] and events == []
+    assert cycle(pc, 0.0, {"/a": (BATCH, 0.0)}) == [] and events == []
     with pytest.raises(InputError, match="--pressure"):
         PressureConfig(mode="maybe")
 
@@ -142,3 +147,23 @@ def test_process_hooks_get_the_facts_and_a_hung_one_is_killed(tmp_path: Path) ->
 
     with pytest.raises(UnavailableError, match="/nonexistent/hook"):
         hooks.run(["/nonexistent/hook"], {}, wait_s=None)
+
+
+def test_a_trim_that_only_demotes_is_judged_by_the_charge_and_the_ladder_escalates() -> None:
+    """memory.reclaim with demotion on moves pages to the slow node and frees nothing (measured in the
+    guest, docs/pressure-sensing.md): the yield falls, trims stop, the workload is notified."""
+
+    class Demoting(FakeKernel):
+        def reclaim(self, path: str, nbytes: int) -> bool:
+            self.reclaimed.append((path, nbytes))
+            return True  # the write succeeded, the charge did not fall
+
+    k = Demoting({"/batch": 12 * GIB}, other=int(3.4 * GIB))
+    pc, events, _ = control(k)
+    lowest = 1.0
+    for t in range(8):
+        cycle(pc, float(t), {"/batch": (BATCH, 0.0)})
+        lowest = min(lowest, pc.yields["/batch"])
+    kinds = [kind for kind, _ in events]
+    assert kinds.index("pressure_trim") < kinds.index("pressure_notify") < kinds.index("pressure_kill")
+    assert lowest < 0.05 and k.killed == ["/batch"]  # killed after its grace: trims freed nothing

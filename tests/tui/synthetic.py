@@ -105,6 +105,9 @@ class SyntheticService:
             "overrides": {"paused": self.paused, "pins": dict(self.pins), "quotas": dict(self.quotas)},
         }
 
+    def pressure_status(self) -> dict[str, Any]:
+        return {"mode": "off", "active": False, "reason": "a synthetic service has no memory model"}
+
     def topology(self) -> dict[str, Any]:
         used_fast, used_slow = int(self.fast.sum()), int(self.slow.sum())
         return {

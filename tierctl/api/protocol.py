@@ -184,6 +184,12 @@ OPS: Mapping[str, OpSpec] = _declare(
     OpSpec("topology", False, help="memory tiers and nodes"),
     OpSpec("cgroups", False, help="one entry per managed cgroup"),
     OpSpec(
+        "pressure",
+        False,
+        help="memory pressure: the machine, the ladder, working sets",
+        method="pressure_status",
+    ),
+    OpSpec(
         "cgroup",
         False,
         (Arg("path", check_path),),

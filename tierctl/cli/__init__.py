@@ -21,6 +21,7 @@ from tierctl.cli import (
     docs_cmd,
     move_cmd,
     pages_cmd,
+    pressure_cmd,
     profile_cmd,
     samplers_cmd,
     sim_cmd,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_cmd.register(sub)
     daemon_cmd.register(sub)
     client_cmds.register(sub)
+    pressure_cmd.register(sub)
     tui_cmd.register(sub)
     unit_cmd.register(sub)
     docs_cmd.register(sub)

@@ -89,6 +89,20 @@ def register(sub: Any) -> None:
         help="an option of the policy, e.g. hysteresis=0.5 (repeatable; docs/policy.md lists them)",
     )
     p.add_argument(
+        "--pressure",
+        choices=("on", "dry-run", "off"),
+        default="on",
+        help="the memory-pressure ladder (docs/pressure.md): on (default), dry-run (log what it would do), "
+        "off",
+    )
+    p.add_argument(
+        "--memory-target",
+        type=args_.real(50.0, 100.0),
+        default=95.0,
+        metavar="PERCENT",
+        help="keep MemTotal - MemAvailable under this share of RAM (default 95)",
+    )
+    p.add_argument(
         "--metrics-listen",
         metavar="[HOST:]PORT",
         help="serve Prometheus/OpenMetrics on this address (off by default; host 127.0.0.1)",
@@ -170,6 +184,8 @@ def run_service(args: argparse.Namespace) -> int:
         cycle_log=args.cycle_log,
         policy=args.policy,
         policy_options=dict(args.policy_option),
+        pressure=args.pressure,
+        memory_target=args.memory_target / 100.0,
         **extra,
     )
     service = Service(cfg)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from tierctl.errors import InputError
 
 MIB = 1 << 20
+MIN_YIELD = 0.05  # a workload whose trims free less than this share of what they ask is skipped
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class Workload:
     notify: bool = True
     grace_s: float = 10.0
     killable: bool = False  # kill policy "cgroup", and not the daemon's own cgroup or init.scope
+    # share of what its recent trims asked that its charge really fell by (on a tiered machine the
+    # kernel demotes before it frees: a trim that only demotes frees nothing of the machine's memory)
+    trim_yield: float = 1.0
 
     def trimmable(self, step_s: float) -> int:
         """Bytes this cycle's trim may take: above the floor, at most the rate allows. Without a
@@ -121,7 +125,8 @@ class Ladder:
             st.above_since = now
         order = sorted(workloads, key=lambda w: (w.priority, -w.cold_share, -w.current, w.path))
         actions = self._trims(order, excess, step_s)
-        left = excess - sum(a.nbytes for a in actions)
+        yields = {w.path: w.trim_yield for w in workloads}
+        left = excess - sum(int(a.nbytes * yields[a.path]) for a in actions)
         if left <= 0:
             return actions
         kill = self._kill(now, machine, order)
@@ -134,12 +139,14 @@ class Ladder:
         for w in order:
             if left <= 0:
                 break
-            n = min(w.trimmable(step_s), max(left, self.limits.min_step))
+            if w.trim_yield < MIN_YIELD:  # its trims free nothing now: the next rung has to
+                continue
+            n = min(w.trimmable(step_s), max(int(left / w.trim_yield), self.limits.min_step))
             if n < self.limits.min_step:
                 continue
             floor = "working set" if w.working_set is not None else "one step (working set unknown)"
             out.append(Action("trim", w.path, n, reason=f"above target by {left} bytes; down to its {floor}"))
-            left -= n
+            left -= int(n * w.trim_yield)  # what it is expected to free
         return out
 
     def _notifications(self, now: float, order: Sequence[Workload], left: int) -> list[Action]:

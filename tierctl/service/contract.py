@@ -32,6 +32,11 @@ class ServiceContract(Protocol):
         "processes": [{"pid", "comm", "pages_per_node"}], "recent_migrations": [...]}"""
         ...
 
+    def pressure_status(self) -> dict[str, Any]:
+        """{"mode", "active", "target_ratio", "machine": {"total", "used", "available"}, "above_since",
+        "notified", "working_sets": {path: {"estimate", "ended"}}, "last_actions"} (docs/pressure.md)"""
+        ...
+
     def events_since(self, since: int) -> tuple[int, list[dict[str, Any]]]:
         """Events after sequence number ``since`` (0 = all kept) and the newest sequence number."""
         ...

@@ -21,6 +21,7 @@ from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.kernel.topology import KernelTopology, SysfsTopology
 from tierctl.samplers.chain import SamplerStatus
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
+from tierctl.service.pressure import Actuators, Facts
 
 
 class Cgroups(Protocol):
@@ -71,6 +72,10 @@ class Loop(Protocol):
     def stop(self) -> None: ...
 
 
+class PressureIO(Facts, Actuators, Protocol):
+    def own_cgroup(self) -> str: ...
+
+
 class Platform(Protocol):
     name: str
     cgroups: Cgroups
@@ -80,6 +85,10 @@ class Platform(Protocol):
     def make_loop(self, targets: Callable[[], Sequence[Target]], cfg: LoopConfig) -> Loop: ...
 
     def advance(self) -> None: ...
+
+    def pressure_io(self) -> PressureIO | None:
+        """The facts and actuators of the memory-pressure ladder; None where there are none."""
+        ...
 
 
 class KernelPlatform:
@@ -97,3 +106,8 @@ class KernelPlatform:
 
     def advance(self) -> None:
         return None
+
+    def pressure_io(self) -> PressureIO | None:
+        from tierctl.service.pressure_kernel import KernelPressureIO
+
+        return KernelPressureIO(self.cgroups, self.procs)

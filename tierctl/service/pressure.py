@@ -61,6 +61,7 @@ class PressureConfig:
     limits: Limits = field(default_factory=Limits)
     probe: ProbeLimits = field(default_factory=ProbeLimits)
     own_cgroup: str = ""  # the daemon's cgroup ("/system.slice/tierctl.service"): never killed
+    probe_above: float = 0.85  # working sets are probed (by reclaim) only while used >= this share
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -93,34 +94,68 @@ class PressureControl:
         self.ladder = Ladder(cfg.limits)
         self.probes: dict[str, WorkingSetProbe] = {}
         self._refaults: dict[str, tuple[float, int]] = {}
+        self._asked: dict[str, tuple[int, int]] = {}  # path -> (charge before, bytes asked) last cycle
+        self.yields: dict[str, float] = {}  # path -> share of what its trims asked that they freed
         self.last: list[Action] = []
         self.machine: Machine | None = None
 
     def cycle(
-        self, now: float, step_s: float, cgroups: Mapping[str, tuple[PressurePolicy, float]]
+        self,
+        now: float,
+        step_s: float,
+        policies: Mapping[str, PressurePolicy],
+        cold_share: Callable[[], Mapping[str, float]] = dict,
     ) -> list[Action]:
-        """One cycle over the managed ``cgroups`` (path -> (its profile's policy, cold share))."""
+        """One cycle over the managed cgroups (path -> its profile's policy); ``now`` is wall time
+        (notification deadlines are Unix times). ``cold_share()`` (path -> share of its memory the
+        heat model calls cold) is asked only when the machine is above its target."""
         if self.cfg.mode == "off":
             return []
         machine = self.machine = self.facts.machine()
-        workloads = []
-        for path, (pol, cold) in cgroups.items():
+        probing = machine.used >= self.cfg.probe_above * machine.total
+        facts: dict[str, CgroupFacts] = {}
+        for path, pol in policies.items():
             try:
-                f = self.facts.cgroup(path)
+                facts[path] = self.facts.cgroup(path)
             except TierctlError:
                 continue  # gone between discovery and now
+            self._judge_trims(path, facts[path].current)
             probe = self._probe(path, pol, machine.total)
-            self._probe_step(now, path, f, probe, pol)
-            workloads.append(self._workload(path, pol, cold, f, probe, machine.total))
-        for gone in self.probes.keys() - cgroups.keys():
+            self._probe_step(now, path, facts[path], probe, pol, probing)
+        for gone in self.probes.keys() - policies.keys():
             del self.probes[gone]
             self._refaults.pop(gone, None)
+            self.yields.pop(gone, None)
+        above = machine.used > self.cfg.limits.target_ratio * machine.total
+        cold = cold_share() if above else {}
+        workloads = [
+            self._workload(p, policies[p], cold.get(p, 0.0), f, self.probes[p], machine.total)
+            for p, f in facts.items()
+        ]
         self.last = self.ladder.decide(now, machine, workloads, step_s)
+        by_current = {w.path: w.current for w in workloads}
         for a in self.last:
-            self._carry_out(a, machine, {w.path: w for w in workloads}, cgroups)
+            self._carry_out(a, machine, policies[a.path], by_current)
         return self.last
 
     # ---- per cgroup -------------------------------------------------------------------------------
+    def _judge_trims(self, path: str, current: int) -> None:
+        """How much of what the last cycle asked of ``path`` its charge fell by (an EWMA). A trim on a
+        tiered machine may only demote: then the ladder skips it and goes on to the next rung. Not
+        asked for a while, the yield recovers, so the cgroup is tried again."""
+        y = self.yields.get(path, 1.0)
+        asked = self._asked.pop(path, None)
+        if asked is None:
+            self.yields[path] = min(1.0, y + 0.02)
+            return
+        before, n = asked
+        freed = min(1.0, max(0, before - current) / n) if n > 0 else 1.0
+        self.yields[path] = 0.5 * y + 0.5 * freed
+
+    def _asking(self, path: str, current: int, nbytes: int) -> None:
+        before, n = self._asked.get(path, (current, 0))
+        self._asked[path] = (before, n + nbytes)
+
     def _probe(self, path: str, pol: PressurePolicy, total: int) -> WorkingSetProbe:
         probe = self.probes.get(path)
         if probe is None:
@@ -129,17 +164,24 @@ class PressureControl:
         return probe
 
     def _probe_step(
-        self, now: float, path: str, f: CgroupFacts, probe: WorkingSetProbe, pol: PressurePolicy
+        self,
+        now: float,
+        path: str,
+        f: CgroupFacts,
+        probe: WorkingSetProbe,
+        pol: PressurePolicy,
+        probing: bool,
     ) -> None:
         then = self._refaults.get(path)
         self._refaults[path] = (now, f.refaults)
         rate = 0.0 if then is None or now <= then[0] else max(0, f.refaults - then[1]) / (now - then[0])
-        if not pol.trim:
+        if not pol.trim or not probing:  # probing is reclaim too: only once memory gets short
             return
         n = probe.step(now, Signals(f.current, f.psi_some, rate))
         if n <= 0 or self.cfg.mode != "on":
             return
         try:
+            self._asking(path, f.current, n)
             if not self.act.reclaim(path, n):
                 probe.stuck(now, Signals(f.current, f.psi_some, rate))
         except TierctlError as e:
@@ -160,6 +202,7 @@ class PressureControl:
             notify=pol.notify,
             grace_s=pol.grace_s,
             killable=pol.kill == "cgroup" and not never_killed(path, self.cfg.own_cgroup),
+            trim_yield=self.yields.get(path, 1.0),
         )
 
     # ---- actions ----------------------------------------------------------------------------------
@@ -177,22 +220,16 @@ class PressureControl:
             env["TIERCTL_DEADLINE"] = f"{a.deadline:.3f}"
         return env
 
-    def _carry_out(
-        self,
-        a: Action,
-        m: Machine,
-        by_path: Mapping[str, Workload],
-        cgroups: Mapping[str, tuple[PressurePolicy, float]],
-    ) -> None:
+    def _carry_out(self, a: Action, m: Machine, pol: PressurePolicy, by_current: Mapping[str, int]) -> None:
         dry = self.cfg.mode != "on"
         info: dict[str, Any] = {"cgroup": a.path, "bytes": a.nbytes, "reason": a.reason, "dry_run": dry}
         if a.deadline is not None:
             info["deadline"] = a.deadline
-        pol = cgroups[a.path][0]
         env = self._env(a, m)
         try:
             if a.kind == "trim":
                 if not dry:
+                    self._asking(a.path, by_current.get(a.path, 0), a.nbytes)
                     self.act.reclaim(a.path, a.nbytes)
                 self.emit("pressure_trim", **info)
             elif a.kind == "notify":

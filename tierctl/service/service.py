@@ -21,11 +21,13 @@ import numpy as np
 
 from tierctl import __version__
 from tierctl.core.controller import CycleReport
+from tierctl.core.ladder import Limits
 from tierctl.core.policy import Quota
 from tierctl.core.topology import Topology
 from tierctl.errors import InputError, TierctlError
 from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.profiles import ProfileSet, Workload, load_profiles
+from tierctl.profiles.schema import PressurePolicy
 from tierctl.service import analytics
 from tierctl.service.contract import API_VERSION
 from tierctl.service.events import EventLog
@@ -34,6 +36,7 @@ from tierctl.service.metrics import CycleTimes
 from tierctl.service.mutations import OverrideEditor
 from tierctl.service.overrides import Overrides, OverrideStore
 from tierctl.service.platform import KernelPlatform, Platform
+from tierctl.service.pressure import PressureConfig, PressureControl, ProcessHooks
 from tierctl.service.quotas import resolve_quotas
 
 
@@ -52,6 +55,8 @@ class DaemonConfig:
     max_samplers: int = 1  # how many of them run at once (the first that can, in that order)
     policy: str = "tierctl"
     policy_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the policy
+    pressure: str = "on"  # the memory-pressure ladder: on, dry-run (log what it would do), off
+    memory_target: float = 0.95  # keep MemTotal - MemAvailable under this share of MemTotal
     loop_options: dict[str, Any] = field(default_factory=dict)
     cycle_log: Path | None = None  # one JSON line per cycle (what it saw, decided and moved)
 
@@ -95,6 +100,7 @@ class Service:
                 **cfg.loop_options,
             ),
         )
+        self.pressure = self._pressure_control(cfg)
         self.last_cycle_s = 0.0
         self.cycle_times = CycleTimes()
         self.cycles = 0
@@ -120,8 +126,39 @@ class Service:
             if self._cycle_log is not None:
                 self._cycle_log.close()
 
+    def _pressure_control(self, cfg: DaemonConfig) -> PressureControl | None:
+        io = self.platform.pressure_io() if cfg.pressure != "off" else None
+        if io is None:
+            return None
+        limits = Limits(target_ratio=cfg.memory_target, critical_ratio=max(cfg.memory_target, 0.98))
+        pcfg = PressureConfig(mode=cfg.pressure, limits=limits, own_cgroup=io.own_cgroup())
+        return PressureControl(pcfg, io, io, ProcessHooks(), self._event)
+
+    def _pressure_cycle(self) -> None:
+        """The ladder (docs/pressure.md) over the managed cgroups, by their profiles' [pressure]."""
+        if self.pressure is None:
+            return
+        by_name = {p.name: p for p in self.profiles}
+        policies = {
+            path: (by_name[m].pressure if m in by_name else PressurePolicy())
+            for path, m in self.matches.items()
+        }
+
+        def cold_share() -> dict[str, float]:
+            out = {}
+            for path, c in self._per_cgroup().items():
+                total = c["fast_bytes"] + c["slow_bytes"]
+                out[path] = 1.0 - c["hot_bytes"] / total if total else 0.0
+            return out
+
+        try:
+            self.pressure.cycle(self.wall(), self.cfg.cycle_s, policies, cold_share)
+        except TierctlError as e:  # the machine's facts could not be read: say so, keep placing
+            self._event("pressure_failed", action="read", message=str(e))
+
     def cycle(self) -> None:
         self.platform.advance()  # a simulated machine plays its next epoch; the kernel runs by itself
+        self._pressure_cycle()  # relief does not wait for placement (nor for a pause of it)
         if self.overrides.paused:
             self.loop.chain.drain()  # keep the maps from filling; decide nothing
             return
@@ -241,6 +278,31 @@ class Service:
             ],
             "profiles": self.profiles.names(),
             "overrides": self.overrides.to_json(),
+        }
+
+    def pressure_status(self) -> dict[str, Any]:
+        """The memory-pressure ladder: the machine, its target, the episode, per cgroup the charge
+        and working-set estimate, and the last actions."""
+        pc = self.pressure
+        if pc is None:
+            why = "off" if self.cfg.pressure == "off" else f"unavailable on the {self.platform.name} platform"
+            return {"mode": self.cfg.pressure, "active": False, "reason": why}
+        m = pc.machine
+        st = pc.ladder.state
+        return {
+            "mode": pc.cfg.mode,
+            "active": True,
+            "target_ratio": pc.cfg.limits.target_ratio,
+            "machine": None if m is None else {"total": m.total, "used": m.used, "available": m.available},
+            "above_since": st.above_since,
+            "notified": {p: {"deadline": d, "bytes": n} for p, (d, n) in st.notified.items()},
+            "working_sets": {
+                p: {"estimate": probe.estimate, "ended": probe.ended}
+                for p, probe in sorted(pc.probes.items())
+            },
+            "last_actions": [
+                {"kind": a.kind, "cgroup": a.path, "bytes": a.nbytes, "reason": a.reason} for a in pc.last
+            ],
         }
 
     def tracked_pages(self) -> int:

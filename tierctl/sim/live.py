@@ -221,6 +221,10 @@ class SimPlatform:
         self.topology = SimTopology(self.machine)
         self.loop: SimLoop | None = None
 
+    def pressure_io(self) -> None:
+        """The simulated machine has no memory model beyond its two tiers: no pressure ladder."""
+        return None
+
     def make_loop(self, targets: Callable[[], Sequence[Target]], cfg: LoopConfig) -> SimLoop:
         if self.loop is not None:
             raise InputError("a simulated machine runs one loop", "sim platform")
