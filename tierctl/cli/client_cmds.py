@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
         help="state of the running daemon",
         description="Show the running daemon's state: cycle, samplers, moved pages, profiles, overrides.",
     )
-    _common(p)
+    common_options(p)
     p.set_defaults(func=run_status)
 
     p = sub.add_parser(
@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "-n", "--limit", type=args_.count(1, 1 << 20), metavar="N", help="show the first N cgroups only"
     )
-    _common(p)
+    common_options(p)
     p.set_defaults(func=run_top)
 
     p = sub.add_parser(
@@ -47,12 +47,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("cgroup", metavar="CGROUP", help="cgroup path below the cgroup root, e.g. /app.slice/db")
     p.add_argument("--tier", required=True, choices=TIERS, help="fast, slow or auto")
-    _common(p)
+    common_options(p)
     p.set_defaults(func=run_pin)
 
     p = sub.add_parser("unpin", help="drop a cgroup's pin", description="Drop a cgroup's pin override.")
     p.add_argument("cgroup", metavar="CGROUP", help="cgroup path below the cgroup root")
-    _common(p)
+    common_options(p)
     p.set_defaults(func=run_unpin)
 
     for name, help_text in (
@@ -61,11 +61,12 @@ def register(sub: Any) -> None:
         ("reload", "reload profiles (all or nothing: a broken set keeps the running one)"),
     ):
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        _common(p)
+        common_options(p)
         p.set_defaults(func=run_simple, op=name)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def common_options(p: argparse.ArgumentParser) -> None:
+    """--socket and --json, as every client of the daemon takes them."""
     p.add_argument(
         "--socket",
         type=Path,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from tierctl.api.client import ApiClient, default_socket
+from tierctl.cli.client_cmds import common_options
 from tierctl.cli.table import render
 from tierctl.fmt import fmt_bytes
 
@@ -20,13 +20,7 @@ def register(sub: Any) -> None:
         "current episode (notifications and their deadlines), each cgroup's working-set estimate and "
         "the last actions (docs/pressure.md).",
     )
-    p.add_argument(
-        "--socket",
-        type=Path,
-        metavar="PATH",
-        help="the daemon's socket (default $TIERCTL_SOCKET, else /run/tierctl/tierctl.sock)",
-    )
-    p.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+    common_options(p)
     p.set_defaults(func=run)
 
 

@@ -81,6 +81,26 @@ class FileCheck:
             return default
         return check(table[key], (*path, key))
 
+    def table(self, value: Any, path: KeyPath, known: Sequence[str]) -> dict[str, Any]:
+        """``value`` as a table whose keys are all ``known`` (unknown ones are recorded, not raised)."""
+        if not isinstance(value, dict):
+            raise self.bad(path, f"expected a table ([{key_text(path)}]), got {got(value)}")
+        self.unknown_keys(value, known, path)
+        return value
+
+    def fields(
+        self, table: dict[str, Any], path: KeyPath, checks: dict[str, tuple[Callable[..., Any], Any]]
+    ) -> dict[str, Any]:
+        """Each ``checks[key] = (check, default)`` applied to ``table``: the checked values, and the
+        class ``Bad`` for each that failed (its problem recorded), so the others are still checked."""
+        out: dict[str, Any] = {}
+        for key, (check, default) in checks.items():
+            try:
+                out[key] = self.get(table, key, path, check, default)
+            except Bad:
+                out[key] = Bad
+        return out
+
     # value checks: each returns the checked value or raises Bad ------------------------------------
 
     def string(self, value: Any, path: KeyPath, *, empty_ok: bool = False) -> str:

@@ -250,10 +250,8 @@ def _headroom(fc: FileCheck, value: Any, path: KeyPath) -> int | float | str:
 
 def _placement(fc: FileCheck, value: Any) -> Placement:
     path: KeyPath = ("placement",)
-    if not isinstance(value, dict):
-        raise fc.bad(path, f"expected a table ([placement]), got {got(value)}")
     n_before = len(fc.problems)
-    fc.unknown_keys(value, PLACEMENT_KEYS, path)
+    value = fc.table(value, path, PLACEMENT_KEYS)
     checks: dict[str, tuple[Callable[..., Any], Any]] = {
         "fast_min": (fc.amount, 0),
         "fast_max": (fc.amount, None),
@@ -270,12 +268,7 @@ def _placement(fc: FileCheck, value: Any) -> Placement:
         "thp": (lambda v, p: fc.choice(v, p, THP_MODES), "keep"),
         "samplers": (lambda v, p: _samplers(fc, v, p), None),
     }
-    out: dict[str, Any] = {}
-    for key, (check, default) in checks.items():
-        try:
-            out[key] = fc.get(value, key, path, check, default)
-        except Bad:
-            out[key] = Bad
+    out = fc.fields(value, path, checks)
     lo, hi = out["fast_min"], out["fast_max"]
     same_kind = lo is not Bad and hi not in (Bad, None) and amount_kind(lo) == amount_kind(hi)
     if same_kind and _magnitude(lo) > _magnitude(hi):

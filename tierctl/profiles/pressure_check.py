@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from tierctl import values
@@ -54,12 +55,10 @@ def _hooks(fc: FileCheck, value: Any, path: KeyPath) -> tuple[tuple[str, tuple[s
 
 def check_pressure(fc: FileCheck, value: Any) -> PressurePolicy:
     path: KeyPath = ("pressure",)
-    if not isinstance(value, dict):
-        raise fc.bad(path, f"expected a table ([pressure]), got {got(value)}")
     n_before = len(fc.problems)
-    fc.unknown_keys(value, PRESSURE_KEYS, path)
+    value = fc.table(value, path, PRESSURE_KEYS)
     d = PressurePolicy()
-    checks: dict[str, tuple[Any, Any]] = {
+    checks: dict[str, tuple[Callable[..., Any], Any]] = {
         "priority": (fc.integer, d.priority),
         "protect": (fc.amount, d.protect),
         "trim": (lambda v, p: _boolean(fc, v, p), d.trim),
@@ -72,12 +71,9 @@ def check_pressure(fc: FileCheck, value: Any) -> PressurePolicy:
         "kill": (lambda v, p: fc.choice(v, p, KILL_POLICIES), d.kill),
         "hooks": (lambda v, p: _hooks(fc, v, p), d.hooks),
     }
-    out: dict[str, Any] = {}
-    for key, (check, default) in checks.items():
-        with contextlib.suppress(Bad):
-            out[key] = fc.get(value, key, path, check, default)
-    hooks = dict(out.get("hooks", ()))
-    if "prekill" in hooks and out.get("kill") == "never":
+    out = fc.fields(value, path, checks)
+    hooks = dict(out["hooks"]) if out["hooks"] is not Bad else {}
+    if "prekill" in hooks and out["kill"] == "never":
         fc.add(
             (*path, "hooks", "prekill"), "a prekill hook with kill = 'never' never runs; set kill = 'cgroup'"
         )
