@@ -10,6 +10,7 @@ import pytest
 from tierctl.cli.pressure_cmd import describe
 from tierctl.core.ladder import Machine
 from tierctl.data import profiles_dir
+from tierctl.service.metrics import snapshot_from_service
 from tierctl.service.pressure import CgroupFacts
 from tierctl.sim import live
 from tierctl.sim.live import sim_service
@@ -83,3 +84,7 @@ def test_the_ladder_follows_the_shipped_profiles(
         assert all(e["dry_run"] for e in svc.events if e["kind"].startswith("pressure_"))
     text = "\n".join(describe(st))
     assert "target 95%" in text and BATCH in text
+    snap = snapshot_from_service(svc)
+    assert snap.memory_used == st["machine"]["used"] and snap.memory_target == int(0.95 * 16 * GIB)
+    trims = len([e for e in svc.events if e["kind"] == "pressure_trim"])
+    assert snap.pressure_actions["trim"] == (0 if mode == "dry-run" else trims) and trims > 0

@@ -176,6 +176,11 @@ class MetricsSnapshot:
     cycle_seconds: CycleHistogram = field(default_factory=CycleHistogram)
     cgroups: tuple[CgroupSample, ...] = ()
     reload_failures: int = 0
+    # the memory-pressure ladder (docs/pressure.md); None/empty while it is off or unavailable
+    memory_used: int | None = None
+    memory_target: int | None = None
+    pressure_actions: Mapping[str, int] = field(default_factory=dict)
+    working_sets: Mapping[str, int] = field(default_factory=dict)
 
 
 # ---- the table: every metric, declared once -------------------------------------------------------
@@ -338,6 +343,18 @@ METRICS: tuple[MetricSpec, ...] = (
                ("cgroup", "pin"), _cg_pin),
     MetricSpec("tierctl_cgroup_profile_info", "gauge", "", "The profile matched by the cgroup (always 1)",
                ("cgroup", "profile"), lambda s: [((c.path, c.profile or ""), 1) for c in s.cgroups]),
+    MetricSpec("tierctl_memory_used_bytes", "gauge", "bytes",
+               "Memory the machine uses (MemTotal - MemAvailable), as the pressure ladder sees it", (),
+               lambda s: _one(s.memory_used) if s.memory_used is not None else []),
+    MetricSpec("tierctl_memory_target_bytes", "gauge", "bytes",
+               "The pressure ladder's target: memory used above it is trimmed, notified, then killed", (),
+               lambda s: _one(s.memory_target) if s.memory_target is not None else []),
+    MetricSpec("tierctl_pressure_actions_total", "counter", "",
+               "Actions the pressure ladder took, by kind (trim, notify, kill)", ("action",),
+               lambda s: [((k,), v) for k, v in sorted(s.pressure_actions.items())]),
+    MetricSpec("tierctl_cgroup_working_set_bytes", "gauge", "bytes",
+               "The cgroup's working-set estimate (what remained when reclaim made it wait)", ("cgroup",),
+               lambda s: [((p,), v) for p, v in sorted(s.working_sets.items())]),
 )
 # fmt: on
 
@@ -438,7 +455,17 @@ def snapshot_from_service(service: Any, *, cycle_times: CycleTimes | None = None
     cgs: list[Mapping[str, Any]] = service.cgroups()
     moved = st.get("moved") or {}
     loop_outcomes, loop_health = _loop_counters(service)
+    pr: Mapping[str, Any] = service.pressure_status() if hasattr(service, "pressure_status") else {}
+    machine = pr.get("machine") or {}
     return MetricsSnapshot(
+        memory_used=int(machine["used"]) if "used" in machine else None,
+        memory_target=int(machine["total"] * pr["target_ratio"]) if "total" in machine else None,
+        pressure_actions={str(k): int(_num(v)) for k, v in (pr.get("actions") or {}).items()},
+        working_sets={
+            str(p): int(w["estimate"])
+            for p, w in (pr.get("working_sets") or {}).items()
+            if w.get("estimate") is not None
+        },
         version=str(st.get("version", "")),
         state=str(st.get("state", "running")),
         cycles=int(_num(st.get("cycle"))),

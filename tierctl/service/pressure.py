@@ -97,6 +97,7 @@ class PressureControl:
         self._asked: dict[str, tuple[int, int]] = {}  # path -> (charge before, bytes asked) last cycle
         self.yields: dict[str, float] = {}  # path -> share of what its trims asked that they freed
         self.last: list[Action] = []
+        self.counts: dict[str, int] = {"trim": 0, "notify": 0, "kill": 0}  # actions taken (not dry-run)
         self.machine: Machine | None = None
 
     def cycle(
@@ -246,6 +247,9 @@ class PressureControl:
                     self.hooks.run(argv, env, wait_s=None)
         except TierctlError as e:
             self.emit("pressure_failed", cgroup=a.path, action=a.kind, message=str(e))
+            return
+        if not dry:
+            self.counts[a.kind] += 1
 
 
 def hook_environment(extra: Mapping[str, str]) -> dict[str, str]:

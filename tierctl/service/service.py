@@ -303,6 +303,7 @@ class Service:
             "last_actions": [
                 {"kind": a.kind, "cgroup": a.path, "bytes": a.nbytes, "reason": a.reason} for a in pc.last
             ],
+            "actions": dict(pc.counts),
         }
 
     def tracked_pages(self) -> int:
