@@ -37,13 +37,11 @@ from tierctl.samplers.stall import (
     STALL_VAL_FIELDS,
     TRACEPOINTS,
     CgroupStall,
-    StallChain,
     StallCounter,
-    StallFallback,
     StallReport,
     StallSampler,
-    memory_events,
 )
+from tierctl.samplers.stall_fallback import StallChain, StallFallback, memory_events
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "cgroupfs"
 STALL_FIX = FIX / "stall-v2"

@@ -19,6 +19,7 @@ import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -65,6 +66,47 @@ class SamplerStatus:
     state: str
     reason: str
     health: Health
+
+
+class Source(Protocol):
+    """What the helpers below need of a sampler (a page sampler, a stall source)."""
+
+    name: str
+
+    def stop(self) -> None: ...
+
+    def health(self) -> Health: ...
+
+
+def source_status(source: Source, state: State, reason: str, last: Health) -> SamplerStatus:
+    """A source's status: its health now, or the last one seen when asking fails."""
+    try:
+        h = source.health()
+    except Exception:
+        h = last
+    return SamplerStatus(source.name, state.value, reason, h)
+
+
+def stop_source(source: Source, reason: str) -> str:
+    """Stop ``source`` (it is being detached or replaced); ``reason``, plus the stop's own error if any."""
+    try:
+        source.stop()
+    except Exception as err:
+        reason += f"; stop failed too: {err}"
+    return reason
+
+
+def over_budget(budget: Budget, before: Health, now: Health, elapsed: float) -> list[str]:
+    """What a source spent between two health readings ``elapsed`` seconds apart, past ``budget``
+    (user CPU, BPF run time, each as a share of one core); empty when within it."""
+    cpu = (now.cpu_seconds - before.cpu_seconds) / elapsed
+    bpf = (now.bpf_run_ns - before.bpf_run_ns) / 1e9 / elapsed
+    over = []
+    if cpu > budget.cpu_share:
+        over.append(f"user CPU {cpu:.1%} > {budget.cpu_share:.1%}")
+    if bpf > budget.bpf_share:
+        over.append(f"BPF time {bpf:.1%} > {budget.bpf_share:.1%} of a core")
+    return over
 
 
 class SamplerChain:
@@ -171,14 +213,8 @@ class SamplerChain:
                 actions.append(f"{e.sampler.name}: detached ({e.reason})")
                 detached = True
                 continue
-            cpu = (h.cpu_seconds - e.last.cpu_seconds) / elapsed
-            bpf = (h.bpf_run_ns - e.last.bpf_run_ns) / 1e9 / elapsed
+            over = over_budget(self.budget, e.last, h, elapsed)
             e.last = replace(h, notes=list(h.notes))
-            over = []
-            if cpu > self.budget.cpu_share:
-                over.append(f"user CPU {cpu:.1%} > {self.budget.cpu_share:.1%}")
-            if bpf > self.budget.bpf_share:
-                over.append(f"BPF time {bpf:.1%} > {self.budget.bpf_share:.1%} of a core")
             if not over:
                 continue
             why = ", ".join(over)
@@ -220,14 +256,7 @@ class SamplerChain:
                     e.state, e.reason = State.DETACHED, f"stop failed: {type(err).__name__}: {err}"
 
     def status(self) -> list[SamplerStatus]:
-        out = []
-        for e in self._entries:
-            try:
-                h = e.sampler.health()
-            except Exception:
-                h = e.last
-            out.append(SamplerStatus(e.sampler.name, e.state.value, e.reason, h))
-        return out
+        return [source_status(e.sampler, e.state, e.reason, e.last) for e in self._entries]
 
     @property
     def running(self) -> list[str]:
@@ -243,8 +272,4 @@ class SamplerChain:
 
     @staticmethod
     def _detach(e: _Entry, reason: str) -> None:
-        try:
-            e.sampler.stop()
-        except Exception as err:
-            reason += f"; stop failed too: {err}"
-        e.state, e.reason = State.DETACHED, reason
+        e.state, e.reason = State.DETACHED, stop_source(e.sampler, reason)
