@@ -13,6 +13,7 @@ from tierctl.core.ladder import Limits, Machine
 from tierctl.core.workingset import ProbeLimits
 from tierctl.errors import InputError
 from tierctl.profiles.schema import PressurePolicy
+from tierctl.samplers.stall import CgroupStall, OomVictim, StallReport
 from tierctl.service.pressure import CgroupFacts, PressureConfig, PressureControl, ProcessHooks, never_killed
 
 GIB, MIB = 1 << 30, 1 << 20
@@ -167,3 +168,43 @@ def test_a_trim_that_only_demotes_is_judged_by_the_charge_and_the_ladder_escalat
     kinds = [kind for kind, _ in events]
     assert kinds.index("pressure_trim") < kinds.index("pressure_notify") < kinds.index("pressure_kill")
     assert lowest < 0.05 and k.killed == ["/batch"]  # killed after its grace: trims freed nothing
+
+
+class FakeStalls:
+    def __init__(self, reports: list) -> None:
+        self.reports = reports
+        self.stopped = False
+
+    def drain(self):
+        return self.reports.pop(0) if self.reports else StallReport("bpf-stall", True, 1.0)
+
+    def watchdog(self) -> list[str]:
+        return []
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_the_kernels_oom_kills_are_attributed_logged_and_cleaned_up_after() -> None:
+    k = FakeKernel({"/batch": GIB}, other=GIB)
+    pc, events, hooks = control(k)
+    victim = OomVictim(
+        pid=4242, tgid=4242, cgroup_id=77, comm="etl", exited=True, invoker_cgroup_id=77, at_ns=1
+    )
+    stalls = FakeStalls([
+        StallReport("bpf-stall", True, 1.0, (CgroupStall(77, episodes=3, stall_ns=5_000_000),), (victim,)),
+        StallReport("stall-fallback", False, 1.0, (CgroupStall(0, oom_kills=2, path="batch"),)),
+    ])  # fmt: skip
+    pc.stalls, pc.cgroup_path = stalls, {77: "/batch"}.get
+    cycle(pc, 0.0, {"/batch": (BATCH, 0.0)})
+    assert (
+        "oom_kill",
+        {"cgroup": "/batch", "kills": 1, "pid": 4242, "comm": "etl", "source": "bpf-stall"},
+    ) in events
+    assert pc.stall_ms == {"/batch": 5.0}
+    argv, env, _ = hooks.calls[-1]
+    assert argv == ("/bin/requeue",) and env["TIERCTL_EVENT"] == "oom_kill" and env["TIERCTL_PID"] == "4242"
+    cycle(pc, 1.0, {"/batch": (BATCH, 0.0)})  # the fallback's counters (no pids)
+    assert pc.oom_kills == 3 and events[-1][1]["kills"] == 2 and events[-1][1]["source"] == "stall-fallback"
+    pc.close()
+    assert stalls.stopped

@@ -48,6 +48,12 @@ class FakeIO:
     def own_cgroup(self) -> str:
         return "/system.slice/tierctl.service"
 
+    def stall_source(self, knobs: object = None) -> None:  # no kernel: no stall source
+        return None
+
+    def cgroup_path(self, cgroup_id: int) -> str | None:
+        return None
+
 
 def test_on_the_simulator_the_ladder_is_unavailable(tmp_path: Path) -> None:
     svc = sim_service("multi-cgroup", state_dir=tmp_path, profiles_dir=profiles_dir())

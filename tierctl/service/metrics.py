@@ -181,6 +181,7 @@ class MetricsSnapshot:
     memory_target: int | None = None
     pressure_actions: Mapping[str, int] = field(default_factory=dict)
     working_sets: Mapping[str, int] = field(default_factory=dict)
+    oom_kills: int = 0
 
 
 # ---- the table: every metric, declared once -------------------------------------------------------
@@ -352,6 +353,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("tierctl_pressure_actions_total", "counter", "",
                "Actions the pressure ladder took, by kind (trim, notify, kill)", ("action",),
                lambda s: [((k,), v) for k, v in sorted(s.pressure_actions.items())]),
+    MetricSpec("tierctl_oom_kills_total", "counter", "",
+               "Processes the kernel's OOM killer killed, as the reclaim-stall source saw them", (),
+               lambda s: _one(s.oom_kills)),
     MetricSpec("tierctl_cgroup_working_set_bytes", "gauge", "bytes",
                "The cgroup's working-set estimate (what remained when reclaim made it wait)", ("cgroup",),
                lambda s: [((p,), v) for p, v in sorted(s.working_sets.items())]),
@@ -461,6 +465,7 @@ def snapshot_from_service(service: Any, *, cycle_times: CycleTimes | None = None
         memory_used=int(machine["used"]) if "used" in machine else None,
         memory_target=int(machine["total"] * pr["target_ratio"]) if "total" in machine else None,
         pressure_actions={str(k): int(_num(v)) for k, v in (pr.get("actions") or {}).items()},
+        oom_kills=int(_num(pr.get("oom_kills"))),
         working_sets={
             str(p): int(w["estimate"])
             for p, w in (pr.get("working_sets") or {}).items()

@@ -21,7 +21,7 @@ from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.kernel.topology import KernelTopology, SysfsTopology
 from tierctl.samplers.chain import SamplerStatus
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
-from tierctl.service.pressure import Actuators, Facts
+from tierctl.service.pressure import Actuators, Facts, Stalls
 
 
 class Cgroups(Protocol):
@@ -64,6 +64,7 @@ class Loop(Protocol):
     watchdog_events: list[str]
     restored_at_start: list[str]  # knobs a killed run left set, restored before the loop started
     hint_reason: str  # why NUMA hint faults are off ("" = on)
+    guard: Any  # the KnobGuard of every knob the loop changes (None: none)
 
     def start(self) -> list[SamplerStatus]: ...
 
@@ -74,6 +75,12 @@ class Loop(Protocol):
 
 class PressureIO(Facts, Actuators, Protocol):
     def own_cgroup(self) -> str: ...
+
+    def stall_source(self, knobs: Any = None) -> Stalls:
+        """Reclaim stalls and OOM victims, started; ``knobs``: the daemon's knob guard."""
+        ...
+
+    def cgroup_path(self, cgroup_id: int) -> str | None: ...
 
 
 class Platform(Protocol):

@@ -49,6 +49,16 @@ class Actuators(Protocol):
     def kill(self, path: str) -> None: ...
 
 
+class Stalls(Protocol):
+    """Reclaim stalls and OOM victims since the last drain (tierctl.samplers.stall_fallback.StallChain)."""
+
+    def drain(self) -> Any: ...  # a StallReport
+
+    def watchdog(self) -> list[str]: ...
+
+    def stop(self) -> None: ...
+
+
 class Hooks(Protocol):
     def run(self, argv: Sequence[str], env: Mapping[str, str], *, wait_s: float | None) -> None:
         """Start ``argv`` with ``env`` added; with ``wait_s``, wait at most that long for it."""
@@ -85,8 +95,17 @@ class PressureControl:
         act: Actuators,
         hooks: Hooks,
         emit: Callable[..., None],
+        *,
+        stalls: Stalls | None = None,
+        cgroup_path: Callable[[int], str | None] = lambda _id: None,
     ) -> None:
+        """``stalls``: the reclaim-stall/OOM source, whose victims become ``oom_kill`` events and
+        run the cleanup hook of their cgroup's profile; ``cgroup_path(id)``: a v2 cgroup id's path."""
         self.cfg = cfg
+        self.stalls = stalls
+        self.cgroup_path = cgroup_path
+        self.stall_ms: dict[str, float] = {}  # path -> reclaim stall in the last drain, ms
+        self.oom_kills = 0
         self.facts = facts
         self.act = act
         self.hooks = hooks
@@ -113,6 +132,7 @@ class PressureControl:
         if self.cfg.mode == "off":
             return []
         machine = self.machine = self.facts.machine()
+        self._stalls(machine, policies)
         probing = machine.used >= self.cfg.probe_above * machine.total
         facts: dict[str, CgroupFacts] = {}
         for path, pol in policies.items():
@@ -138,6 +158,54 @@ class PressureControl:
         for a in self.last:
             self._carry_out(a, machine, policies[a.path], by_current)
         return self.last
+
+    # ---- the kernel's own OOM kills and reclaim stalls ---------------------------------------------
+    def _stalls(self, machine: Machine, policies: Mapping[str, PressurePolicy]) -> None:
+        if self.stalls is None:
+            return
+        for note in self.stalls.watchdog():
+            self.emit("stall_sampler", message=note)
+        report = self.stalls.drain()
+        stall_ms: dict[str, float] = {}
+        for c in report.cgroups:
+            path = c.path or self.cgroup_path(c.cgroup_id)
+            if path is not None and c.stall_ns:
+                p = "/" + path.strip("/")
+                stall_ms[p] = stall_ms.get(p, 0.0) + c.stall_ns / 1e6
+            if c.oom_kills and not report.victims and path is not None:  # counters only (fallback)
+                self._oom_kill(machine, "/" + path.strip("/"), c.oom_kills, 0, "", policies, report.source)
+        self.stall_ms = stall_ms
+        for v in report.victims:
+            path = self.cgroup_path(v.cgroup_id)
+            where = "/" + path.strip("/") if path is not None else f"cgroup id {v.cgroup_id}"
+            self._oom_kill(machine, where, 1, v.tgid or v.pid, v.comm, policies, report.source)
+
+    def _oom_kill(
+        self,
+        m: Machine,
+        path: str,
+        n: int,
+        pid: int,
+        comm: str,
+        policies: Mapping[str, PressurePolicy],
+        source: str,
+    ) -> None:
+        """The kernel's OOM killer killed ``n`` processes of ``path``: an event, the count, and the
+        cleanup hook of the cgroup's profile (the job scheduler cleans up after it too)."""
+        self.oom_kills += n
+        self.emit("oom_kill", cgroup=path, kills=n, pid=pid, comm=comm, source=source)
+        pol = policies.get(path)
+        if pol is not None and self.cfg.mode == "on" and (argv := pol.hook("cleanup")):
+            env = self._env(Action("oom_kill", path, 0, reason="the kernel's OOM killer"), m)
+            env["TIERCTL_PID"] = str(pid)
+            try:
+                self.hooks.run(argv, env, wait_s=None)
+            except TierctlError as e:
+                self.emit("pressure_failed", cgroup=path, action="cleanup", message=str(e))
+
+    def close(self) -> None:
+        if self.stalls is not None:
+            self.stalls.stop()
 
     # ---- per cgroup -------------------------------------------------------------------------------
     def _judge_trims(self, path: str, current: int) -> None:

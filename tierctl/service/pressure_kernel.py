@@ -4,12 +4,18 @@ workingset refault counters; memory.reclaim and cgroup.kill to act."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tierctl.core.ladder import Machine
 from tierctl.errors import TierctlError
-from tierctl.kernel.cgroupfs import CgroupFS, ReclaimIncompleteError
+from tierctl.kernel.cgroupfs import CgroupFS, CgroupTree, ReclaimIncompleteError
 from tierctl.kernel.memstat import MemStat
 from tierctl.kernel.procfs import ProcFS
+from tierctl.samplers.base import Targets
 from tierctl.service.pressure import CgroupFacts
+
+if TYPE_CHECKING:
+    from tierctl.samplers.stall_fallback import StallChain
 
 
 class KernelPressureIO:
@@ -17,6 +23,7 @@ class KernelPressureIO:
         self.cgroups = cgroups
         self.procs = procs
         self.stat = MemStat(cgroups)
+        self._tree: CgroupTree | None = None
 
     def machine(self) -> Machine:
         m = self.procs.meminfo()
@@ -43,6 +50,30 @@ class KernelPressureIO:
 
     def kill(self, path: str) -> None:
         self.cgroups.kill(path.strip("/"))
+
+    def stall_source(self, knobs: Any = None) -> StallChain:
+        """Reclaim stalls and OOM victims: BPF on stable tracepoints, else memory.events and PSI."""
+        from tierctl.kernel.bpfhost import BpfHost
+        from tierctl.samplers.stall_fallback import StallChain
+
+        chain = StallChain.default(host=BpfHost(knobs), cgfs=self.cgroups)
+        chain.start(Targets())  # every cgroup: victims are attributed by their id
+        return chain
+
+    def cgroup_path(self, cgroup_id: int) -> str | None:
+        """The path (below the v2 root) of a v2 cgroup id; None when it is gone or unknown."""
+        if self._tree is None:
+            self._tree = CgroupTree.below(self.cgroups.root, self.procs)
+        if self._tree is None:
+            return None
+        try:
+            d = self._tree.path_of(cgroup_id)
+        except TierctlError:
+            return None
+        if d is None:
+            return None
+        rel = str(d.relative_to(self._tree.root))
+        return "/" if rel == "." else "/" + rel
 
     def own_cgroup(self) -> str:
         """This process's cgroup ("" when unknown): the ladder never kills it or its ancestors."""

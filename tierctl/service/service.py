@@ -117,9 +117,15 @@ class Service:
             self._event("hint_faults", message=f"NUMA hint faults off: {why}")
         for s in self.loop.start():
             self._event("sampler", sampler=s.name, state=s.state, reason=s.reason)
+        if self.pressure is not None and self._pressure_io is not None:
+            # the kernel's own OOM kills, attributed to cgroups, and reclaim stalls per cgroup
+            self.pressure.stalls = self._pressure_io.stall_source(self.loop.guard)
+            self.pressure.cgroup_path = self._pressure_io.cgroup_path
 
     def stop(self) -> None:
         try:
+            if self.pressure is not None:
+                self.pressure.close()
             self.loop.stop()
         finally:
             self._event("stopped")
@@ -127,7 +133,7 @@ class Service:
                 self._cycle_log.close()
 
     def _pressure_control(self, cfg: DaemonConfig) -> PressureControl | None:
-        io = self.platform.pressure_io() if cfg.pressure != "off" else None
+        io = self._pressure_io = self.platform.pressure_io() if cfg.pressure != "off" else None
         if io is None:
             return None
         limits = Limits(target_ratio=cfg.memory_target, critical_ratio=max(cfg.memory_target, 0.98))
@@ -304,6 +310,8 @@ class Service:
                 {"kind": a.kind, "cgroup": a.path, "bytes": a.nbytes, "reason": a.reason} for a in pc.last
             ],
             "actions": dict(pc.counts),
+            "oom_kills": pc.oom_kills,  # by the kernel's OOM killer, as the stall source saw them
+            "stall_ms": dict(sorted(pc.stall_ms.items())),  # reclaim stall per cgroup, last cycle
         }
 
     def tracked_pages(self) -> int:

@@ -158,6 +158,7 @@ class SimLoop:
         self.view = SimView(machine, paths, pids, targets)
         self.restored_at_start: list[str] = []  # a simulated machine has no kernel knobs
         self.hint_reason = "off"
+        self.guard = None
         self.sampler = SimSampler()
         self.chain = SimChain(self.sampler)
         mover: Mover = DryRunMover() if cfg.dry_run else SimMover(self.machine)
