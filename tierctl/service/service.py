@@ -101,6 +101,7 @@ class Service:
             ),
         )
         self.pressure = self._pressure_control(cfg)
+
         self.last_cycle_s = 0.0
         self.cycle_times = CycleTimes()
         self.cycles = 0
@@ -110,6 +111,15 @@ class Service:
 
     # ---- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.pressure is not None and self._pressure_io is not None:
+            # the kernel's own OOM kills, attributed to cgroups, and reclaim stalls per cgroup. Started
+            # first, in this thread: bcc captures the process's stderr while it compiles, so a compile
+            # beside the loop would swallow what the daemon logs meanwhile
+            self.pressure.cgroup_path = self._pressure_io.cgroup_path
+            try:
+                self.pressure.stalls = self._pressure_io.stall_source(self.loop.guard)
+            except TierctlError as e:  # the ladder works without OOM attribution
+                self._event("stall_sampler", message=f"no reclaim-stall source: {e}")
         for line in self.loop.restored_at_start:
             self._event("knobs", message=f"left set by an earlier run, restored: {line}")
         why = self.loop.hint_reason
@@ -117,10 +127,6 @@ class Service:
             self._event("hint_faults", message=f"NUMA hint faults off: {why}")
         for s in self.loop.start():
             self._event("sampler", sampler=s.name, state=s.state, reason=s.reason)
-        if self.pressure is not None and self._pressure_io is not None:
-            # the kernel's own OOM kills, attributed to cgroups, and reclaim stalls per cgroup
-            self.pressure.stalls = self._pressure_io.stall_source(self.loop.guard)
-            self.pressure.cgroup_path = self._pressure_io.cgroup_path
 
     def stop(self) -> None:
         try:
