@@ -136,6 +136,18 @@ def bound_all(seeds: list[int]) -> None:
     print(f"-> {path}\n")
 
 
+def pressure(args: argparse.Namespace) -> None:
+    """A runaway beside a protected workload in the guest: the kernel alone against tierctl."""
+    from bench import pressure as pr
+
+    out = pr.host(
+        args.rounds, 10.0, args.phase_s, [c for c in args.contenders.split(",") if c in pr.CONTENDERS]
+    )
+    path = _write("pressure", out)
+    print(pr.table(out))
+    print(f"-> {path}\n")
+
+
 def mover() -> None:
     """In the guest: measure and write; on the host: boot the guest to do it."""
     if os.environ.get("TIERCTL_IN_GUEST") != "1":
@@ -239,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "which",
         nargs="*",
-        metavar="quality|cost|amortised|bound|bound-all|mover|overhead|shift|daemon-cost|tui",
+        metavar="quality|cost|amortised|bound|bound-all|mover|overhead|shift|daemon-cost|pressure|tui",
         help="which benchmarks (default: quality, cost and overhead; mover, shift and daemon-cost boot "
         "the two-tier guest)",
     )
@@ -269,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest and which != ["quality"]:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     known = {"quality", "cost", "amortised", "bound", "bound-all", "mover", "overhead", "shift"}
-    known |= {"daemon-cost", "tui"}
+    known |= {"daemon-cost", "tui", "pressure"}
     unknown = set(which) - known
     if unknown:
         ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(sorted(known))}")
@@ -288,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         bound([int(s) for s in args.seeds.split(",")])
     if "bound-all" in which:
         bound_all([int(s) for s in args.seeds.split(",")])
+    if "pressure" in which:
+        if args.contenders == ",".join(CONTENDERS):  # the shift bench's default: use this one's
+            args.contenders = "kernel,tierctl"
+        pressure(args)
     if "mover" in which:
         mover()
     if "overhead" in which:
