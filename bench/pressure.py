@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tierctl.kernel.cgroupfs import CgroupFS
+from tierctl.kernel.procfs import ProcFS
+
 ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ("kernel", "tierctl")
 TARGET = 0.95
@@ -64,26 +67,17 @@ PROFILES = {
 
 
 def _vmstat(key: str) -> int:
-    for line in Path("/proc/vmstat").read_text().splitlines():
-        k, _, v = line.partition(" ")
-        if k == key:
-            return int(v)
-    return 0
+    return ProcFS().vmstat().get(key, 0)
 
 
-def _meminfo() -> tuple[int, int]:
-    vals = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        k, _, v = line.partition(":")
-        vals[k] = int(v.split()[0]) * 1024
-    return vals["MemTotal"], vals["MemAvailable"]
+def _used_share() -> float:
+    m = ProcFS().meminfo()
+    return m.used / m.total
 
 
 def _psi_full_us(cg: str) -> int:
-    for line in (Path("/sys/fs/cgroup") / cg / "memory.pressure").read_text().splitlines():
-        if line.startswith("full "):
-            return int(line.rsplit("total=", 1)[1])
-    return 0
+    full = CgroupFS().pressure(cg).full
+    return full.total_us if full is not None else 0
 
 
 def _ratio(a: float, b: float) -> float:
@@ -91,7 +85,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _spawn(cg: str, kind: str, mib: int) -> subprocess.Popen[str]:
-    procs = Path("/sys/fs/cgroup") / cg / "cgroup.procs"
+    procs = CgroupFS().memory_root / cg / "cgroup.procs"  # the child moves itself in before exec
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, kind, str(mib)], stdout=subprocess.PIPE, text=True,
         preexec_fn=lambda: procs.write_text(str(os.getpid())),
@@ -99,10 +93,10 @@ def _spawn(cg: str, kind: str, mib: int) -> subprocess.Popen[str]:
 
 
 def guest(contender: str, base_s: float, phase_s: float, out: Path) -> None:
-    root = Path("/sys/fs/cgroup")
-    (root / "cgroup.subtree_control").write_text("+memory")
+    fs = CgroupFS()
     for cg in (PROTECTED, BATCH):
-        (root / cg).mkdir(exist_ok=True)
+        fs.create(cg, exist_ok=True)
+        fs.enable_controllers(cg, ("memory",))
     work = Path(tempfile.mkdtemp(prefix="bench-pressure-"))
     daemon = None
     if contender == "tierctl":
@@ -131,8 +125,7 @@ def guest(contender: str, base_s: float, phase_s: float, out: Path) -> None:
     batch = _spawn(BATCH, "batch", 0)
     t0, above, max_used = time.monotonic(), 0.0, 0.0
     while time.monotonic() - t0 < phase_s and batch.poll() is None:
-        total, avail = _meminfo()
-        used = (total - avail) / total
+        used = _used_share()
         max_used = max(max_used, used)
         above += 0.25 if used > TARGET else 0.0
         time.sleep(0.25)
