@@ -78,3 +78,27 @@ def child_factory() -> Iterator[object]:
     yield make
     for c in children:
         c.stop()
+
+
+@pytest.fixture
+def memory_cgroup(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh cgroup with the memory controller, named for the test; its processes are killed and
+    it is removed afterwards. Limits, if any, are the test's to set: tierctl sets none."""
+    import os
+    import time
+
+    from tierctl.kernel.cgroupfs import CgroupFS
+
+    fs = CgroupFS()
+    path = f"tierctl-vm-{os.getpid()}-{request.node.name[-16:]}".replace("[", "-").replace("]", "")
+    fs.create(path)
+    fs.enable_controllers(path, ("memory",))
+    yield path
+    deadline = time.monotonic() + 10
+    while fs.exists(path) and fs.pids(path) and time.monotonic() < deadline:
+        for pid in fs.pids(path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        time.sleep(0.1)
+    with contextlib.suppress(Exception):
+        fs.remove(path)

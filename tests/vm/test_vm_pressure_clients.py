@@ -4,14 +4,12 @@ it trims leaves no limit behind (it never sets one: trims are memory.reclaim wri
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,23 +32,6 @@ for i in range(0, len(m), 4096):
 print("READY", flush=True)
 sys.stdin.read()
 """
-
-
-@pytest.fixture
-def cgroup(request: pytest.FixtureRequest) -> Iterator[str]:
-    fs = CgroupFS()
-    path = f"tierctl-clients-{os.getpid()}-{request.node.name[-12:]}"
-    fs.create(path)
-    fs.enable_controllers(path, ("memory",))
-    yield path
-    deadline = time.monotonic() + 10
-    while fs.exists(path) and fs.pids(path) and time.monotonic() < deadline:
-        for pid in fs.pids(path):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        time.sleep(0.1)
-    with contextlib.suppress(Exception):
-        fs.remove(path)
 
 
 def _hog(cgroup: str, mib: int) -> subprocess.Popen[str]:
@@ -100,7 +81,8 @@ def _above(sock: Path) -> int:
     return max(0, int(st["target_ratio"] * m["total"]) - m["used"]) + 192 * MiB
 
 
-def test_a_subscribed_client_is_notified_and_sheds(tmp_path: Path, cgroup: str) -> None:
+def test_a_subscribed_client_is_notified_and_sheds(tmp_path: Path, memory_cgroup: str) -> None:
+    cgroup = memory_cgroup
     daemon, sock = _daemon(tmp_path, cgroup, 'trim = false\nnotify = true\ngrace_s = 30\nkill = "never"')
     client = hog = None
     try:
@@ -125,7 +107,8 @@ def test_a_subscribed_client_is_notified_and_sheds(tmp_path: Path, cgroup: str) 
     assert daemon.returncode == 0, err
 
 
-def test_a_daemon_killed_mid_trim_leaves_no_limit_behind(tmp_path: Path, cgroup: str) -> None:
+def test_a_daemon_killed_mid_trim_leaves_no_limit_behind(tmp_path: Path, memory_cgroup: str) -> None:
+    cgroup = memory_cgroup
     fs = CgroupFS()
     before = {f: (fs.memory_root / cgroup / f).read_text() for f in LIMITS}
     daemon, sock = _daemon(tmp_path, cgroup, 'trim = true\ntrim_rate_mbps = 16\nkill = "never"')

@@ -5,14 +5,12 @@ no kill policy) lives on. No memory.max or memory.high is set by anyone."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,24 +37,8 @@ while True:
 """
 
 
-@pytest.fixture
-def cgroup() -> Iterator[str]:
-    fs = CgroupFS()
-    path = f"tierctl-runaway-{os.getpid()}"
-    fs.create(path)
-    fs.enable_controllers(path, ("memory",))
-    yield path
-    deadline = time.monotonic() + 10
-    while fs.exists(path) and fs.pids(path) and time.monotonic() < deadline:
-        for pid in fs.pids(path):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        time.sleep(0.1)
-    with contextlib.suppress(Exception):
-        fs.remove(path)
-
-
-def test_a_runaway_is_killed_by_the_ladder_before_the_oom_killer(tmp_path: Path, cgroup: str) -> None:
+def test_a_runaway_is_killed_by_the_ladder_before_the_oom_killer(tmp_path: Path, memory_cgroup: str) -> None:
+    cgroup = memory_cgroup
     fs, procs = CgroupFS(), ProcFS()
     m = procs.meminfo()
     target = 60  # percent: reached long before the guest runs out of memory
