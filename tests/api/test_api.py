@@ -437,6 +437,39 @@ def test_socket_group_is_used_when_it_exists(fake: FakeService, sockdir: Path) -
         assert path.exists()  # a missing group is not an error
 
 
+def test_the_socket_path_appears_only_once_it_accepts(
+    fake: FakeService, sockdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client polling for the path (systemd, scripts, the guest tests) must never see a socket that
+    refuses: the guest's slow group lookup once held that window open between bind and listen."""
+    path = sockdir / "w.sock"
+    seen: list[bool] = []
+
+    def slow_chgrp(self: ApiServer, bound: Path) -> None:
+        seen.append(path.exists())
+        assert stat.S_ISSOCK(bound.lstat().st_mode) and bound != path
+        time.sleep(0.05)
+
+    monkeypatch.setattr(ApiServer, "_chgrp", slow_chgrp)
+    with ApiServer(fake, path, limits=FAST), ApiClient(path) as c:
+        assert c.call("status")
+        assert sorted(p.name for p in sockdir.iterdir()) == ["w.sock"]  # no temporary name left
+    assert seen == [False]
+    assert not path.exists()
+
+
+def test_a_failed_listen_leaves_no_socket_file(
+    fake: FakeService, sockdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: ApiServer, bound: Path) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(ApiServer, "_chgrp", refuse)
+    with pytest.raises(UnavailableError, match="cannot listen: Operation not permitted"):
+        ApiServer(fake, sockdir / "f.sock").start()
+    assert list(sockdir.iterdir()) == []
+
+
 def test_stale_socket_is_replaced_live_one_is_not(fake: FakeService, sockdir: Path) -> None:
     path = sockdir / "s.sock"
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -62,14 +62,20 @@ def _daemon(tmp_path: Path, cgroup: str, pressure: str) -> tuple[subprocess.Pope
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while not sock.exists() and time.monotonic() < deadline:
+    while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert sock.exists(), "the daemon did not start"
+    if proc.poll() is not None or not sock.exists():
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"the daemon did not start (exit {proc.returncode}):\n{err[-4000:]}")
     return proc, sock
 
 
-def _above(sock: Path) -> int:
+def _above(daemon: subprocess.Popen[str], sock: Path) -> int:
     """Bytes the hog has to hold so that the machine goes above the daemon's target."""
+    if daemon.poll() is not None:
+        _, err = daemon.communicate()
+        raise AssertionError(f"the daemon exited ({daemon.returncode}):\n{err[-4000:]}")
     with ApiClient(sock) as c:
         st = c.call("pressure")
     deadline = time.monotonic() + 10
@@ -92,7 +98,7 @@ def test_a_subscribed_client_is_notified_and_sheds(tmp_path: Path, memory_cgroup
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         time.sleep(1.0)  # subscribed ("from now on")
-        hog = _hog(cgroup, _above(sock) // MiB)
+        hog = _hog(cgroup, _above(daemon, sock) // MiB)
         out, _ = client.communicate(timeout=60)
         assert client.returncode == 0
         assert out.startswith("shedding ") and " bytes before " in out, out
@@ -114,7 +120,7 @@ def test_a_daemon_killed_mid_trim_leaves_no_limit_behind(tmp_path: Path, memory_
     daemon, sock = _daemon(tmp_path, cgroup, 'trim = true\ntrim_rate_mbps = 16\nkill = "never"')
     hog = None
     try:
-        hog = _hog(cgroup, _above(sock) // MiB)
+        hog = _hog(cgroup, _above(daemon, sock) // MiB)
         deadline, trims = time.monotonic() + 60, []
         while not trims and time.monotonic() < deadline:
             time.sleep(0.5)

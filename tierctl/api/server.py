@@ -177,21 +177,35 @@ class ApiServer:
                 f"cannot create the socket directory: {e.strerror or e}", str(path.parent)
             ) from None
         self._remove_stale(path)
+        # bound under a temporary name, given its mode and group, listening, and only then renamed into
+        # place: a client that sees the path can connect (no window where it exists but refuses)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        if len(os.fsencode(tmp)) > _SUN_PATH_MAX:
+            tmp = path.with_name(f".t{os.getpid()}")
+        if len(os.fsencode(tmp)) > _SUN_PATH_MAX:
+            tmp = path  # no room for a temporary name: bind in place (not listening yet = refused)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bound: Path | None = None
         try:
-            sock.bind(str(path))
-            # not listening yet, so nobody can connect before mode and group are right
-            os.chmod(path, SOCKET_MODE)
-            self._chgrp(path)
-            st = path.stat()
-            self._inode = (st.st_dev, st.st_ino)
+            if tmp != path:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()  # left by a daemon of the same pid that died between bind and rename
+            sock.bind(str(tmp))
+            bound = tmp
+            os.chmod(tmp, SOCKET_MODE)
+            self._chgrp(tmp)
             sock.listen(socket.SOMAXCONN)  # bursts wait in the backlog, not in EAGAIN at the client
             sock.setblocking(False)
+            st = tmp.stat()
+            if tmp != path:
+                os.rename(tmp, path)
+                bound = path
+            self._inode = (st.st_dev, st.st_ino)
         except OSError as e:
             sock.close()
-            with contextlib.suppress(OSError):
-                if self._inode is not None:
-                    path.unlink()
+            if bound is not None:
+                with contextlib.suppress(OSError):
+                    bound.unlink()
             raise UnavailableError(f"cannot listen: {e.strerror or e}", str(path)) from None
         self._stopping.clear()
         self._listener = sock
