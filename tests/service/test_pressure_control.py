@@ -14,7 +14,14 @@ from tierctl.core.workingset import ProbeLimits
 from tierctl.errors import InputError
 from tierctl.profiles.schema import PressurePolicy
 from tierctl.samplers.stall import CgroupStall, OomVictim, StallReport
-from tierctl.service.pressure import CgroupFacts, PressureConfig, PressureControl, ProcessHooks, never_killed
+from tierctl.service.pressure import (
+    CgroupFacts,
+    PressureConfig,
+    PressureControl,
+    ProcessHooks,
+    PsiFigures,
+    never_killed,
+)
 
 GIB, MIB = 1 << 30, 1 << 20
 TOTAL = 16 * GIB
@@ -29,6 +36,9 @@ class FakeKernel:
 
     def machine(self) -> Machine:
         return Machine(TOTAL, TOTAL - self.other - sum(self.charges.values()))
+
+    def machine_psi(self) -> PsiFigures | None:
+        return None
 
     def cgroup(self, path: str) -> CgroupFacts:
         return CgroupFacts(self.charges[path], psi_some=0.0, refaults=0)

@@ -33,6 +33,9 @@ class FakeIO:
         used = sum(self.charges.values()) + GIB // 2
         return Machine(16 * GIB, 16 * GIB - used)
 
+    def machine_psi(self) -> None:
+        return None
+
     def cgroup(self, path: str) -> CgroupFacts:
         return CgroupFacts(self.charges[path], 0.0, 0)
 

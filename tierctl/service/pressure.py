@@ -23,9 +23,29 @@ from tierctl.core.ladder import Action, Ladder, Limits, Machine, Workload
 from tierctl.core.workingset import ProbeLimits, Signals, WorkingSetProbe
 from tierctl.errors import InputError, TierctlError, UnavailableError
 from tierctl.profiles.schema import PressurePolicy
+from tierctl.service.pressure_view import PsiHistory
 
 MODES = ("off", "dry-run", "on")
 HOOK_TIMEOUT_S = 10.0  # a prekill hook gets this long before the kill goes ahead
+
+
+@dataclass(frozen=True)
+class PsiFigures:
+    """Memory PSI of the machine or a cgroup: % of wall time stalled (avg10) and the totals (µs).
+    ``full`` is None where the kernel has no such line."""
+
+    some_avg10: float
+    some_total_us: int
+    full_avg10: float | None = None
+    full_total_us: int | None = None
+
+    def to_json(self) -> dict[str, float | int | None]:
+        return {
+            "some_avg10": self.some_avg10,
+            "full_avg10": self.full_avg10,
+            "some_total_us": self.some_total_us,
+            "full_total_us": self.full_total_us,
+        }
 
 
 @dataclass(frozen=True)
@@ -33,10 +53,19 @@ class CgroupFacts:
     current: int  # bytes charged (memory.current)
     psi_some: float  # % avg10 of memory.pressure "some"
     refaults: int  # workingset refaults so far (anon + file), a counter
+    # for the front ends (tierctl pressure, the TUI, metrics); the ladder decides on the three above
+    psi: PsiFigures | None = None
+    kinds: Mapping[str, int | None] = field(default_factory=dict)  # anon, file, shmem, kernel, ... bytes
+    nodes: Mapping[str, int] = field(default_factory=dict)  # node number -> bytes
+    events: Mapping[str, int | None] = field(default_factory=dict)  # memory.events counters
 
 
 class Facts(Protocol):
     def machine(self) -> Machine: ...
+
+    def machine_psi(self) -> PsiFigures | None:
+        """The system's memory PSI; None where the kernel has none."""
+        ...
 
     def cgroup(self, path: str) -> CgroupFacts: ...
 
@@ -118,6 +147,10 @@ class PressureControl:
         self.last: list[Action] = []
         self.counts: dict[str, int] = {"trim": 0, "notify": 0, "kill": 0}  # actions taken (not dry-run)
         self.machine: Machine | None = None
+        self.machine_psi: PsiFigures | None = None
+        self.facts_last: dict[str, CgroupFacts] = {}  # path -> its facts as of the last cycle
+        self.policies: Mapping[str, PressurePolicy] = {}  # path -> policy, as of the last cycle
+        self.history = PsiHistory()
 
     def cycle(
         self,
@@ -132,6 +165,11 @@ class PressureControl:
         if self.cfg.mode == "off":
             return []
         machine = self.machine = self.facts.machine()
+        try:
+            self.machine_psi = self.facts.machine_psi()
+        except TierctlError:
+            self.machine_psi = None
+        self.policies = dict(policies)
         self._stalls(machine, policies)
         probing = machine.used >= self.cfg.probe_above * machine.total
         facts: dict[str, CgroupFacts] = {}
@@ -143,6 +181,8 @@ class PressureControl:
             self._judge_trims(path, facts[path].current)
             probe = self._probe(path, pol, machine.total)
             self._probe_step(now, path, facts[path], probe, pol, probing)
+        self.facts_last = facts
+        self.history.record(self.machine_psi, facts)
         for gone in self.probes.keys() - policies.keys():
             del self.probes[gone]
             self._refaults.pop(gone, None)

@@ -1,18 +1,35 @@
 """The pressure ladder's facts and actuators on the running kernel, through tierctl/kernel adapters:
-/proc/meminfo for the machine; per cgroup memory.current, the memory.pressure ``some`` avg10 and the
-workingset refault counters; memory.reclaim and cgroup.kill to act."""
+/proc/meminfo and /proc/pressure/memory for the machine; per cgroup memory.current, memory.pressure,
+memory.stat (by kind, workingset refaults), memory.numa_stat and memory.events; memory.reclaim and
+cgroup.kill to act."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from tierctl.core.ladder import Machine
 from tierctl.errors import TierctlError
-from tierctl.kernel.cgroupfs import CgroupFS, CgroupTree, ReclaimIncompleteError
+from tierctl.kernel.cgroupfs import CgroupFS, CgroupTree, Pressure, ReclaimIncompleteError
 from tierctl.kernel.memstat import MemStat
 from tierctl.kernel.procfs import ProcFS
 from tierctl.samplers.base import Targets
-from tierctl.service.pressure import CgroupFacts
+from tierctl.service.pressure import CgroupFacts, PsiFigures
+
+KINDS = ("anon", "file", "shmem", "kernel", "sock", "swap", "zswap", "dirty", "writeback")
+EVENTS = ("low", "high", "max", "oom", "oom_kill")
+
+
+def _psi(p: Pressure) -> PsiFigures | None:
+    if p.some is None:
+        return None
+    return PsiFigures(
+        some_avg10=p.some.avg10,
+        some_total_us=p.some.total_us,
+        full_avg10=None if p.full is None else p.full.avg10,
+        full_total_us=None if p.full is None else p.full.total_us,
+    )
+
 
 if TYPE_CHECKING:
     from tierctl.samplers.stall_fallback import StallChain
@@ -29,16 +46,40 @@ class KernelPressureIO:
         m = self.procs.meminfo()
         return Machine(total=m.total, available=m.available)
 
+    def machine_psi(self) -> PsiFigures | None:
+        return _psi(self.cgroups.pressure(""))
+
     def cgroup(self, path: str) -> CgroupFacts:
+        """The ladder's three figures (memory.current, PSI some avg10, refaults: a missing one is an
+        error or 0) and, for the front ends, what a kernel or layout may lack (left empty then)."""
         rel = path.strip("/")
         current = self.cgroups.memory_current(rel)
-        some = self.cgroups.pressure(rel).some
+        pressure = self.cgroups.pressure(rel)
+        kinds: dict[str, int | None] = {}
+        refaults = 0  # a kernel without the counters: PSI alone tells the probe
         try:
-            refaults = self.stat.memory_by_kind(rel).refaults or 0
+            k = self.stat.memory_by_kind(rel)
         except TierctlError:
-            refaults = 0  # a kernel without the counters: PSI alone tells the probe
+            pass
+        else:
+            refaults = k.refaults or 0
+            kinds = {n: getattr(k, n) for n in KINDS}
+        nodes: dict[str, int] = {}
+        with contextlib.suppress(TierctlError):
+            for node, by in self.stat.memory_by_node(rel).items():
+                nodes[str(node)] = by["total"] if "total" in by else by.get("anon", 0) + by.get("file", 0)
+        events: dict[str, int | None] = {}
+        with contextlib.suppress(TierctlError):
+            e = self.stat.memory_events(rel)
+            events = {n: getattr(e, n) for n in EVENTS}
         return CgroupFacts(
-            current=current, psi_some=some.avg10 if some is not None else 0.0, refaults=refaults
+            current=current,
+            psi_some=pressure.some.avg10 if pressure.some is not None else 0.0,
+            refaults=refaults,
+            psi=_psi(pressure),
+            kinds=kinds,
+            nodes=nodes,
+            events=events,
         )
 
     def reclaim(self, path: str, nbytes: int) -> bool:

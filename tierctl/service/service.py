@@ -28,7 +28,7 @@ from tierctl.errors import InputError, TierctlError
 from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.profiles import ProfileSet, Workload, load_profiles
 from tierctl.profiles.schema import PressurePolicy
-from tierctl.service import analytics
+from tierctl.service import analytics, pressure_view
 from tierctl.service.contract import API_VERSION
 from tierctl.service.events import EventLog
 from tierctl.service.kernel_loop import LoopConfig
@@ -293,32 +293,13 @@ class Service:
         }
 
     def pressure_status(self) -> dict[str, Any]:
-        """The memory-pressure ladder: the machine, its target, the episode, per cgroup the charge
-        and working-set estimate, and the last actions."""
+        """The memory-pressure ladder: the machine, its target, the episode, per cgroup its charge,
+        memory by kind and node, PSI, working-set estimate and state, and the last actions."""
         pc = self.pressure
         if pc is None:
             why = "off" if self.cfg.pressure == "off" else f"unavailable on the {self.platform.name} platform"
             return {"mode": self.cfg.pressure, "active": False, "reason": why}
-        m = pc.machine
-        st = pc.ladder.state
-        return {
-            "mode": pc.cfg.mode,
-            "active": True,
-            "target_ratio": pc.cfg.limits.target_ratio,
-            "machine": None if m is None else {"total": m.total, "used": m.used, "available": m.available},
-            "above_since": st.above_since,
-            "notified": {p: {"deadline": d, "bytes": n} for p, (d, n) in st.notified.items()},
-            "working_sets": {
-                p: {"estimate": probe.estimate, "ended": probe.ended}
-                for p, probe in sorted(pc.probes.items())
-            },
-            "last_actions": [
-                {"kind": a.kind, "cgroup": a.path, "bytes": a.nbytes, "reason": a.reason} for a in pc.last
-            ],
-            "actions": dict(pc.counts),
-            "oom_kills": pc.oom_kills,  # by the kernel's OOM killer, as the stall source saw them
-            "stall_ms": dict(sorted(pc.stall_ms.items())),  # reclaim stall per cgroup, last cycle
-        }
+        return pressure_view.status(pc)
 
     def tracked_pages(self) -> int:
         """Pages of the managed processes present in RAM, as of the last cycle."""
