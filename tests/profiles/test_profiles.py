@@ -191,7 +191,8 @@ def test_unknown_key_with_close_match_hint(tmp_path: Path) -> None:
 def test_unknown_key_without_close_match_lists_the_known_ones(tmp_path: Path) -> None:
     assert problems_of(tmp_path, 'zzz = 1\n[[match]]\nunit = "x.service"\nwhatever = 2\n') == [
         "p.toml:1: zzz: unknown key 'zzz' (known: name, description, priority, match, placement, pressure)",
-        "p.toml:4: match[0].whatever: unknown key 'whatever' (known: cgroup, unit, comm, user)",
+        "p.toml:4: match[0].whatever: unknown key 'whatever' "
+        "(known: cgroup, unit, comm, user, namespace, pod_label, qos)",
     ]
 
 
@@ -260,7 +261,8 @@ def test_bad_cgroup_glob_and_empty_match_table(tmp_path: Path) -> None:
     assert problems_of(tmp_path, text) == [
         "p.toml:2: match[0].cgroup: must start with '/' or '*' (a path below the cgroup root, "
         "as in /proc/PID/cgroup), got 'system.slice/x'",
-        "p.toml:4: match[1]: empty match table (give one of cgroup, unit, comm, user; "
+        "p.toml:4: match[1]: empty match table (give one of cgroup, unit, comm, user, namespace, "
+        "pod_label, qos; "
         "no [[match]] at all = catch-all)",
     ]
 

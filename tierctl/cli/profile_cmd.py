@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.errors import InputError
+from tierctl.kernel import kubelet
+from tierctl.kernel.kubelet import QOS_CLASSES
 from tierctl.profiles import (
     INSTALLED_PROFILES,
+    Pod,
     ProfileError,
     ProfileSet,
     Workload,
@@ -62,9 +65,44 @@ def register(sub: Any) -> None:
     )
     m.add_argument("--comm", metavar="NAME", help="process name")
     m.add_argument("--user", metavar="U", help="user name or uid")
+    m.add_argument(
+        "--namespace", metavar="NS", help="the pod's namespace (a pod's UID and QoS class come from --cgroup)"
+    )
+    m.add_argument(
+        "--pod-label",
+        type=label_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one of the pod's labels (repeatable)",
+    )
+    m.add_argument("--qos", choices=QOS_CLASSES, help="the pod's QoS class (default: from --cgroup)")
     _profiles_option(m)
     m.add_argument("--json", action="store_true", help="print JSON instead of text")
     m.set_defaults(func=run_match)
+
+
+def label_arg(text: str) -> tuple[str, str]:
+    """``--pod-label KEY=VALUE``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _pod(args: argparse.Namespace) -> Pod | None:
+    """The pod the flags describe: UID, QoS class and container from a kubelet cgroup path, namespace,
+    labels (and a QoS class) from the flags; None for a cgroup that is not a pod's and no pod flag."""
+    found = kubelet.parse(args.cgroup)
+    if found is None and args.namespace is None and not args.pod_label and args.qos is None:
+        return None
+    return Pod(
+        uid=found.uid if found else "-",
+        qos=args.qos or (found.qos if found else None),
+        container=found.container if found else None,
+        namespace=args.namespace,
+        labels=tuple(sorted(dict(args.pod_label).items())) if args.pod_label else None,
+    )
 
 
 def _profiles_option(p: argparse.ArgumentParser, *, append: bool = False) -> None:
@@ -151,12 +189,18 @@ def run_match(args: argparse.Namespace) -> int:
     user: str | int | None = args.user
     if isinstance(user, str) and user.isdigit():
         user = int(user)
-    workload = Workload(cgroup=args.cgroup, comm=args.comm, user=user)
+    pod = _pod(args)
+    workload = Workload(cgroup=args.cgroup, comm=args.comm, user=user, pod=pod)
     result = profiles.match(workload)
     if result is None:  # only possible without a catch-all, which load_profiles rejects
         raise InputError("no profile matches", args.cgroup)
     if args.json:
-        out = {"workload": {"cgroup": workload.path, "unit": workload.unit, "comm": args.comm, "user": user}}
+        out: dict[str, Any] = {
+            "workload": {"cgroup": workload.path, "unit": workload.unit, "comm": args.comm, "user": user}
+        }
+        if pod is not None:
+            labels = None if pod.labels is None else dict(pod.labels)
+            out["workload"]["pod"] = {**pod.to_json(), "labels": labels}
         out.update(result.to_json())
         print(json.dumps(out, indent=2))
     else:

@@ -2,7 +2,8 @@
 
 ``load_profiles(paths)`` gives a ``ProfileSet`` (match order: priority, then file name) or raises one
 ``ProfileError`` with every problem of every file; ``ProfileSet.match(Workload(...))`` says which
-profile applies and why.  Format and rules: docs/profiles.md.
+profile applies and why (a ``Workload`` may carry the ``Pod`` its cgroup belongs to: docs/pods.md).
+Format and rules: docs/profiles.md.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from tierctl import data
 from tierctl.profiles.loader import check_profiles, load_profiles, parse_profile
-from tierctl.profiles.match import MatchResult, ProfileSet, Workload, unit_of
+from tierctl.profiles.match import MatchResult, Pod, ProfileSet, Workload, unit_of
 from tierctl.profiles.schema import MatchRule, Placement, Profile, ProfileError, ProfileProblem
 
 INSTALLED_PROFILES = Path("/etc/tierctl/profiles")
@@ -30,6 +31,7 @@ __all__ = [
     "MatchResult",
     "MatchRule",
     "Placement",
+    "Pod",
     "Profile",
     "ProfileError",
     "ProfileProblem",

@@ -27,12 +27,12 @@ from typing import Any
 from tierctl import values
 from tierctl.profiles.filecheck import Bad, FileCheck, KeyPath, got, hint
 from tierctl.profiles.match import ProfileSet
+from tierctl.profiles.match_check import match_rules
 from tierctl.profiles.pressure_check import check_pressure
 from tierctl.profiles.schema import (
     DEFAULT_HYSTERESIS,
     PINS,
     THP_MODES,
-    MatchRule,
     Placement,
     PressurePolicy,
     Profile,
@@ -43,7 +43,6 @@ from tierctl.profiles.schema import (
 from tierctl.samplers.registry import SAMPLERS
 
 TOP_KEYS = ("name", "description", "priority", "match", "placement", "pressure")
-MATCH_KEYS = ("cgroup", "unit", "comm", "user")
 PLACEMENT_KEYS = (
     "fast_min",
     "fast_max",
@@ -90,6 +89,15 @@ def _split_key(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def _in_array(path: KeyPath, aot_count: dict[KeyPath, int]) -> KeyPath:
+    """``[match.pod_label]`` after ``[[match]]`` is a table of the latest ``match`` table:
+    ``("match", n, "pod_label")``."""
+    for k in range(len(path) - 1, 0, -1):
+        if (n := aot_count.get(path[:k])) is not None:
+            return (*path[:k], n - 1, *path[k:])
+    return path
+
+
 def key_lines(text: str) -> dict[KeyPath, int]:
     """Line (1-based) of every table header and ``key =`` line, by key path; ``[[t]]`` tables are
     numbered (``("match", 0)``, ``("match", 1)`` ...).  Skips comments and multi-line strings."""
@@ -112,7 +120,7 @@ def key_lines(text: str) -> dict[KeyPath, int]:
             table = (*path, idx)
             lines.setdefault(table, no)
         elif m := _TABLE_RE.match(line):
-            table = _split_key(m.group(1))
+            table = _in_array(_split_key(m.group(1)), aot_count)
             lines.setdefault(table, no)
         elif m := _ASSIGN_RE.match(line):
             lines.setdefault((*table, *_split_key(m.group(1))), no)
@@ -143,79 +151,6 @@ class _Parsed:
     catch_all: bool | None  # None: the file could not be read or parsed
     problems: list[ProfileProblem]
     lines: dict[KeyPath, int] = field(default_factory=dict)
-
-
-def _comm(fc: FileCheck, value: Any, path: KeyPath) -> re.Pattern[str]:
-    src = fc.string(value, path)
-    try:
-        return re.compile(src)
-    except re.error as e:
-        raise fc.bad(path, f"invalid regex {src!r}: {e}") from None
-
-
-def _user(fc: FileCheck, value: Any, path: KeyPath) -> str | int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise fc.bad(path, f"expected a user name or a uid, got {got(value)}")
-    if isinstance(value, int) and not 0 <= value < 2**32 - 1:
-        raise fc.bad(path, f"a uid must be within 0..4294967294, got {value}")
-    if isinstance(value, str) and not value.strip():
-        raise fc.bad(path, "must not be empty")
-    return value
-
-
-def _cgroup_glob(fc: FileCheck, value: Any, path: KeyPath) -> str:
-    glob = fc.string(value, path)
-    if not glob.startswith(("/", "*")):
-        raise fc.bad(
-            path,
-            "must start with '/' or '*' (a path below the cgroup root, as in /proc/PID/cgroup), "
-            f"got {glob!r}",
-        )
-    return glob
-
-
-def _match_rules(fc: FileCheck, value: Any) -> tuple[MatchRule, ...]:
-    path: KeyPath = ("match",)
-    if isinstance(value, dict):
-        raise fc.bad(path, "expected an array of tables ([[match]]), got a table ([match])")
-    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise fc.bad(path, f"expected an array of tables ([[match]]), got {got(value)}")
-    if not value:
-        raise fc.bad(path, "an empty match list matches nothing; leave 'match' out for a catch-all")
-    rules: list[MatchRule] = []
-    failed = False
-    for i, table in enumerate(value):
-        tp: KeyPath = ("match", i)
-        n_before = len(fc.problems)
-        fc.unknown_keys(table, MATCH_KEYS, tp)
-        if not table:
-            known = ", ".join(MATCH_KEYS)
-            fc.add(tp, f"empty match table (give one of {known}; no [[match]] at all = catch-all)")
-        fields: dict[str, Any] = {}
-        for key, check in (
-            ("cgroup", lambda v, p: _cgroup_glob(fc, v, p)),
-            ("unit", fc.string),
-            ("comm", lambda v, p: _comm(fc, v, p)),
-            ("user", lambda v, p: _user(fc, v, p)),
-        ):
-            with contextlib.suppress(Bad):
-                fields[key] = fc.get(table, key, tp, check, None)
-        if len(fc.problems) != n_before:
-            failed = True
-            continue
-        comm_re = fields.pop("comm")
-        rules.append(
-            MatchRule(
-                index=i,
-                line=fc.line(tp),
-                comm=None if comm_re is None else comm_re.pattern,
-                comm_re=comm_re,
-                **fields,
-            )
-        )
-    if failed:
-        raise Bad()
-    return tuple(rules)
 
 
 def _samplers(fc: FileCheck, value: Any, path: KeyPath) -> tuple[str, ...]:
@@ -339,7 +274,7 @@ def parse_profile(file: str, text: str) -> _Parsed:
     for key, check, default in (
         ("description", lambda v, p: fc.string(v, p, empty_ok=True), ""),
         ("priority", fc.integer, 0),
-        ("match", lambda v, p: _match_rules(fc, v), ()),
+        ("match", lambda v, p: match_rules(fc, v), ()),
         ("placement", lambda v, p: _placement(fc, v), Placement()),
         ("pressure", lambda v, p: check_pressure(fc, v), PressurePolicy()),
     ):

@@ -7,10 +7,14 @@ workload); a table matches when ALL of its fields match:
   ``*`` also matches ``/``;
 - ``unit``: fnmatch glob on the systemd unit, the path's last ``*.service`` / ``*.scope`` component;
 - ``comm``: regex matched against the WHOLE process name (``re.fullmatch``; the kernel keeps 15 chars);
-- ``user``: a user name or a uid; a name and a uid are compared through the password database.
+- ``user``: a user name or a uid; a name and a uid are compared through the password database;
+- ``namespace``: fnmatch glob on the pod's namespace;
+- ``pod_label``: label -> fnmatch glob on its value; the pod must have every label, each matching;
+- ``qos``: the pod's QoS class (``guaranteed``, ``burstable``, ``besteffort``).
 
-A field the workload does not have (no process name for a bare cgroup, a cgroup outside any unit)
-does not match.
+A field the workload does not have (no process name for a bare cgroup, a cgroup outside any unit, a
+pod whose namespace and labels are unknown without the API server) does not match; a rule with a pod
+field never matches a cgroup that is not a pod's (docs/pods.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from types import MappingProxyType
+from typing import Any
 
 from tierctl.profiles.schema import MatchRule, Profile
 
@@ -39,12 +44,41 @@ def unit_of(cgroup: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Pod:
+    """What is known of the Kubernetes pod a cgroup belongs to: UID, QoS class and container from the
+    kubelet's cgroup names (``tierctl.kernel.kubelet``); namespace, name and labels only from the API
+    server (``tierctl.k8s``), None while unknown."""
+
+    uid: str
+    qos: str | None = None  # guaranteed, burstable, besteffort
+    container: str | None = None  # the container runtime's id; None for the pod's own cgroup
+    namespace: str | None = None
+    name: str | None = None
+    labels: tuple[tuple[str, str], ...] | None = None  # sorted (key, value); None: unknown
+
+    def label(self, key: str) -> str | None:
+        return None if self.labels is None else dict(self.labels).get(key)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``"pod"`` of a ``Service.cgroups()`` row (service/contract.py)."""
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+            "qos": self.qos,
+            "container": self.container,
+        }
+
+
+@dataclass(frozen=True)
 class Workload:
-    """What the matcher knows about a workload (a cgroup, optionally one of its processes)."""
+    """What the matcher knows about a workload (a cgroup, optionally one of its processes, and the pod
+    it belongs to, if any)."""
 
     cgroup: str
     comm: str | None = None
     user: str | int | None = None  # user name or uid
+    pod: Pod | None = None
 
     @property
     def path(self) -> str:
@@ -97,6 +131,32 @@ def rule_reasons(rule: MatchRule, w: Workload) -> list[str] | None:
         if not user_matches(rule.user, w.user):
             return None
         why.append(f"user {w.user!r} is {rule.user!r}")
+    if rule.has_pod_fields:
+        pod_why = pod_reasons(rule, w.pod)
+        if pod_why is None:
+            return None
+        why += pod_why
+    return why
+
+
+def pod_reasons(rule: MatchRule, pod: Pod | None) -> list[str] | None:
+    """Why the pod fields of ``rule`` match ``pod`` (None: they do not, or there is no pod)."""
+    if pod is None:
+        return None
+    why: list[str] = []
+    if rule.namespace is not None:
+        if pod.namespace is None or not fnmatch.fnmatchcase(pod.namespace, rule.namespace):
+            return None
+        why.append(f"namespace {pod.namespace!r} matches {rule.namespace!r}")
+    for key, glob in rule.pod_label or ():
+        value = pod.label(key)
+        if value is None or not fnmatch.fnmatchcase(value, glob):
+            return None
+        why.append(f"pod label {key}={value!r} matches {glob!r}")
+    if rule.qos is not None:
+        if pod.qos != rule.qos:
+            return None
+        why.append(f"qos {pod.qos!r} is {rule.qos!r}")
     return why
 
 

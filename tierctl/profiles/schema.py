@@ -15,6 +15,7 @@ from typing import Any, Literal
 from tierctl import values
 from tierctl.core.policy import Quota, amount_to_pages
 from tierctl.errors import InputError
+from tierctl.kernel.kubelet import QosClass
 
 Amount = int | float | str  # bytes (int, "512M", "2G") or a share of the fast tier ("30%", 0.3)
 Pin = Literal["fast", "slow", "auto"]
@@ -59,21 +60,34 @@ class MatchRule:
     unit: str | None = None  # fnmatch glob on the systemd unit ("postgresql@*.service")
     comm: str | None = None  # regex source, matched against the whole process name
     user: str | int | None = None  # user name or uid
+    namespace: str | None = None  # fnmatch glob on the pod's namespace
+    pod_label: tuple[tuple[str, str], ...] | None = None  # (label, fnmatch glob on its value), all must match
+    qos: QosClass | None = None  # the pod's QoS class
     comm_re: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def has_pod_fields(self) -> bool:
+        """A rule with a pod field matches pods only."""
+        return self.namespace is not None or self.pod_label is not None or self.qos is not None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "line": self.line}
-        for k in ("cgroup", "unit", "comm", "user"):
+        for k in ("cgroup", "unit", "comm", "user", "namespace", "qos"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
+        if self.pod_label is not None:
+            out["pod_label"] = dict(self.pod_label)
         return out
 
     def describe(self) -> str:
         parts = [
             f"{k}={getattr(self, k)!r}"
-            for k in ("cgroup", "unit", "comm", "user")
+            for k in ("cgroup", "unit", "comm", "user", "namespace")
             if getattr(self, k) is not None
         ]
+        parts += [f"pod_label.{k}={v!r}" for k, v in self.pod_label or ()]
+        if self.qos is not None:
+            parts.append(f"qos={self.qos!r}")
         return " and ".join(parts)
 
 
