@@ -353,8 +353,8 @@ def test_snapshot_from_service_maps_the_contract():
     assert (s.version, s.state, s.cycles, s.tracked_pages) == ("0.1.0", "dry-run", 9, 77)
     assert (s.promoted_pages, s.demoted_pages, dict(s.outcomes)) == (5, 2, {"moved": 7, "dry_run": 3})
     assert s.samplers == (
-        m.SamplerSample("bpf-fault", True, 10, 1, 2.0, 0.5),
-        m.SamplerSample("damon", False, 0, 0, 0.0, 0.0),
+        m.SamplerSample("bpf-fault", True, 10, 1, 2.0, 0.5, "running"),
+        m.SamplerSample("damon", False, 0, 0, 0.0, 0.0, "unavailable"),
     )
     assert s.cycle_seconds == ct.snapshot()
     a, b, c = s.cgroups
@@ -410,7 +410,7 @@ def test_snapshot_from_service_falls_back_to_the_loop_counters():
     svc.loop = types.SimpleNamespace(controller=types.SimpleNamespace(totals=totals), chain=chain)
     s = m.snapshot_from_service(svc)
     assert dict(s.outcomes) == {"moved": 4, "gone": 1}
-    assert s.samplers == (m.SamplerSample("bpf-fault", True, 12, 2, 0.5, 0.25),)
+    assert s.samplers == (m.SamplerSample("bpf-fault", True, 12, 2, 0.5, 0.25, "running"),)
     assert s.cgroups[0].pin == "auto"
 
 

@@ -1,0 +1,192 @@
+"""The snapshot of a running Service: :func:`snapshot_from_service` (the mapping is in metrics.py)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tierctl.errors import TierctlError
+from tierctl.service.metrics_snapshot import (
+    CgroupSample,
+    CycleHistogram,
+    CycleTimes,
+    MetricsSnapshot,
+    PodInfo,
+    SamplerSample,
+)
+
+log = logging.getLogger("tierctl.service.metrics")
+
+# a line of KernelLoop.restored_at_start for a knob that could not be written back
+_FAILED_RESTORE = re.compile(r"^\S.*: failed ")
+
+
+def _num(x: Any, default: float = 0) -> Any:
+    return x if isinstance(x, int | float) and not isinstance(x, bool) else default
+
+
+def _pin(override: Any) -> str:
+    if isinstance(override, Mapping):
+        override = override.get("pin")
+    return str(override) if override else "auto"
+
+
+def _pod(d: Any) -> PodInfo | None:
+    """``cgroups()[i]["pod"]``: {"namespace", "name", "uid", "qos", "container"}; None when unknown."""
+    if not isinstance(d, Mapping) or not d.get("namespace") or not d.get("name"):
+        return None
+    container = d.get("container")
+    return PodInfo(
+        namespace=str(d["namespace"]),
+        name=str(d["name"]),
+        uid=str(d.get("uid") or ""),
+        qos=str(d.get("qos") or ""),
+        container=None if container is None else str(container),
+    )
+
+
+def _sampler(d: Mapping[str, Any], health: Mapping[str, Any]) -> SamplerSample:
+    h = d.get("health") or health.get(str(d.get("name")), {})
+    state = d.get("state", "")
+    state = str(getattr(state, "value", state))  # a samplers.chain.State enum, or its value
+    return SamplerSample(
+        name=str(d.get("name", "?")),
+        up=state == "running",
+        samples=int(_num(h.get("samples"))),
+        dropped=int(_num(h.get("dropped"))),
+        bpf_run_seconds=_num(h.get("bpf_run_ns")) / 1e9,
+        user_cpu_seconds=float(_num(h.get("cpu_seconds"))),
+        state=state,
+    )
+
+
+def _histogram(d: Any) -> CycleHistogram:
+    if not isinstance(d, Mapping):
+        return CycleHistogram()
+    return CycleHistogram(
+        tuple(float(b) for b in d["bounds"]), tuple(int(c) for c in d["counts"]), float(d["sum"])
+    )
+
+
+def _loop_counters(service: Any) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """Mover outcomes and sampler health from the Service's KernelLoop, for a status() without them."""
+    loop = getattr(service, "loop", None)
+    totals = getattr(getattr(loop, "controller", None), "totals", None)
+    outcomes = dict(getattr(totals, "outcomes", None) or {})
+    health: dict[str, dict[str, Any]] = {}
+    chain = getattr(loop, "chain", None)
+    if chain is not None and callable(getattr(chain, "status", None)):
+        for s in chain.status():
+            h = s.health
+            health[s.name] = {
+                "samples": h.samples,
+                "dropped": h.dropped,
+                "cpu_seconds": h.cpu_seconds,
+                "bpf_run_ns": h.bpf_run_ns,
+            }
+    return outcomes, health
+
+
+def loop_heat(service: Any) -> dict[str, tuple[float, float]]:
+    """Per cgroup path, the heat of its present pages in the fast and in the slow tier, from the loop's
+    latest memory state and heat model — the weights of ``est_fast_hit_ratio`` (``analytics.per_cgroup``:
+    the fast pages' share of the cgroup's heat), so hit ratios aggregate as a ratio of sums."""
+    loop = getattr(service, "loop", None)
+    view = getattr(loop, "view", None)
+    st = getattr(view, "last", None)
+    heat_model = getattr(getattr(loop, "controller", None), "heat", None)
+    if st is None or heat_model is None:
+        return {}
+    names = list(view.cgroups)
+    present = st.node >= 0
+    heat = np.asarray(heat_model.heat, dtype=np.float64)
+    if heat.shape[0] != present.shape[0]:  # the heat model has not caught up with a re-indexing
+        heat = np.zeros(present.shape[0])
+    fast = st.topology.fast_lut()[st.node + 1].astype(bool)
+    owner = st.cgroup.astype(np.int64)
+    ok = present & (owner >= 0) & (owner < len(names))
+    n = len(names)
+    fast_heat = np.bincount(owner[ok & fast], weights=heat[ok & fast], minlength=n)
+    slow_heat = np.bincount(owner[ok & ~fast], weights=heat[ok & ~fast], minlength=n)
+    pages = np.bincount(owner[ok], minlength=n)
+    return {names[i]: (float(fast_heat[i]), float(slow_heat[i])) for i in range(n) if pages[i]}
+
+
+def _knobs(service: Any) -> tuple[int, int | None, int]:
+    """(knobs set, knobs drifted or None when they could not be read, leftovers not restored)."""
+    loop = getattr(service, "loop", None)
+    leftovers = getattr(loop, "restored_at_start", None) or []
+    unrestored = sum(1 for line in leftovers if _FAILED_RESTORE.match(str(line)))
+    guard = getattr(loop, "guard", None)
+    if guard is None:
+        return 0, 0, unrestored
+    try:
+        drifted: int | None = len(guard.verify())
+    except TierctlError as e:
+        log.warning("metrics: cannot verify the kernel knobs: %s", e)
+        drifted = None
+    return len(guard.records), drifted, unrestored
+
+
+def _cgroup(c: Mapping[str, Any], heat: Mapping[str, tuple[float, float]]) -> CgroupSample:
+    path = str(c["path"])
+    fast_heat, slow_heat = heat.get(path, (None, None))
+    return CgroupSample(
+        path=path,
+        profile=None if c.get("profile") is None else str(c["profile"]),
+        pin=_pin(c.get("override")),
+        bytes_per_node={str(n): int(_num(b)) for n, b in (c.get("bytes_per_node") or {}).items()},
+        fast_bytes=int(_num(c.get("fast_bytes"))),
+        slow_bytes=int(_num(c.get("slow_bytes"))),
+        hot_bytes=int(_num(c.get("hot_bytes"))),
+        est_fast_hit_ratio=None
+        if _num(c.get("est_fast_hit_ratio"), None) is None
+        else float(c["est_fast_hit_ratio"]),
+        fast_heat=fast_heat,
+        slow_heat=slow_heat,
+        pod=_pod(c.get("pod")),
+    )
+
+
+def snapshot_from_service(service: Any, *, cycle_times: CycleTimes | None = None) -> MetricsSnapshot:
+    """A snapshot from ``service.status()`` and ``service.cgroups()`` (see the module docstring)."""
+    st: Mapping[str, Any] = service.status()
+    cgs: list[Mapping[str, Any]] = service.cgroups()
+    heat = loop_heat(service)
+    moved = st.get("moved") or {}
+    loop_outcomes, loop_health = _loop_counters(service)
+    knobs_set, knobs_drifted, knobs_unrestored = _knobs(service)
+    pr: Mapping[str, Any] = service.pressure_status() if hasattr(service, "pressure_status") else {}
+    machine = pr.get("machine") or {}
+    age = _num(st.get("last_cycle_age_s"), None)
+    return MetricsSnapshot(
+        memory_used=int(machine["used"]) if "used" in machine else None,
+        memory_target=int(machine["total"] * pr["target_ratio"]) if "total" in machine else None,
+        pressure_actions={str(k): int(_num(v)) for k, v in (pr.get("actions") or {}).items()},
+        oom_kills=int(_num(pr.get("oom_kills"))),
+        working_sets={
+            str(p): int(w["estimate"])
+            for p, w in (pr.get("working_sets") or {}).items()
+            if w.get("estimate") is not None
+        },
+        version=str(st.get("version", "")),
+        state=str(st.get("state", "running")),
+        cycles=int(_num(st.get("cycle"))),
+        reload_failures=int(_num(st.get("reload_failures"))),
+        tracked_pages=int(_num(st.get("tracked_pages"))),
+        promoted_pages=int(_num(moved.get("promoted"))),
+        demoted_pages=int(_num(moved.get("demoted"))),
+        outcomes={str(k): int(_num(v)) for k, v in (moved.get("outcomes") or loop_outcomes).items()},
+        samplers=tuple(_sampler(d, loop_health) for d in st.get("samplers") or () if isinstance(d, Mapping)),
+        cycle_seconds=cycle_times.snapshot() if cycle_times else _histogram(st.get("cycle_seconds")),
+        cgroups=tuple(_cgroup(c, heat) for c in cgs),
+        knobs_set=knobs_set,
+        knobs_drifted=knobs_drifted,
+        knobs_unrestored=knobs_unrestored,
+        cycle_period_s=float(_num(getattr(getattr(service, "cfg", None), "cycle_s", None), 1.0)),
+        last_cycle_age_s=None if age is None else float(age),
+    )
