@@ -32,6 +32,7 @@ from tierctl.samplers.chain import SamplerStatus
 from tierctl.service.kernel_loop import LoopConfig
 from tierctl.service.service import DaemonConfig, Service
 from tierctl.sim.machine import MachineSpec, SimMachine, SimMemory, SimMover, SimSampler
+from tierctl.sim.pressure_sim import SimPressureIO
 from tierctl.sim.runner import thin
 from tierctl.sim.workloads import Workload, make_workload
 
@@ -222,9 +223,10 @@ class SimPlatform:
         self.topology = SimTopology(self.machine)
         self.loop: SimLoop | None = None
 
-    def pressure_io(self) -> None:
-        """The simulated machine has no memory model beyond its two tiers: no pressure ladder."""
-        return None
+    def pressure_io(self) -> SimPressureIO:
+        """A small memory model around the trace's pages (tierctl/sim/pressure_sim.py): the ladder
+        runs on it as on the kernel, and the front ends show its figures."""
+        return SimPressureIO(self.machine, self.paths, seed=self.seed)
 
     def make_loop(self, targets: Callable[[], Sequence[Target]], cfg: LoopConfig) -> SimLoop:
         if self.loop is not None:
