@@ -2,7 +2,8 @@
 
 ``per_cgroup``: bytes per node and tier, hot bytes (pages at or above the policy's threshold for the
 cgroup, or, for a policy without one, above the heat of the page that would fill the fast tier) and
-the estimated fast-tier hit ratio (the fast pages' share of the cgroup's heat). ``detail``: the heat
+the estimated fast-tier hit ratio (the fast pages' share of the cgroup's heat), and the Kubernetes pod
+the cgroup belongs to, when it is one's (``pods``: a ``PodResolver.row``). ``detail``: the heat
 histogram by tier, the address-space heat strip and the pages of each process.
 """
 
@@ -27,6 +28,7 @@ def per_cgroup(
     page: int,
     matches: Mapping[str, str],
     pins: Mapping[str, str],
+    pods: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if st.node.shape[0] == 0:
@@ -55,6 +57,8 @@ def per_cgroup(
             "hot_bytes": int(np.count_nonzero(h >= thr)) * page,
             "est_fast_hit_ratio": float(h[fast[mine]].sum() / total_heat) if total_heat > 0 else None,
         }
+        if pods is not None and (pod := pods(path)) is not None:
+            out[path]["pod"] = pod
     return out
 
 

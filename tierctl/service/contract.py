@@ -24,7 +24,11 @@ class ServiceContract(Protocol):
 
     def cgroups(self) -> list[dict[str, Any]]:
         """One per managed cgroup: {"path", "profile", "override", "bytes_per_node": {node: bytes},
-        "fast_bytes", "slow_bytes", "hot_bytes", "est_fast_hit_ratio"}."""
+        "fast_bytes", "slow_bytes", "hot_bytes", "est_fast_hit_ratio"}, and "pod" when the cgroup is a
+        Kubernetes pod's (absent otherwise): {"namespace": str|None, "name": str|None, "uid": str,
+        "qos": "guaranteed"|"burstable"|"besteffort"|None, "container": str|None}; namespace and name
+        are None until the API server has named the pod (docs/pods.md), container is None for the
+        pod's own cgroup."""
         ...
 
     def cgroup_detail(self, path: str) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from tierctl.core.ladder import Limits
 from tierctl.core.policy import Quota
 from tierctl.core.topology import Topology
 from tierctl.errors import InputError, TierctlError
+from tierctl.k8s import PodResolver
+from tierctl.kernel import kubelet
 from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.profiles import ProfileSet, Workload, load_profiles
 from tierctl.profiles.schema import PressurePolicy
@@ -59,6 +61,9 @@ class DaemonConfig:
     memory_target: float = 0.95  # keep MemTotal - MemAvailable under this share of MemTotal
     loop_options: dict[str, Any] = field(default_factory=dict)
     cycle_log: Path | None = None  # one JSON line per cycle (what it saw, decided and moved)
+    kubelet_cgroup_driver: str = "auto"  # how the kubelet names pod cgroups: systemd, cgroupfs, auto
+    node_name: str | None = None  # this Kubernetes node: its pods are looked up in the API server
+    kubeconfig: Path | None = None  # API credentials; else $KUBECONFIG, else the in-cluster account
 
 
 class Service:
@@ -77,6 +82,9 @@ class Service:
         self.profiles: ProfileSet = load_profiles([cfg.profiles_dir])  # ProfileError: refuse to start
         self._cycle_log = _open_log(cfg.cycle_log) if cfg.cycle_log is not None else None
         self.events = EventLog(wall)
+        self.pods = PodResolver.from_config(
+            kubelet.driver(cfg.kubelet_cgroup_driver), cfg.node_name, cfg.kubeconfig
+        )  # docs/pods.md
         self.editor = OverrideEditor(
             OverrideStore(cfg.state_dir / "overrides.json"), self.events, self._known, self._topology
         )
@@ -127,11 +135,14 @@ class Service:
             self._event("hint_faults", message=f"NUMA hint faults off: {why}")
         for s in self.loop.start():
             self._event("sampler", sampler=s.name, state=s.state, reason=s.reason)
+        if (pods_line := self.pods.start()) is not None:
+            self._event("pods", message=pods_line)
 
     def stop(self) -> None:
         try:
             if self.pressure is not None:
                 self.pressure.close()
+            self.pods.stop()
             self.loop.stop()
         finally:
             self._event("stopped")
@@ -240,7 +251,7 @@ class Service:
                 continue  # vanished between list and read
             if not pids:
                 continue
-            m = self.profiles.match(Workload(cgroup=norm))
+            m = self.profiles.match(Workload(cgroup=norm, pod=self.pods.pod(norm)))
             matches[norm] = m.profile.name if m else "-"
             out += [(pid, norm) for pid in pids]
         self.matches = matches
@@ -321,6 +332,7 @@ class Service:
             self.procfs.page_size,
             self.matches,
             self.overrides.pins,
+            self.pods.row,
         )
 
     def cgroups(self) -> list[dict[str, Any]]:
