@@ -15,7 +15,8 @@ from textual.pilot import Pilot
 from tierctl.tui.app import TierctlApp
 from tierctl.tui.source import GONE, Frame, LocalSource
 
-from .conftest import drive, settle
+from .conftest import FixedTimings, drive, settle
+from .fake_pressure import WithPressure
 
 CYCLES = 40
 DB = "/system.slice/postgresql@16-main.service"
@@ -46,6 +47,7 @@ def played(src: LocalSource, *keys: str, cycles: int = CYCLES) -> Callable[[Pilo
         ("cgroups", ()),
         ("overview", ("1",)),
         ("events", ("3",)),
+        ("pressure", ("4",)),
         ("detail", ("k", "k", "enter")),
         ("help", ("question_mark",)),
         ("pin_dialog", ("p",)),
@@ -70,6 +72,34 @@ def test_pinned_fast_after_20_more_epochs(snap_compare: Snap, sim: tuple[Any, Lo
         await settle(app, pilot)
 
     assert snap_compare(sim_app(src), terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize(
+    "name,mode,keys,size",
+    [
+        ("cgroups", "on", (), (80, 24)),
+        ("cgroups_wide", "on", (), (160, 45)),
+        ("detail", "on", ("enter",), (80, 24)),
+        ("detail_wide", "on", ("enter",), (160, 45)),
+        ("tab", "on", ("4",), (80, 24)),
+        ("tab_wide", "on", ("4",), (160, 45)),
+        ("tab_dry_run", "dry-run", ("4",), (80, 24)),
+        ("detail_unavailable", "unavailable", ("enter",), (80, 24)),
+    ],
+)
+def test_fixed_pressure(
+    snap_compare: Snap,
+    sim: tuple[Any, LocalSource],
+    name: str,
+    mode: str,
+    keys: tuple[str, ...],
+    size: tuple[int, int],
+) -> None:
+    """The pressure views over fixed figures (tests/tui/fake_pressure.py) on the simulated machine's
+    cgroups: they do not change when the simulator's memory model does."""
+    svc, _ = sim
+    src = LocalSource(WithPressure(FixedTimings(svc), mode), period_s=None, label="sim:multi-cgroup")
+    assert snap_compare(sim_app(src), terminal_size=size, run_before=played(src, *keys))
 
 
 class GoneSource:

@@ -142,7 +142,7 @@ class TierctlApp(App[None]):
                         view.show_frame(ctx)
             d = self._detail_screen()
             if d is not None:
-                d.show(frame.detail, frame.detail_error, frame.status.get("overrides") or {})
+                d.show(frame.detail, frame.detail_error, frame.status.get("overrides") or {}, frame.pressure)
         self._was_connected = frame.connected
         self.main_view(Summary).show(self.source.label, frame, self.nodes, self.rates)
         d = self._detail_screen()

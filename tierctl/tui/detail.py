@@ -1,4 +1,5 @@
-"""The cgroup detail screen (Enter on a row): heat by tier, address-space strip, processes, migrations."""
+"""The cgroup detail screen (Enter on a row): memory pressure, heat by tier, address-space strip,
+processes, migrations."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from tierctl.tui.keys import DETAIL_KEYS, bindings
 from tierctl.tui.model import blocks, edge_label, fmt_bytes, fmt_ratio, fmt_time
+from tierctl.tui.pressure_view import PressurePanel
 from tierctl.tui.views import Summary
 
 CELL = 4  # characters per histogram bucket
@@ -31,6 +33,7 @@ class DetailScreen(Screen[None]):
         yield Summary(id="summary")
         with VerticalScroll(id="detail"):
             yield Static(Text(f"{self.path}  (loading…)", "bold"), id="head")
+            yield PressurePanel(id="pressure", classes="box")
             yield Static(id="histogram", classes="box")
             yield Static(id="strip", classes="box")
             yield DataTable(id="procs", cursor_type="row", zebra_stripes=True)
@@ -44,12 +47,13 @@ class DetailScreen(Screen[None]):
         if not self.is_mounted:
             return
         self.query_one("#head", Static).update(Text(f"{path}  (loading…)", "bold"))
-        for box in ("#histogram", "#strip", "#migrations"):
+        for box in ("#pressure", "#histogram", "#strip", "#migrations"):
             self.query_one(box, Static).update("")
         self.query_one("#procs", DataTable).clear()
         self.query_one("#detail", VerticalScroll).scroll_home(animate=False)
 
     def on_mount(self) -> None:
+        self.query_one("#pressure", Static).border_title = "memory pressure"
         self.query_one("#histogram", Static).border_title = "heat histogram by tier (pages)"
         self.query_one("#strip", Static).border_title = "address-space heat"
         procs = self.query_one("#procs", DataTable)
@@ -57,13 +61,21 @@ class DetailScreen(Screen[None]):
         # the Service's migration events count pages for the whole machine, not per cgroup (yet)
         self.query_one("#migrations", Static).border_title = "recent migrations of this cgroup"
 
-    def show(self, detail: dict[str, Any] | None, error: str, overrides: dict[str, Any]) -> None:
+    def show(
+        self,
+        detail: dict[str, Any] | None,
+        error: str,
+        overrides: dict[str, Any],
+        pressure: dict[str, Any] | None = None,
+    ) -> None:
+        """``pressure``: the Service's pressure_status() of the same frame (docs/pressure.md)."""
         head = self.query_one("#head", Static)
         if detail is None:
             head.update(Text(f"{self.path}: {error or 'no data'}", "bold red"))
             return
         self.detail = detail
         head.update(head_text(detail, overrides))
+        self.query_one("#pressure", PressurePanel).show(pressure, self.path)
         self.query_one("#histogram", Static).update(histogram_text(detail))
         self.query_one("#strip", Static).update(strip_text(detail.get("heat_strip")))
         self._procs(detail.get("processes") or [])

@@ -137,7 +137,38 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("hot", "hot"),
     ("hit", "hit"),
 )
-SORTS = ("fast", "slow", "hot", "hit", "path", "profile")  # `s` cycles through these
+# shown while the pressure ladder runs and reports cgroups (tierctl.tui.pressure_model.has_columns)
+PRESSURE_COLUMNS: tuple[tuple[str, str], ...] = (("psi", "PSI"), ("wset", "wset"), ("state", "state"))
+ALL_COLUMNS = COLUMNS + PRESSURE_COLUMNS  # in the order they are shown
+SORTS = ("fast", "slow", "hot", "hit", "psi", "wset", "state", "path", "profile")  # `s` cycles
+TEXT_SORTS = frozenset({"path", "profile", "state"})  # A to Z; the others: largest first
+WIDTHS: Mapping[str, int] = MappingProxyType(
+    {"profile": 10, "override": 4, "fast": 7, "slow": 7, "hot": 7, "hit": 6, "psi": 5, "wset": 7, "state": 5}
+)
+MIN_PATH = 12
+PATH_WANT = 20  # with the pressure columns, columns give way rather than the path get narrower than this
+# which columns stay when the pressure columns are shown and the width is short, most wanted first
+PRIORITY = ("override", "fast", "slow", "psi", "wset", "profile", "hit", "state", "hot")
+CHROME = 3  # the table's border and scroll bar
+
+
+def table_layout(width: int, pressure: bool, padding: int = 1) -> tuple[tuple[str, ...], int]:
+    """(the columns shown, in order, and the path column's width) for a table ``width`` wide. Without
+    pressure columns every column is shown and the path takes what is left (at least MIN_PATH); with
+    them, the columns of PRIORITY are taken in order while the path keeps PATH_WANT, others give way."""
+    pad = 2 * padding
+    if not pressure:
+        keys = tuple(k for k, _ in COLUMNS)
+        others = sum(WIDTHS[k] + pad for k in keys[1:])
+        return keys, max(MIN_PATH, width - others - pad - CHROME)
+    used = pad + CHROME
+    chosen = set()
+    for k in PRIORITY:
+        if width - used - WIDTHS[k] - pad >= PATH_WANT:
+            chosen.add(k)
+            used += WIDTHS[k] + pad
+    keys = ("path", *(k for k, _ in ALL_COLUMNS if k in chosen))
+    return keys, max(MIN_PATH, width - used)
 
 
 def _num(v: Any) -> float:
@@ -150,6 +181,9 @@ SORT_KEYS: Mapping[str, Callable[[dict[str, Any]], Any]] = MappingProxyType(
         "slow": lambda c: _num(c.get("slow_bytes")),
         "hot": lambda c: _num(c.get("hot_bytes")),
         "hit": lambda c: _num(c.get("est_fast_hit_ratio")),
+        "psi": lambda c: _num(c.get("psi_some")),  # the pressure keys: pressure_model.merge
+        "wset": lambda c: _num(c.get("working_set")),
+        "state": lambda c: str(c.get("ladder_state") or ""),
         "path": lambda c: str(c.get("path", "")),
         "profile": lambda c: str(c.get("profile") or ""),
     }
@@ -180,7 +214,7 @@ def visible_rows(
         if not n or any(n in str(c.get(k) or "").lower() for k in ("path", "profile", "override"))
     ]
     rows.sort(key=lambda c: str(c.get("path", "")))
-    numeric = sort not in ("path", "profile")
+    numeric = sort not in TEXT_SORTS
     rows.sort(key=SORT_KEYS[sort], reverse=numeric != reverse)
     return rows
 

@@ -22,6 +22,7 @@ from tierctl.errors import InputError, PermissionDeniedError, TierctlError, Unav
 from tierctl.service.contract import ServiceContract
 
 GONE = "daemon gone, reconnecting…"
+NO_PRESSURE_OP = "this daemon does not report memory pressure (it is older than the pressure op)"
 # the Service methods the TUI may call: the mutations the API declares (tierctl.api.protocol.OPS)
 ACTIONS = tuple(spec.method for spec in OPS.values() if spec.mutation)
 
@@ -38,6 +39,8 @@ class Frame:
     events: list[dict[str, Any]] = field(default_factory=list)
     detail: dict[str, Any] | None = None
     detail_error: str = ""
+    # the Service's pressure_status() (docs/pressure.md); {"active": False, "reason"} when it is off
+    pressure: dict[str, Any] = field(default_factory=dict)
 
 
 class Source(Protocol):
@@ -113,13 +116,17 @@ class LocalSource:
             topology = self.service.topology()
             cgroups = self.service.cgroups()
             self.seq, events = self.service.events_since(self.seq)
+            try:
+                pressure = self.service.pressure_status()
+            except TierctlError as e:
+                pressure = {"mode": "?", "active": False, "reason": str(e)}
             detail, detail_error = None, ""
             if detail_path is not None:
                 try:
                     detail = self.service.cgroup_detail(detail_path)
                 except TierctlError as e:
                     detail_error = str(e)
-        return Frame(True, self.problem, status, topology, cgroups, events, detail, detail_error)
+        return Frame(True, self.problem, status, topology, cgroups, events, detail, detail_error, pressure)
 
     def act(self, action: str, **args: Any) -> Any:
         _check_action(action)
@@ -163,6 +170,7 @@ class SocketSource:
                 if int(ev.get("seq", 0)) < self.seq:  # a restarted daemon numbers events afresh
                     ev = c.call("events", since=0)
                 self.seq = int(ev.get("seq", 0))
+                pressure = self._pressure(c)
                 detail, detail_error = None, ""
                 if detail_path is not None:
                     try:
@@ -176,8 +184,27 @@ class SocketSource:
                 c.close()
                 return Frame(connected=False, message=f"{GONE} ({e})")
         return Frame(
-            True, "", status, topology, list(cgroups), list(ev.get("events", [])), detail, detail_error
+            True,
+            "",
+            status,
+            topology,
+            list(cgroups),
+            list(ev.get("events", [])),
+            detail,
+            detail_error,
+            pressure,
         )
+
+    @staticmethod
+    def _pressure(c: ApiClient) -> dict[str, Any]:
+        """The ``pressure`` op's answer; an older daemon without the op is shown as such, not as gone."""
+        try:
+            got = c.call("pressure")
+        except RemoteError as e:
+            if e.kind == "protocol" and "unknown op" in str(e):
+                return {"mode": "?", "active": False, "reason": NO_PRESSURE_OP}
+            raise
+        return got if isinstance(got, dict) else {"mode": "?", "active": False, "reason": "bad answer"}
 
     def act(self, action: str, **args: Any) -> Any:
         _check_action(action)

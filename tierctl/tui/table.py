@@ -11,15 +11,41 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
+from tierctl.tui import pressure_model
 from tierctl.tui.keys import TABLE_KEYS, bindings
-from tierctl.tui.model import COLUMNS, SORTS, FrameContext, row_cells, visible_rows
-
-RIGHT = frozenset({"fast", "slow", "hot", "hit"})
-PIN_STYLE: Mapping[str, str] = MappingProxyType({"fast": "bold cyan", "slow": "bold blue"})
-WIDTHS: Mapping[str, int] = MappingProxyType(
-    {"profile": 10, "override": 4, "fast": 7, "slow": 7, "hot": 7, "hit": 6}
+from tierctl.tui.model import (
+    ALL_COLUMNS,
+    COLUMNS,
+    SORTS,
+    WIDTHS,
+    FrameContext,
+    row_cells,
+    table_layout,
+    visible_rows,
 )
-MIN_PATH = 12
+
+RIGHT = frozenset({"fast", "slow", "hot", "hit", "psi", "wset"})
+LABELS: Mapping[str, str] = MappingProxyType(dict(ALL_COLUMNS))
+PIN_STYLE: Mapping[str, str] = MappingProxyType({"fast": "bold cyan", "slow": "bold blue"})
+STATE_STYLE: Mapping[str, str] = MappingProxyType(
+    {"trim": "yellow", "notif": "bold magenta", "kill": "bold red", "prot": "cyan"}
+)
+
+
+def psi_style(cell: str) -> str:
+    try:
+        v = float(cell)
+    except ValueError:
+        return ""
+    return "bold red" if v >= 10 else "yellow" if v >= 1 else ""
+
+
+def cells_of(c: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The row's cells for the columns ``keys`` (the rows carry pressure_model.merge's keys)."""
+    every = dict(zip((k for k, _ in COLUMNS), row_cells(c), strict=True))
+    if "psi" in keys or "wset" in keys or "state" in keys:
+        every.update(pressure_model.pressure_cells(c))
+    return tuple(every[k] for k in keys)
 
 
 class PathCell(Text):
@@ -57,37 +83,50 @@ class CgroupTable(DataTable[Text]):
         self._cells: dict[str, tuple[str, ...]] = {}
         self._order: list[str] = []
         self.path_width = 40
+        self.keys: tuple[str, ...] = tuple(k for k, _ in COLUMNS)  # the columns shown
+        self.pressure = False  # whether the pressure columns may be shown
 
     def on_mount(self) -> None:
         self._columns()
         self._title()
 
     def _columns(self) -> None:
-        for key, label in COLUMNS:
+        for key in self.keys:
             just = "right" if key in RIGHT else "left"
-            self.add_column(Text(label, justify=just), key=key, width=WIDTHS.get(key, self.path_width))
+            self.add_column(Text(LABELS[key], justify=just), key=key, width=WIDTHS.get(key, self.path_width))
 
     def on_resize(self) -> None:
-        others = sum(w + 2 * self.cell_padding for w in WIDTHS.values())
-        width = max(MIN_PATH, self.size.width - others - 2 * self.cell_padding - 3)
-        if width != self.path_width:
-            self.path_width = width
-            keep, y = self.selected_path, self.scroll_y
-            self.clear(columns=True)
-            self._columns()
-            self._cells.clear()
-            self._order = []
-            self._apply()
-            if keep is not None:
-                self.select_path(keep, scroll=False)
-            self.scroll_to(y=y, animate=False)
+        self._layout()
+
+    def _layout(self) -> bool:
+        """Columns and the path's width for the table's width; rebuilt (True) only when they change."""
+        keys, width = table_layout(self.size.width, self.pressure, self.cell_padding)
+        if (keys, width) == (self.keys, self.path_width):
+            return False
+        self.keys, self.path_width = keys, width
+        keep, y = self.selected_path, self.scroll_y
+        self.clear(columns=True)
+        self._columns()
+        self._cells.clear()
+        self._order = []
+        self._apply()
+        if keep is not None:
+            self.select_path(keep, scroll=False)
+        self.scroll_to(y=y, animate=False)
+        return True
 
     # ---- data in -----------------------------------------------------------------------------------
     def show_frame(self, ctx: FrameContext) -> None:
-        self.show(ctx.frame.cgroups)
+        self.show(ctx.frame.cgroups, getattr(ctx.frame, "pressure", None))
 
-    def show(self, cgroups: list[dict[str, Any]]) -> None:
-        self._all = cgroups
+    def show(self, cgroups: list[dict[str, Any]], pressure: dict[str, Any] | None = None) -> None:
+        """``pressure``: the Service's pressure_status(); its columns show while it reports cgroups."""
+        self._all = pressure_model.merge(cgroups, pressure)
+        on = pressure_model.has_columns(pressure)
+        if on != self.pressure:
+            self.pressure = on
+            if self.size.width and self._layout():
+                return
         self._apply()
 
     def set_filter(self, needle: str) -> None:
@@ -103,13 +142,13 @@ class CgroupTable(DataTable[Text]):
             self.remove_row(gone)
             del self._cells[gone]
         for c, path in zip(rows, paths, strict=True):
-            cells = row_cells(c)
+            cells = cells_of(c, self.keys)
             old = self._cells.get(path)
             if old is None:
                 self.add_row(*self._styled(cells), key=path)
             elif old != cells:
                 styled = self._styled(cells)
-                for (col, _), a, b, s in zip(COLUMNS, old, cells, styled, strict=True):
+                for col, a, b, s in zip(self.keys, old, cells, styled, strict=True):
                     if a != b:
                         self.update_cell(path, col, s)
             self._cells[path] = cells
@@ -123,15 +162,23 @@ class CgroupTable(DataTable[Text]):
 
     def _styled(self, cells: tuple[str, ...]) -> list[Text]:
         out: list[Text] = [PathCell(cells[0], self.path_width)]
-        for (key, _), v in zip(COLUMNS[1:], cells[1:], strict=True):
-            style = PIN_STYLE.get(v, "") if key == "override" else ""
+        for key, v in zip(self.keys[1:], cells[1:], strict=True):
+            style = (
+                PIN_STYLE.get(v, "")
+                if key == "override"
+                else STATE_STYLE.get(v, "")
+                if key == "state"
+                else psi_style(v)
+                if key == "psi"
+                else ""
+            )
             v = elide_right(v, WIDTHS[key])
             out.append(Text(v, style=style, justify="right" if key in RIGHT else "left"))
         return out
 
     def _title(self) -> None:
         arrow = "▲" if self.reverse else "▼"
-        label = dict(COLUMNS)[self.sort_by]
+        label = LABELS[self.sort_by]
         t = f"cgroups {len(self._cells)}/{len(self._all)} · sort {label} {arrow}"
         if self.needle:
             t += f" · filter “{self.needle}”"
@@ -173,7 +220,10 @@ class CgroupTable(DataTable[Text]):
         self._apply()
 
     def action_next_sort(self) -> None:
-        self.sort_by = SORTS[(SORTS.index(self.sort_by) + 1) % len(SORTS)]
+        """The next sortable column among those shown."""
+        order = [k for k in SORTS if k in self.keys]
+        i = order.index(self.sort_by) if self.sort_by in order else -1
+        self.sort_by = order[(i + 1) % len(order)]
         self._apply()
 
     def action_reverse_sort(self) -> None:
