@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any
 from tierctl.cli import args as args_
 from tierctl.cli.kernel_args import pid_arg
 from tierctl.errors import InputError
+from tierctl.kernel import kubelet
 from tierctl.kernel.procfs import ProcFS
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 from tierctl.service.service import DaemonConfig
@@ -121,6 +123,27 @@ def register(sub: Any) -> None:
         "--cycle-log", type=Path, metavar="FILE", help="append one JSON line per cycle to FILE (diagnostics)"
     )
     p.add_argument("--json", action="store_true", help="--pid mode: one JSON object per cycle")
+    pods = p.add_argument_group("Kubernetes pods (docs/pods.md)")
+    pods.add_argument(
+        "--kubelet-cgroup-driver",
+        default=os.environ.get("TIERCTL_KUBELET_CGROUP_DRIVER", "auto"),
+        metavar="DRIVER",
+        help="how the kubelet names pod cgroups: systemd, cgroupfs or auto (default "
+        "$TIERCTL_KUBELET_CGROUP_DRIVER, else auto)",
+    )
+    pods.add_argument(
+        "--node-name",
+        default=os.environ.get("TIERCTL_NODE_NAME") or None,
+        metavar="NODE",
+        help="this node's name: its pods' namespaces, names and labels are read from the API server "
+        "(default $TIERCTL_NODE_NAME; without it pods are known from cgroup paths only)",
+    )
+    pods.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="API server credentials (default $KUBECONFIG, else the in-cluster service account)",
+    )
     p.set_defaults(func=run)
 
 
@@ -186,6 +209,9 @@ def run_service(args: argparse.Namespace) -> int:
         policy_options=dict(args.policy_option),
         pressure=args.pressure,
         memory_target=args.memory_target / 100.0,
+        kubelet_cgroup_driver=kubelet.driver(args.kubelet_cgroup_driver, "--kubelet-cgroup-driver"),
+        node_name=args.node_name,
+        kubeconfig=args.kubeconfig,
         **extra,
     )
     service = Service(cfg)
