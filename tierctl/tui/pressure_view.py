@@ -297,24 +297,23 @@ def machine_text(pressure: Mapping[str, Any] | None, width: int) -> Text:
         return t
     assert pressure is not None
     since = num(pressure.get("above_since"))
-    t.append("  ")
-    t.append(
-        f"ABOVE the target since {fmt_time(since)}" if since else "under the target",
-        "bold red" if since else "green",
+    status = (
+        Text(f"ABOVE the target since {fmt_time(since)}", "bold red")
+        if since
+        else Text("under the target", "green")
     )
     m = dict_of(pressure.get("machine"))
     target = num(pressure.get("target_ratio")) or 0.0
     used, total = whole(m.get("used")), whole(m.get("total"))
     t.append("\n").append_text(label("memory"))
     if used is None or not total:
-        t.append("not read yet", "dim")
+        t.append("not read yet  ", "dim").append_text(status)
     else:
-        t.append(f"{fmt_bytes(used)} of {fmt_bytes(total)} used ").append(
-            f"({100 * used / total:.1f}%)", "bold"
-        )
+        t.append(f"{fmt_bytes(used)} of {fmt_bytes(total)} used ")
+        t.append(f"({100 * used / total:.1f}%)", "bold")
         t.append(f"  target {100 * target:.0f}% ({fmt_bytes(int(target * total))})")
         t.append("\n" + " " * LABEL).append_text(target_bar(used, total, target, width - LABEL))
-        t.append("\n" + " " * LABEL).append("█ used ┃ target · available", "dim")
+        t.append("\n" + " " * LABEL).append("█ used ┃ target · available  ", "dim").append_text(status)
     return t.append("\n").append_text(psi_lines(m, width, "the machine"))
 
 
