@@ -17,6 +17,7 @@ from tierctl.api.protocol import TIERS
 from tierctl.cli import args as args_
 from tierctl.cli.table import render
 from tierctl.fmt import fmt_bytes
+from tierctl.k8s import pod_text
 
 
 def register(sub: Any) -> None:
@@ -175,6 +176,7 @@ def run_top(args: argparse.Namespace) -> int:
     if not rows_in:
         print("no managed cgroups")
         return 0
+    pods = any(isinstance(c.get("pod"), dict) for c in rows_in)  # a pod column only on a Kubernetes node
     rows = []
     for c in rows_in:
         ratio = c.get("est_fast_hit_ratio")
@@ -182,6 +184,7 @@ def run_top(args: argparse.Namespace) -> int:
         rows.append(
             (
                 c.get("path", "?"),
+                *([pod_text(c.get("pod")) or "-"] if pods else []),
                 c.get("profile") or "-",
                 _inline(override) if override else "-",
                 fmt_bytes(c.get("fast_bytes")),
@@ -190,13 +193,8 @@ def run_top(args: argparse.Namespace) -> int:
                 f"{ratio:.3f}" if isinstance(ratio, int | float) else "-",
             )
         )
-    print(
-        render(
-            ("cgroup", "profile", "override", "fast", "slow", "hot", "est hit"),
-            rows,
-            right=[False, False, False, True, True, True, True],
-        )
-    )
+    headers = ("cgroup", *(["pod"] if pods else []), "profile", "override", "fast", "slow", "hot", "est hit")
+    print(render(headers, rows, right=[False] * (4 if pods else 3) + [True] * 4))
     return 0
 
 

@@ -57,6 +57,16 @@ class PodResolver:
             return msg
         return f"pods of node {self.watcher.cfg.node} followed through the API server"
 
+    def list_once(self) -> str | None:
+        """Read this node's pods once, without a thread; what went wrong, or None."""
+        if self.watcher is None:
+            return None
+        try:
+            self.watcher.list_once()
+        except TierctlError as e:
+            return f"pods known from cgroup paths only: {e.message}"
+        return None
+
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()

@@ -103,6 +103,17 @@ class PodWatcher:
         self._thread = threading.Thread(target=self._run, name="tierctl-pods", daemon=True)
         self._thread.start()
 
+    def list_once(self) -> int:
+        """One list, no thread (``tierctl cgroups``): how many pods; UnavailableError when the API
+        cannot be read."""
+        if self.api is None:
+            self.api, _ = connect(self.cfg)
+        try:
+            self._list()
+        except Exception as e:
+            raise UnavailableError(f"the API server cannot be read: {_describe(e)}", WHERE) from None
+        return len(self.cache)
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         with self._lock:
