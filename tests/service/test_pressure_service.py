@@ -59,6 +59,9 @@ class FakeIO:
     def cgroup_path(self, cgroup_id: int) -> str | None:
         return None
 
+    def wake(self) -> None:
+        return None
+
 
 def test_on_the_simulator_the_ladder_runs_on_a_calm_memory_model(tmp_path: Path) -> None:
     svc = sim_service("multi-cgroup", state_dir=tmp_path, profiles_dir=profiles_dir())

@@ -127,6 +127,12 @@ def test_a_daemon_killed_mid_trim_leaves_no_limit_behind(tmp_path: Path, memory_
             with ApiClient(sock) as c:
                 trims = [e for e in c.call("events", since=0)["events"] if e["kind"] == "pressure_trim"]
         assert trims, "the daemon never trimmed"
+        with ApiClient(sock) as c:
+            st = c.call("pressure")
+        # PSI poll triggers armed on the system and the managed cgroup; the ladder woken between cycles
+        assert {"/", f"/{cgroup}"} <= set(st["psi_triggers"]), st["psi_triggers"]
+        assert sum(st["wakes"].values()) > 0, st["wakes"]
+        print(f"\nwakes between cycles: {st['wakes']}")
         daemon.send_signal(signal.SIGKILL)  # mid-trim: no clean stop
         daemon.wait(timeout=30)
         after = {f: (fs.memory_root / cgroup / f).read_text() for f in LIMITS}

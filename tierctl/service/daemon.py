@@ -83,7 +83,12 @@ def run_daemon(
         while not flags.stop and (cycles is None or n < cycles):
             next_at += cycle_s
             while not flags.stop and (left := next_at - time.monotonic()) > 0:
-                time.sleep(min(left, 0.1))
+                if service.wait_pressure(min(left, 0.1)):  # a PSI trigger, or above the target
+                    try:
+                        with lock:
+                            service.pressure_step()
+                    except TierctlError as e:
+                        print(f"tierctl daemon: pressure step failed: {e}", file=log, flush=True)
                 if flags.reload:
                     flags.reload = False
                     print(_reload(service, lock), file=log, flush=True)

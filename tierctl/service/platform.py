@@ -22,6 +22,7 @@ from tierctl.kernel.topology import KernelTopology, SysfsTopology
 from tierctl.samplers.chain import SamplerStatus
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 from tierctl.service.pressure import Actuators, Facts, Stalls
+from tierctl.service.pressure_wake import PressureWake
 
 
 class Cgroups(Protocol):
@@ -81,6 +82,10 @@ class PressureIO(Facts, Actuators, Protocol):
         ...
 
     def cgroup_path(self, cgroup_id: int) -> str | None: ...
+
+    def wake(self) -> PressureWake | None:
+        """What wakes the ladder between cycles (PSI triggers, the target); None: nothing does."""
+        ...
 
 
 class Platform(Protocol):

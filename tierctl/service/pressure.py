@@ -158,10 +158,14 @@ class PressureControl:
         step_s: float,
         policies: Mapping[str, PressurePolicy],
         cold_share: Callable[[], Mapping[str, float]] = dict,
+        *,
+        early: bool = False,
     ) -> list[Action]:
         """One cycle over the managed cgroups (path -> its profile's policy); ``now`` is wall time
         (notification deadlines are Unix times). ``cold_share()`` (path -> share of its memory the
-        heat model calls cold) is asked only when the machine is above its target."""
+        heat model calls cold) is asked only when the machine is above its target. An ``early`` step
+        (woken between cycles by a PSI trigger or the target: service/pressure_wake.py) runs the
+        ladder only: no working-set probe step, no PSI history point."""
         if self.cfg.mode == "off":
             return []
         machine = self.machine = self.facts.machine()
@@ -171,7 +175,7 @@ class PressureControl:
             self.machine_psi = None
         self.policies = dict(policies)
         self._stalls(machine, policies)
-        probing = machine.used >= self.cfg.probe_above * machine.total
+        probing = not early and machine.used >= self.cfg.probe_above * machine.total
         facts: dict[str, CgroupFacts] = {}
         for path, pol in policies.items():
             try:
@@ -182,7 +186,8 @@ class PressureControl:
             probe = self._probe(path, pol, machine.total)
             self._probe_step(now, path, facts[path], probe, pol, probing)
         self.facts_last = facts
-        self.history.record(self.machine_psi, facts)
+        if not early:
+            self.history.record(self.machine_psi, facts)
         for gone in self.probes.keys() - policies.keys():
             del self.probes[gone]
             self._refaults.pop(gone, None)

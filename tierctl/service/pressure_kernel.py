@@ -13,8 +13,10 @@ from tierctl.errors import TierctlError
 from tierctl.kernel.cgroupfs import CgroupFS, CgroupTree, Pressure, ReclaimIncompleteError
 from tierctl.kernel.memstat import MemStat
 from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.psi import PsiWatcher
 from tierctl.samplers.base import Targets
 from tierctl.service.pressure import CgroupFacts, PsiFigures
+from tierctl.service.pressure_wake import PressureWake
 
 KINDS = ("anon", "file", "shmem", "kernel", "sock", "swap", "zswap", "dirty", "writeback")
 EVENTS = ("low", "high", "max", "oom", "oom_kill")
@@ -115,6 +117,10 @@ class KernelPressureIO:
             return None
         rel = str(d.relative_to(self._tree.root))
         return "/" if rel == "." else "/" + rel
+
+    def wake(self) -> PressureWake:
+        """PSI poll triggers on the system and the managed cgroups, and the target after each wait."""
+        return PressureWake(PsiWatcher(self.cgroups), self.machine)
 
     def own_cgroup(self) -> str:
         """This process's cgroup ("" when unknown): the ladder never kills it or its ancestors."""

@@ -39,6 +39,7 @@ from tierctl.service.mutations import OverrideEditor
 from tierctl.service.overrides import Overrides, OverrideStore
 from tierctl.service.platform import KernelPlatform, Platform
 from tierctl.service.pressure import PressureConfig, PressureControl, ProcessHooks
+from tierctl.service.pressure_wake import PressureWake
 from tierctl.service.quotas import resolve_quotas
 
 
@@ -109,6 +110,9 @@ class Service:
             ),
         )
         self.pressure = self._pressure_control(cfg)
+        self._wake: PressureWake | None = None  # set by start()
+        self._pressure_at: float | None = None  # clock() of the last ladder step
+        self._early_steps = False  # whether the last ladder step was an early one
 
         self.last_cycle_s = 0.0
         self.cycle_times = CycleTimes()
@@ -128,6 +132,7 @@ class Service:
                 self.pressure.stalls = self._pressure_io.stall_source(self.loop.guard)
             except TierctlError as e:  # the ladder works without OOM attribution
                 self._event("stall_sampler", message=f"no reclaim-stall source: {e}")
+            self._wake = self._pressure_io.wake()
         for line in self.loop.restored_at_start:
             self._event("knobs", message=f"left set by an earlier run, restored: {line}")
         why = self.loop.hint_reason
@@ -140,6 +145,8 @@ class Service:
 
     def stop(self) -> None:
         try:
+            if self._wake is not None:
+                self._wake.close()
             if self.pressure is not None:
                 self.pressure.close()
             self.pods.stop()
@@ -157,10 +164,29 @@ class Service:
         pcfg = PressureConfig(mode=cfg.pressure, limits=limits, own_cgroup=io.own_cgroup())
         return PressureControl(pcfg, io, io, ProcessHooks(), self._event)
 
-    def _pressure_cycle(self) -> None:
+    def wait_pressure(self, timeout_s: float) -> bool:
+        """Sleep at most ``timeout_s`` between cycles (without the lock), woken early by a PSI
+        trigger; True when the ladder should take a step now (``pressure_step``, with the lock)."""
+        if self._wake is None or self.pressure is None or self.cfg.pressure == "off":
+            time.sleep(timeout_s)
+            return False
+        return self._wake.wait(timeout_s, self.pressure.cfg.limits.target_ratio) is not None
+
+    def pressure_step(self) -> None:
+        """A ladder step between cycles (placement waits for its cycle)."""
+        self._pressure_cycle(early=True)
+
+    def _pressure_cycle(self, *, early: bool = False) -> None:
         """The ladder (docs/pressure.md) over the managed cgroups, by their profiles' [pressure]."""
         if self.pressure is None:
             return
+        now = self.clock()
+        last, self._pressure_at = self._pressure_at, now
+        # trims are paced by the cycle; once early steps have run, by the time since the last step
+        step_s = self.cfg.cycle_s
+        if last is not None and (early or self._early_steps):
+            step_s = max(0.0, min(self.cfg.cycle_s, now - last))
+        self._early_steps = early
         by_name = {p.name: p for p in self.profiles}
         policies = {
             path: (by_name[m].pressure if m in by_name else PressurePolicy())
@@ -174,8 +200,13 @@ class Service:
                 out[path] = 1.0 - c["hot_bytes"] / total if total else 0.0
             return out
 
+        if self._wake is not None and not early:
+            self._wake.sync(policies)
+            for note in self._wake.notes:
+                self._event("psi_trigger", message=note)
+            self._wake.notes.clear()
         try:
-            self.pressure.cycle(self.wall(), self.cfg.cycle_s, policies, cold_share)
+            self.pressure.cycle(self.wall(), step_s, policies, cold_share, early=early)
         except TierctlError as e:  # the machine's facts could not be read: say so, keep placing
             self._event("pressure_failed", action="read", message=str(e))
 
@@ -310,7 +341,12 @@ class Service:
         if pc is None:
             why = "off" if self.cfg.pressure == "off" else f"unavailable on the {self.platform.name} platform"
             return {"mode": self.cfg.pressure, "active": False, "reason": why}
-        return pressure_view.status(pc)
+        st = pressure_view.status(pc)
+        w = self._wake
+        # early ladder steps between cycles, by what woke them, and the PSI triggers armed
+        st["wakes"] = {} if w is None else dict(w.counts)
+        st["psi_triggers"] = [] if w is None or w.watcher is None else ["/" + k for k in w.watcher.keys]
+        return st
 
     def tracked_pages(self) -> int:
         """Pages of the managed processes present in RAM, as of the last cycle."""

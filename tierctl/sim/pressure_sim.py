@@ -138,6 +138,10 @@ class SimPressureIO:
     def cgroup_path(self, cgroup_id: int) -> str | None:
         return None
 
+    def wake(self) -> None:
+        """Nothing wakes the ladder between cycles here: the model moves once per cycle."""
+        return None
+
     def _index(self, path: str) -> int:
         p = "/" + path.strip("/")
         try:
