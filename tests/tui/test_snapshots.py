@@ -47,11 +47,11 @@ def played(src: LocalSource, *keys: str, cycles: int = CYCLES) -> Callable[[Pilo
         ("cgroups", ()),
         ("overview", ("1",)),
         ("events", ("3",)),
-        ("pressure", ("4",)),
         ("detail", ("k", "k", "enter")),
         ("help", ("question_mark",)),
         ("pin_dialog", ("p",)),
         ("sorted_filtered", ("s", "s", "slash", "s", "y", "s", "enter")),
+        ("pressure", ("4",)),
     ],
 )
 def test_view(snap_compare: Snap, sim: tuple[Any, LocalSource], name: str, keys: tuple[str, ...]) -> None:

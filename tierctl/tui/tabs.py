@@ -66,7 +66,7 @@ TABS: tuple[Tab, ...] = (
     Tab("overview", "Overview", "1", "overview: tiers, rates, controller, samplers", _overview),
     Tab("cgroups", "Cgroups", "2", "cgroups table", _cgroups, focus="#table"),
     Tab("events", "Events", "3", "events log", _events),
-    Tab("pressure", "Pressure", "4", "memory pressure: the machine, the ladder, cgroups by PSI", _pressure),
+    Tab("pressure", "Pressure", "4", "memory pressure: machine, ladder, cgroups by PSI", _pressure),
 )
 DEFAULT_TAB = "cgroups"
 
