@@ -332,6 +332,7 @@ class Service:
             ],
             "profiles": self.profiles.names(),
             "overrides": self.overrides.to_json(),
+            "pods": self.pods.status(),  # the API server lookup: docs/pods.md
         }
 
     def pressure_status(self) -> dict[str, Any]:
