@@ -122,9 +122,9 @@ def test_stopped_or_unreadable_service_is_not_healthy(world) -> None:
 def test_health_of_a_real_service_on_the_simulator(tmp_path: Path) -> None:
     """The Service's own reports drive it: not ready before its first cycle, ready and live after,
     stalled when its cycles stop (a moved clock), and the snapshot knows the Service's period."""
-    svc = sim_service("multi-cgroup", state_dir=tmp_path, profiles_dir=profiles_dir(), epochs=10)
+    clock = Clock()  # the Service's and the health check's: the age comes from status()
+    svc = sim_service("multi-cgroup", state_dir=tmp_path, profiles_dir=profiles_dir(), epochs=10, clock=clock)
     svc.start()
-    clock = Clock()
     try:
         with m.MetricsServer(lambda: m.snapshot_from_service(svc), port=0, health=m.Health(clock)) as srv:
             assert _get(srv.address, "/readyz")[0] == 503

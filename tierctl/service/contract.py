@@ -17,14 +17,16 @@ class ServiceContract(Protocol):
     # ---- reads (tierctl group) ---------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """{"version", "state": "running"|"paused"|"dry-run", "cycle", "uptime_s", "samplers": [...],
-        "tracked_pages", "last_cycle_s", "moved": {...}, "profiles": [...], "overrides": {...}}"""
+        "tracked_pages", "last_cycle_s", "last_cycle_age_s" (None before the first cycle; paused
+        cycles count), "moved": {...}, "profiles": [...], "overrides": {...}, "pods": {...}}"""
         ...
 
     def topology(self) -> dict[str, Any]: ...
 
     def cgroups(self) -> list[dict[str, Any]]:
         """One per managed cgroup: {"path", "profile", "override", "bytes_per_node": {node: bytes},
-        "fast_bytes", "slow_bytes", "hot_bytes", "est_fast_hit_ratio"}, and "pod" when the cgroup is a
+        "fast_bytes", "slow_bytes", "hot_bytes", "est_fast_hit_ratio", "promoted_pages",
+        "demoted_pages" (counters since the daemon started)}, and "pod" when the cgroup is a
         Kubernetes pod's (absent otherwise): {"namespace": str|None, "name": str|None, "uid": str,
         "qos": "guaranteed"|"burstable"|"besteffort"|None, "container": str|None}; namespace and name
         are None until the API server has named the pod (docs/pods.md), container is None for the

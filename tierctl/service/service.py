@@ -115,6 +115,8 @@ class Service:
         self._early_steps = False  # whether the last ladder step was an early one
 
         self.last_cycle_s = 0.0
+        self.last_cycle_at: float | None = None  # clock() when cycle() last returned (paused too)
+        self.moved_by_cgroup: dict[str, dict[str, int]] = {}  # path -> pages promoted/demoted so far
         self.cycle_times = CycleTimes()
         self.cycles = 0
         self.moved = {"promoted": 0, "demoted": 0}
@@ -215,6 +217,7 @@ class Service:
         self._pressure_cycle()  # relief does not wait for placement (nor for a pause of it)
         if self.overrides.paused:
             self.loop.chain.drain()  # keep the maps from filling; decide nothing
+            self.last_cycle_at = self.clock()
             return
         self.loop.controller.quotas = self._quotas()
         rep = self.loop.cycle()
@@ -222,6 +225,7 @@ class Service:
         self.cycles += 1
         self.last_cycle_s = rep.seconds
         self.cycle_times.observe(rep.seconds)
+        self.last_cycle_at = self.clock()
         self.moved["promoted"] += rep.promoted
         self.moved["demoted"] += rep.demoted
         if rep.promoted or rep.demoted:
@@ -231,6 +235,10 @@ class Service:
                 for i, (up, down) in rep.by_cgroup.items()
                 if i < len(names)
             }
+            for path, moved in per.items():
+                total = self.moved_by_cgroup.setdefault(path, {"promoted": 0, "demoted": 0})
+                total["promoted"] += moved["promoted"]
+                total["demoted"] += moved["demoted"]
             self._event("migrated", cycle=rep.now, promoted=rep.promoted, demoted=rep.demoted, cgroups=per)
         if self._cycle_log is not None:
             self._log_cycle(rep)
@@ -314,6 +322,7 @@ class Service:
             "uptime_s": self.clock() - self.started,
             "tracked_pages": self.tracked_pages(),
             "last_cycle_s": self.last_cycle_s,
+            "last_cycle_age_s": None if self.last_cycle_at is None else self.clock() - self.last_cycle_at,
             "cycle_seconds": self.cycle_times.to_json(),
             "moved": {**self.moved, "outcomes": dict(self.loop.controller.totals.outcomes)},
             "samplers": [
@@ -373,7 +382,12 @@ class Service:
         )
 
     def cgroups(self) -> list[dict[str, Any]]:
-        return sorted(self._per_cgroup().values(), key=lambda c: -c["fast_bytes"])
+        rows = self._per_cgroup()
+        for path, row in rows.items():  # counters since the daemon started (metrics: rates by namespace)
+            moved = self.moved_by_cgroup.get(path, {})
+            row["promoted_pages"] = moved.get("promoted", 0)
+            row["demoted_pages"] = moved.get("demoted", 0)
+        return sorted(rows.values(), key=lambda c: -c["fast_bytes"])
 
     def cgroup_detail(self, path: str) -> dict[str, Any]:
         path = "/" + path.strip("/")
