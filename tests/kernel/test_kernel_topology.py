@@ -363,11 +363,11 @@ def test_cli_text(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split() == [
-        "node", "tier", "memory", "tier", "cpus", "size", "MiB", "free", "MiB",
-        "latency", "ns", "bw", "MiB/s", "demotes", "to",
+        "node", "tier", "memory", "tier", "cpus", "size", "free", "latency", "ns", "bandwidth",
+        "demotes", "to",
     ]  # fmt: skip
-    assert lines[2].split() == ["0", "0", "memory_tier4", "0", "969", "887", "100", "20480", "1"]
-    assert lines[3].split() == ["1", "1", "memory_tier54", "-", "1006", "994", "300", "5120", "-"]
+    assert lines[2].split() == ["0", "0", "memory_tier4", "0", "969.0M", "886.9M", "100", "20.0G/s", "1"]
+    assert lines[3].split() == ["1", "1", "memory_tier54", "-", "1005.7M", "994.5M", "300", "5.0G/s", "-"]
     assert "  0:   10  20" in lines
     assert "  1:   20  10" in lines
     assert "tier source   memory_tiering" in lines

@@ -13,6 +13,7 @@ from typing import Any
 
 from tierctl.cli.table import render
 from tierctl.errors import InputError, UnavailableError
+from tierctl.fmt import fmt_bytes
 from tierctl.k8s import PodResolver, pod_text
 from tierctl.kernel import kubelet
 from tierctl.kernel.cgroupfs import CgroupFS
@@ -155,8 +156,8 @@ def describe(rows: list[Row]) -> str:
         (
             r.path,
             *([pod_text(r.pod) or "-"] if pods else []),
-            _bytes(r.memory_current),
-            *(_bytes(r.node_bytes.get(n)) for n in nodes),
+            fmt_bytes(r.memory_current),
+            *(fmt_bytes(r.node_bytes.get(n)) for n in nodes),
             _pct(r.some_avg10),
             _pct(r.full_avg10),
         )
@@ -164,15 +165,6 @@ def describe(rows: list[Row]) -> str:
     ]
     left = 2 if pods else 1
     return render(headers, table, right=[False] * left + [True] * (len(headers) - left))
-
-
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def _pct(x: float | None) -> str:

@@ -14,6 +14,7 @@ from tierctl.cli import args as args_
 from tierctl.cli.kernel_args import add_roots, pid_arg
 from tierctl.core.plan import DEMOTE, PROMOTE, Plan
 from tierctl.errors import InputError
+from tierctl.fmt import fmt_bytes
 from tierctl.kernel.mover import KernelMover, ProcessPages
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.pages import AddressRange, present_pages
@@ -109,5 +110,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.counts.items() if v)
     rate = f", {out['mb_per_s']:.0f} MB/s" if out["mb_per_s"] else ""
-    print(f"pid {pid}: {n} resident pages -> node {dest}: {counts or 'nothing to do'} ({dt:.2f} s{rate})")
+    size = fmt_bytes(n * procfs.page_size)
+    print(
+        f"pid {pid}: {n} resident pages ({size}) -> node {dest}: {counts or 'nothing to do'} "
+        f"({fmt_bytes(moved_bytes)} moved in {dt:.2f} s{rate})"
+    )
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from tierctl.cli.kernel_args import add_roots, pid_arg
 from tierctl.cli.table import render
+from tierctl.fmt import fmt_bytes
 from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.topology import SysfsTopology
 
@@ -66,26 +67,23 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     total = sum(total_bytes.values()) or 1
-    print(f"pid {pid} ({out['comm']}): {total / 2**20:.1f} MiB resident")
+    print(f"pid {pid} ({out['comm']}): {fmt_bytes(sum(total_bytes.values()))} resident")
     print(
         render(
-            ("node", "tier", "MiB", "share"),
-            [
-                (n, tier_of.get(n, "?"), f"{b / 2**20:.1f}", f"{b / total:.1%}")
-                for n, b in total_bytes.items()
-            ],
+            ("node", "tier", "resident", "share"),
+            [(n, tier_of.get(n, "?"), fmt_bytes(b), f"{b / total:.1%}") for n, b in total_bytes.items()],
         )
     )
     if args.maps:
         print()
         print(
             render(
-                ("start", *(f"N{n} MiB" for n in nodes), "page", "policy", "mapping"),
+                ("start", *(f"N{n}" for n in nodes), "page", "policy", "mapping"),
                 [
                     (
                         f"{r['start']:#x}",
-                        *(f"{r['bytes_per_node'][str(n)] / 2**20:.1f}" for n in nodes),
-                        f"{r['kernelpagesize_kb']}k",
+                        *(fmt_bytes(r["bytes_per_node"][str(n)]) for n in nodes),
+                        fmt_bytes(r["kernelpagesize_kb"] * 1024),
                         r["policy"],
                         r["file"],
                     )

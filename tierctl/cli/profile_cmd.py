@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.errors import InputError
+from tierctl.fmt import fmt_amount
 from tierctl.kernel import kubelet
 from tierctl.kernel.kubelet import QOS_CLASSES
 from tierctl.profiles import (
@@ -168,6 +169,9 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+AMOUNTS = ("fast_min", "fast_max", "headroom")  # bytes or a share of the fast tier
+
+
 def describe(p: Profile) -> str:
     lines = [f"profile {p.name}  ({p.file})"]
     if p.description:
@@ -179,6 +183,8 @@ def describe(p: Profile) -> str:
         lines.append(f"  match[{rule.index}]           {rule.describe()}   (line {rule.line})")
     lines.append("  placement")
     for key, value in p.placement.to_json().items():
+        if key in AMOUNTS and value not in (None, "auto"):
+            value = fmt_amount(value)  # "4G" and 4294967296 -> 4.0G, "60%": as every command prints them
         shown = "-" if value is None else (", ".join(value) if isinstance(value, list) else value)
         lines.append(f"    {key:<18} {shown}")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tierctl.cli.table import render
+from tierctl.fmt import fmt_bytes
 from tierctl.kernel.idlist import format_list
 from tierctl.kernel.roots import LIVE_PROC, LIVE_SYS
 from tierctl.kernel.topology import KernelTopology, SysfsTopology
@@ -17,10 +18,10 @@ COLUMNS = (
     "tier",
     "memory tier",
     "cpus",
-    "size MiB",
-    "free MiB",
+    "size",
+    "free",
     "latency ns",
-    "bw MiB/s",
+    "bandwidth",
     "demotes to",
 )
 
@@ -57,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
 def describe(kt: KernelTopology) -> str:
     t = kt.topology
-    mib = t.page_size / 2**20
     rows = []
     for n in t.nodes:
         target = t.demotion_targets.get(n.id)
@@ -68,10 +68,10 @@ def describe(kt: KernelTopology) -> str:
                 n.tier,
                 kt.memory_tier_of(n.id) or "-",
                 _ids(n.cpus) or "-",
-                f"{n.capacity_pages * mib:.0f}",
-                f"{n.free_pages * mib:.0f}",
+                fmt_bytes(n.capacity_pages * t.page_size),
+                fmt_bytes(n.free_pages * t.page_size),
                 "-" if n.latency_ns is None else f"{n.latency_ns:g}",
-                "-" if n.bandwidth_mbps is None else f"{n.bandwidth_mbps:g}",
+                _bandwidth(n.bandwidth_mbps),
                 "-" if target is None else (_ids(preferred) if len(preferred) > 1 else str(target)),
             )
         )
@@ -104,6 +104,11 @@ def describe(kt: KernelTopology) -> str:
         f"promote rate limit {_val(k.get('numa_balancing_promote_rate_limit_MBps'))} MB/s"
     )
     return "\n".join(lines)
+
+
+def _bandwidth(mib_s: float | None) -> str:
+    """HMAT bandwidth (sysfs gives MiB/s) as bytes per second: 20.0G/s."""
+    return "-" if mib_s is None else f"{fmt_bytes(mib_s * 2**20)}/s"
 
 
 def _ids(ids: Any) -> str:
