@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,14 @@ PAGE_SHIFT = 12
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("samplers", help="which samplers work here, and why the others do not")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "samplers",
+        help="which samplers work here, and why the others do not",
+        description="Probe every sampler (no side effects) and say which can run here and why the others "
+        "cannot. The reasons wrap to the terminal's width ($COLUMNS when set); --json keeps each on one "
+        "line.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list: name, available, reason")
     p.set_defaults(func=run_samplers)
 
     q = sub.add_parser(
@@ -79,9 +86,10 @@ def run_samplers(args: argparse.Namespace) -> int:
             ("sampler", "available", "reason"),
             [(n, "yes" if a.ok else "no", a.reason) for n, a in probes],
             right=[False, False, False],
+            max_width=shutil.get_terminal_size().columns,  # $COLUMNS, the terminal, else 80
         )
     )
-    print("\n(overhead is reported per run by `tierctl sample`, and continuously by the daemon)")
+    print("\n(overhead: per run in `tierctl sample`, continuously in the daemon)")
     return 0
 
 
