@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +237,48 @@ def test_list_shows_shapes_and_densities(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["sim", "--list", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "periodic-scan" in out["shapes"] and out["densities"]["medium"] == 30
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_compare_progress_on_a_terminal_and_the_best_policy_per_workload(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["sim", "--compare", *SMALL]) == 0
+    out = capsys.readouterr().out
+    n = len(WORKLOADS) * len(POLICIES)
+    steps = re.findall(
+        r"\r\x1b\[K(sim --compare: \[(\d+)/(\d+)\] (\S+) x (\S+), [\d.]+ s elapsed)", err.getvalue()
+    )
+    assert [int(s[1]) for s in steps] == list(range(1, n + 1)) and {s[2] for s in steps} == {str(n)}
+    assert [(s[3], s[4]) for s in steps] == [(w, p) for w in WORKLOADS for p in POLICIES]
+    assert re.search(rf"\r\x1b\[Ksim --compare: {n} runs in [\d.]+ s\n$", err.getvalue())
+    # the closing line names, per workload, the policy with the highest ratio to the causal ceiling
+    last = out.rstrip("\n").splitlines()[-1]
+    assert last.startswith("best policy per workload (x ceiling): ")
+    table = [line.split() for line in out.splitlines()[2 : 2 + n]]
+    for w in WORKLOADS:
+        rows = [r for r in table if r[0] == w]
+        best = max(rows, key=lambda r: float(r[5]))
+        assert f"{w} {best[1]}" in last and f"({best[5]})" in last
+
+
+def test_compare_progress_only_on_a_terminal_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sim", "--compare", *SMALL]) == 0
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here
+    assert main(["sim", "--compare", *SMALL, "--progress", "--json"]) == 0
+    cap = capsys.readouterr()
+    lines = cap.err.splitlines()
+    assert len(lines) == len(WORKLOADS) * len(POLICIES) + 1 and "\r" not in cap.err
+    assert lines[0].startswith(
+        f"sim --compare: [1/{len(lines) - 1}] {next(iter(WORKLOADS))} x {next(iter(POLICIES))}, "
+    )
+    best = json.loads(cap.out)["best"]
+    assert set(best) == set(WORKLOADS) and all(set(p) <= set(POLICIES) for p in best.values())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -14,6 +16,7 @@ from tierctl.cli.table import render
 from tierctl.core.heat import DEFAULT_HALF_LIFE
 from tierctl.core.policies import DEFAULT_POLICY, POLICIES
 from tierctl.errors import InputError
+from tierctl.fmt import fmt_bytes
 from tierctl.sim.ceiling import causal_ceiling, load_rates
 from tierctl.sim.rates import DENSITIES
 from tierctl.sim.runner import SAMPLE_MODES, SimConfig, SimResult, simulate
@@ -125,6 +128,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--compare", action="store_true", help="run every policy on every built-in workload and print a table"
     )
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="with --compare: report each run on stderr even when stderr is not a terminal (on a "
+        "terminal it always does)",
+    )
     p.add_argument("--list", action="store_true", help="list workloads and policies")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
@@ -228,7 +237,7 @@ def _write(path: str, writer: Any) -> None:
 
 def _describe(r: SimResult, page_size: int) -> str:
     lines = [
-        f"workload      {r.workload}: {r.epochs} epochs, {r.n_pages} pages of {page_size // 1024} KiB, "
+        f"workload      {r.workload}: {r.epochs} epochs, {r.n_pages} pages of {fmt_bytes(page_size)}, "
         f"fast tier {r.fast_pages} pages ({100 * r.fast_pages / r.n_pages:.1f} %)",
         f"policy        {r.policy} (sample rate {r.sample_rate:g}, {r.sample_mode} mode, "
         f"migrate limit {r.migrate_limit} pages/epoch)",
@@ -249,20 +258,65 @@ def _describe(r: SimResult, page_size: int) -> str:
     return "\n".join(lines)
 
 
+class Progress:
+    """Where ``--compare`` is: ``[n/N] workload x policy, elapsed`` on ``out`` (stderr). On a terminal
+    one line rewritten in place and cleared at the end; elsewhere (``--progress``) one line per run."""
+
+    def __init__(self, total: int, out: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.out = out
+        self.tty = out.isatty()
+        self.clock = clock
+        self.t0 = clock()
+
+    def step(self, n: int, what: str) -> None:
+        line = f"sim --compare: [{n}/{self.total}] {what}, {self.clock() - self.t0:.1f} s elapsed"
+        self.out.write(f"\r\x1b[K{line}" if self.tty else f"{line}\n")
+        self.out.flush()
+
+    def done(self) -> None:
+        line = f"sim --compare: {self.total} runs in {self.clock() - self.t0:.1f} s"
+        self.out.write(f"\r\x1b[K{line}\n" if self.tty else f"{line}\n")
+        self.out.flush()
+
+
+def best_policies(results: list[SimResult]) -> dict[str, list[str]]:
+    """Per workload, the policies with the highest ratio to the causal ceiling (ties within the
+    table's precision, 0.0005, all named), best first."""
+    out: dict[str, list[str]] = {}
+    for wname in dict.fromkeys(r.workload for r in results):
+        runs = sorted((r for r in results if r.workload == wname), key=lambda r: -r.vs_ceiling)
+        out[wname] = [r.policy for r in runs if runs[0].vs_ceiling - r.vs_ceiling < 0.0005]
+    return out
+
+
+def _best_line(results: list[SimResult]) -> str:
+    score = {(r.workload, r.policy): r.vs_ceiling for r in results}
+    parts = [f"{w} {' = '.join(ps)} ({score[w, ps[0]]:.3f})" for w, ps in best_policies(results).items()]
+    return "best policy per workload (x ceiling): " + ", ".join(parts)
+
+
 def _compare(args: argparse.Namespace) -> int:
     results: list[SimResult] = []
+    runs = [(w, p) for w in WORKLOADS for p in POLICIES]
+    progress = Progress(len(runs), sys.stderr) if args.progress or sys.stderr.isatty() else None
     for wname in WORKLOADS:
         wl = make_workload(wname, seed=args.seed, scale=args.scale, epochs=args.epochs)
         fast = args.fast_pages if args.fast_pages is not None else wl.fast_pages
         ceiling = None
         for pname in POLICIES:
+            if progress is not None:
+                progress.step(len(results) + 1, f"{wname} x {pname}")
             cfg = _config(args, fast, pname)
             if ceiling is None:
                 ceiling = causal_ceiling(wl.trace, fast, cfg.limit(), wl.rates)
             res, _ = simulate(wl.trace, cfg, quotas=wl.quotas, workload=wname, ceiling=ceiling)
             results.append(res)
+    if progress is not None:
+        progress.done()
     if args.json:
-        print(json.dumps({"runs": [r.to_json() for r in results]}, indent=2))
+        runs_json = [r.to_json() for r in results]
+        print(json.dumps({"runs": runs_json, "best": best_policies(results)}, indent=2))
         return 0
     rows = [
         (
@@ -300,6 +354,7 @@ def _compare(args: argparse.Namespace) -> int:
         f"{results[0].migrate_limit if results else '-'} pages/epoch, seed {args.seed}; "
         "slowdown = estimated mean access latency / all-DRAM (100 ns fast, 300 ns slow)"
     )
+    print(_best_line(results))
     return 0
 
 
