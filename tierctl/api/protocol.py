@@ -231,7 +231,7 @@ OPS: Mapping[str, OpSpec] = _declare(
         "migrate",
         True,
         (Arg("path", check_optional_path, required=False),),
-        help="run a migration pass now (one cgroup or all)",
+        help="queue a migration pass for the next cycle (one cgroup or all); its outcome reports what moved",
         method="migrate_now",
     ),
     # the profiles are read and checked outside the lock: a slow parse never stalls the rest

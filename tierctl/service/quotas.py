@@ -2,7 +2,8 @@
 
 A pin overrides a profile's quota and hot threshold (pin fast: everything may stay fast; pin slow:
 nothing may), not its rate limits. An operator quota replaces the profile's min/max; a max below
-the min is raised to it.
+the min is raised to it. ``quota_view``: the quota a cgroup has, where it comes from and whether it
+is in force (the detail view's "quota").
 """
 
 from __future__ import annotations
@@ -48,6 +49,52 @@ def resolve_quotas(
                 q = _operator_quota(over, path, page, cap, extra)
             out[i] = q
     return out
+
+
+def quota_view(
+    path: str, profile: str | None, profiles: ProfileSet, overrides: Overrides, topo: Topology
+) -> dict[str, Any]:
+    """{"fast_min": bytes|None, "fast_max": bytes|None, "source": "profile"|"override"|None, "active",
+    "why_inactive", "fast_min_amount", "fast_max_amount"}: the cgroup's quota on this machine (the
+    amounts as written: "40%", "4G", bytes). No quota: source None, inactive, no reason. A pin makes a
+    quota inactive."""
+    page, cap = topo.page_size, topo.fast_capacity
+    prof = next((p for p in profiles if p.name == profile), None)
+    over = overrides.quotas.get(path)
+    lo_amt: Any
+    hi_amt: Any
+    if over:
+        source, lo_amt, hi_amt = "override", over.get("fast_min"), over.get("fast_max")
+        q = _operator_quota(over, path, page, cap, {})
+    elif prof is not None and (prof.placement.fast_min or prof.placement.fast_max is not None):
+        source, lo_amt, hi_amt = "profile", prof.placement.fast_min, prof.placement.fast_max
+        q = prof.placement.quota(page, cap)
+    else:
+        return {
+            "fast_min": None,
+            "fast_max": None,
+            "source": None,
+            "active": False,
+            "why_inactive": None,
+            "fast_min_amount": None,
+            "fast_max_amount": None,
+        }
+    pin = overrides.pins.get(path)
+    return {
+        "fast_min": q.min_pages * page if q.min_pages else None,
+        "fast_max": None if q.max_pages is None else q.max_pages * page,
+        "source": source,
+        "active": pin is None,
+        "why_inactive": f"pinned to {pin}: a pin wins over a quota (unpin to apply it)" if pin else None,
+        "fast_min_amount": lo_amt or None,
+        "fast_max_amount": hi_amt,
+    }
+
+
+def operator_quota_pages(over: Mapping[str, Any], path: str, topo: Topology) -> tuple[int, int | None]:
+    """An operator quota's (min, max) fast pages on this machine, as the policy gets them."""
+    q = _operator_quota(over, path, topo.page_size, topo.fast_capacity, {})
+    return q.min_pages, q.max_pages
 
 
 def _operator_quota(

@@ -4,7 +4,8 @@ One object, no globals. Each ``cycle()``: discover the managed cgroups and their
 each cgroup to its profile, turn profiles and operator overrides into per-cgroup quotas
 (``service.quotas``), and run one loop cycle. ``reload()`` is transactional: the new profile set is
 validated in full and swapped in only when it has no problem. Mutations of the overrides are
-``service.mutations`` (persisted before acknowledged); what the views show per cgroup is
+``service.mutations`` (persisted before acknowledged); what each override or action actually did,
+judged cycle by cycle, is ``service.outcomes``; what the views show per cgroup is
 ``service.analytics``; events are ``service.events``.
 """
 
@@ -36,11 +37,12 @@ from tierctl.service.events import EventLog
 from tierctl.service.kernel_loop import LoopConfig
 from tierctl.service.metrics import CycleTimes
 from tierctl.service.mutations import OverrideEditor
+from tierctl.service.outcomes import ALL, PAUSED, Goal, MoveTap, OutcomeBook, Placement, cycle_facts
 from tierctl.service.overrides import Overrides, OverrideStore
 from tierctl.service.platform import KernelPlatform, Platform
 from tierctl.service.pressure import PressureConfig, PressureControl, ProcessHooks
 from tierctl.service.pressure_wake import PressureWake
-from tierctl.service.quotas import resolve_quotas
+from tierctl.service.quotas import operator_quota_pages, quota_view, resolve_quotas
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,11 @@ class Service:
                 **cfg.loop_options,
             ),
         )
+        # what each override or action did: the mover's plan and report of every cycle, judged
+        self.outcomes = OutcomeBook(wall, self._event)
+        self._tap = MoveTap(self.loop.controller.mover)
+        self.loop.controller.mover = self._tap
+        self._force_decision = False  # migrate_now: the next cycle decides whatever the gate says
         self.pressure = self._pressure_control(cfg)
         self._wake: PressureWake | None = None  # set by start()
         self._pressure_at: float | None = None  # clock() of the last ladder step
@@ -218,9 +225,11 @@ class Service:
         if self.overrides.paused:
             self.loop.chain.drain()  # keep the maps from filling; decide nothing
             self.last_cycle_at = self.clock()
+            self.outcomes.paused()
             return
-        self.loop.controller.quotas = self._quotas()
-        rep = self.loop.cycle()
+        quotas = self._quotas()
+        self.loop.controller.quotas = quotas
+        rep = self._loop_cycle()
         self._report_refused()
         self.cycles += 1
         self.last_cycle_s = rep.seconds
@@ -245,6 +254,50 @@ class Service:
         for e in self.loop.watchdog_events:
             self._event("watchdog", message=e)
         self.loop.watchdog_events.clear()
+        self._judge_outcomes(rep, quotas)
+
+    def _loop_cycle(self) -> CycleReport:
+        """One loop cycle; after ``migrate_now`` its policy decides even without news."""
+        ctl = self.loop.controller
+        gate, force = ctl.gate, self._force_decision
+        self._force_decision = False
+        if gate is not None and force:
+            ctl.gate = lambda news, changed: gate(news, True)
+        try:
+            return self.loop.cycle()
+        finally:
+            ctl.gate = gate
+
+    def _judge_outcomes(self, rep: CycleReport, quotas: dict[int, Quota]) -> None:
+        st = self.loop.view.last
+        tapped = self._tap.take()
+        if st is None:
+            return
+        facts = cycle_facts(
+            st,
+            self.loop.view.cgroups,
+            tapped,
+            quotas,
+            self.overrides.pins,
+            decided=rep.decided,
+            budget_pages=self.loop.controller.budget_pages,
+            dry_run=self.cfg.dry_run,
+        )
+        self.outcomes.observe(facts)
+
+    def _placement(self, path: str) -> Placement:
+        """A cgroup's present pages by tier as of the last cycle (ALL: every managed cgroup's)."""
+        st = self.loop.view.last
+        if st is None:
+            return Placement()
+        mine = st.node >= 0
+        if path != ALL:
+            names = self.loop.view.cgroups
+            if path not in names:
+                return Placement()
+            mine &= st.cgroup == names.index(path)
+        n_fast = int(np.count_nonzero(mine & st.topology.fast_lut()[st.node + 1]))
+        return Placement(n_fast, int(np.count_nonzero(mine)) - n_fast)
 
     def _log_cycle(self, rep: CycleReport) -> None:
         assert self._cycle_log is not None
@@ -341,6 +394,7 @@ class Service:
             ],
             "profiles": self.profiles.names(),
             "overrides": self.overrides.to_json(),
+            "outcomes": self.outcomes.to_json(),  # by cgroup ("*": a migration pass over all)
             "pods": self.pods.status(),  # the API server lookup: docs/pods.md
         }
 
@@ -387,6 +441,7 @@ class Service:
             moved = self.moved_by_cgroup.get(path, {})
             row["promoted_pages"] = moved.get("promoted", 0)
             row["demoted_pages"] = moved.get("demoted", 0)
+            row["outcome"] = self.outcomes.get(path)
         return sorted(rows.values(), key=lambda c: -c["fast_bytes"])
 
     def cgroup_detail(self, path: str) -> dict[str, Any]:
@@ -401,7 +456,8 @@ class Service:
         extra = analytics.detail(
             st, index, heat, lambda pages: self.loop.view.locate(pages)[0], self._comm, self.events, path
         )
-        return {**info, **extra}
+        quota = quota_view(path, self.matches.get(path), self.profiles, self.overrides, st.topology)
+        return {**info, **extra, "outcome": self.outcomes.get(path), "quota": quota}
 
     def _comm(self, pid: int) -> str:
         try:
@@ -436,13 +492,54 @@ class Service:
         return norm
 
     def pin(self, path: str, tier: str) -> dict[str, Any]:
-        return self.editor.pin(path, tier)
+        return self.editor.pin(path, tier, lambda p: self._pin_outcome(p, tier))
 
     def unpin(self, path: str) -> dict[str, Any]:
-        return self.editor.pin(path, "auto")
+        return self.editor.pin(path, "auto", lambda p: self._pin_outcome(p, "auto"))
 
     def set_quota(self, path: str, fast_min: str | int | None, fast_max: str | int | None) -> dict[str, Any]:
-        return self.editor.set_quota(path, fast_min, fast_max)
+        return self.editor.set_quota(
+            path, fast_min, fast_max, lambda p: self._quota_outcome(p, fast_min, fast_max)
+        )
+
+    def _waiting(self) -> str:
+        return PAUSED if self.overrides.paused else "the next cycle"
+
+    def _pin_outcome(self, path: str, tier: str) -> dict[str, Any]:
+        now = self._placement(path).text()
+        if tier == "auto":
+            msg = f"unpin: the policy places it again from the next cycle; {now}"
+            return self.outcomes.start(
+                path, "unpin", "auto", Goal("policy"), msg, waiting_for=self._waiting()
+            )
+        msg = f"pin {tier}: accepted; {now}"
+        if path in self.overrides.quotas:
+            msg += "; its quota is inactive while pinned"
+        if self.cfg.dry_run:
+            msg += "; dry-run: nothing will move"
+        goal = Goal("fast" if tier == "fast" else "slow")
+        return self.outcomes.start(path, "pin", tier, goal, msg, waiting_for=self._waiting())
+
+    def _quota_outcome(self, path: str, lo: str | int | None, hi: str | int | None) -> dict[str, Any]:
+        """A quota's outcome; set while the cgroup is pinned it is stored, reported inactive (the pin
+        wins) and applies once unpinned."""
+        now = self._placement(path)
+        if lo is None and hi is None:
+            msg = f"quota dropped: the profile's quota applies from the next cycle; {now.text()}"
+            return self.outcomes.start(
+                path, "quota", "none", Goal("policy"), msg, waiting_for=self._waiting()
+            )
+        target = ", ".join(f"{k}={v}" for k, v in (("fast_min", lo), ("fast_max", hi)) if v is not None)
+        lo_p, hi_p = operator_quota_pages({"fast_min": lo, "fast_max": hi}, path, self._topology())
+        goal = Goal("range", lo_p, hi_p)
+        pin = self.overrides.pins.get(path)
+        if pin is not None:
+            why = f"a pin that wins over the quota (pinned to {pin}; unpin to apply it)"
+            msg = f"quota {target}: stored, inactive while pinned to {pin} (unpin to apply it)"
+            return self.outcomes.start(path, "quota", target, goal, msg, waiting_for=why)
+        want = f"{lo_p:,}" + ("" if hi_p is None else f"..{hi_p:,}")
+        msg = f"quota {target}: accepted; {now.fast:,} fast pages now, {want} wanted; {now.text()}"
+        return self.outcomes.start(path, "quota", target, goal, msg, waiting_for=self._waiting())
 
     def pause(self) -> dict[str, Any]:
         return self.editor.set_paused(True)
@@ -451,10 +548,33 @@ class Service:
         return self.editor.set_paused(False)
 
     def migrate_now(self, path: str | None) -> dict[str, Any]:
-        if path is not None:
-            self._known(path)
-        self.cycle()
-        return {"cycle": self.cycles, "moved": dict(self.moved)}
+        """Queue a placement pass: the next cycle's policy decides even without news; the outcome
+        reports what that cycle moved for the cgroup (for a pinned one: until the pin is met)."""
+        key = ALL if path is None else self._known(path)
+        target = "all" if path is None else key
+        pin, over = self.overrides.pins.get(key), self.overrides.quotas.get(key)
+        goal = Goal("pass")  # done once the pass moved what it planned
+        if pin is not None:  # ... or, for an override, once the override is met
+            goal = Goal("fast" if pin == "fast" else "slow")
+        elif over is not None:
+            goal = Goal("range", *operator_quota_pages(over, key, self._topology()))
+        self._force_decision = True
+        budget = self.loop.controller.budget_pages
+        msg = (
+            f"migrate {target}: a placement pass runs at the next cycle "
+            f"(budget {budget:,} pages/cycle{f', pinned to {pin}' if pin else ''}); "
+            f"{self._placement(key).text()} now"
+        )
+        outcome = self.outcomes.start(key, "migrate", target, goal, msg, waiting_for=self._waiting())
+        self._event("migrate", cgroup=key, outcome=outcome)
+        # "cycle" and "moved": as before the pass (the keys older clients read)
+        return {
+            "ok": True,
+            "outcome": outcome,
+            "queued": target,
+            "cycle": self.cycles,
+            "moved": dict(self.moved),
+        }
 
     def read_profiles(self) -> ProfileSet:
         """The profile set on disk, checked (a ``ProfileError`` lists every problem; anything unforeseen
