@@ -882,7 +882,7 @@ def test_cli_status(server: ApiServer, capsys: pytest.CaptureFixture[str]) -> No
     assert "state      running" in out
     assert "cycle      42 (last took 0.012 s)" in out
     assert "uptime     1h 2m 5s" in out
-    assert "moved      promoted=10, demoted=3" in out
+    assert "moved      10 promoted, 3 demoted" in out
     code, out, _ = run_cli(["status", "--json", "--socket", str(server.socket_path)], capsys)
     assert json.loads(out)["tracked_pages"] == 1000
 
