@@ -28,6 +28,11 @@ FILES = (
         "the daemon's state (--state-dir): overrides.json (pins, quotas, pause) and knobs.json "
         "(original values of the kernel knobs it changed, restored at stop or at the next start)",
     ),
+    (
+        "/run/tierctl/bpf-knobs.PID.json",
+        "knobs changed by a one-shot command's BPF sampler (tierctl sample), restored by the next tierctl "
+        "that starts a BPF sampler once PID is gone",
+    ),
 )
 ENVIRONMENT = (
     ("TIERCTL_SOCKET", "the daemon's socket, for the daemon and its clients"),
