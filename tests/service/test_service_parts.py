@@ -109,3 +109,24 @@ def test_per_cgroup_analytics_count_bytes_by_tier_and_node() -> None:
     assert x["hot_bytes"] == 2 * 4096 and y["hot_bytes"] == 2 * 4096
     out = analytics.per_cgroup(st, ["/x", "/y"], heat, np.array([3.0, np.inf]), 4096, {}, {})
     assert out["/x"]["hot_bytes"] == 4096 and out["/y"]["hot_bytes"] == 0
+
+
+def test_a_profiles_pin_is_applied_unless_the_operator_pins(tmp_path: Path) -> None:
+    """A profile's `pin` used to be parsed and never applied (issue 16: the screen said what was not so)."""
+    from tierctl.service.quotas import quota_view
+
+    profiles = tmp_path / "p"
+    profiles.mkdir()
+    (profiles / "default.toml").write_text((profiles_dir() / "default.toml").read_text())
+    (profiles / "cold.toml").write_text(
+        '[[match]]\ncgroup = "/cold.service"\n[placement]\npin = "slow"\nfast_max = "10%"\n'
+    )
+    pset = load_profiles([profiles])
+    topo = _topo()
+    cgroups, matches = ["/cold.service"], {"/cold.service": "cold"}
+    q = resolve_quotas(cgroups, matches, pset, Overrides(), topo, cycle_s=1.0)
+    assert (q[0].min_pages, q[0].max_pages) == (0, 0)
+    view = quota_view("/cold.service", "cold", pset, Overrides(), topo)
+    assert not view["active"] and view["why_inactive"].startswith("pinned to slow by its profile")
+    q = resolve_quotas(cgroups, matches, pset, Overrides(pins={"/cold.service": "fast"}), topo, cycle_s=1.0)
+    assert q[0].min_pages == ALL_PAGES  # the operator's pin wins over the profile's

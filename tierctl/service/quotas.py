@@ -1,9 +1,9 @@
 """Profiles and operator overrides -> the per-cgroup quotas the policy applies (pure).
 
-A pin overrides a profile's quota and hot threshold (pin fast: everything may stay fast; pin slow:
-nothing may), not its rate limits. An operator quota replaces the profile's min/max; a max below
-the min is raised to it. ``quota_view``: the quota a cgroup has, where it comes from and whether it
-is in force (the detail view's "quota").
+A pin (the operator's, else the profile's ``pin``) overrides a profile's quota and hot threshold
+(pin fast: everything may stay fast; pin slow: nothing may), not its rate limits. An operator quota
+replaces the profile's min/max; a max below the min is raised to it. ``quota_view``: the quota a
+cgroup has, where it comes from and whether it is in force (the detail view's "quota").
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def resolve_quotas(
     by_name = {p.name: p for p in profiles}
     out = {}
     for i, path in enumerate(cgroups):
-        pin = overrides.pins.get(path)
         prof = by_name.get(matches.get(path, ""))
+        pin = effective_pin(path, prof, overrides)
         extra = placement_extras(prof.placement, page, cycle_s) if prof else {}
         limits = {k: v for k, v in extra.items() if k in ("promote_pages", "demote_pages")}
         if pin == "fast":
@@ -49,6 +49,14 @@ def resolve_quotas(
                 q = _operator_quota(over, path, page, cap, extra)
             out[i] = q
     return out
+
+
+def effective_pin(path: str, prof: Any, overrides: Overrides) -> str | None:
+    """The pin in force: the operator's, else the profile's ``pin`` ("fast"/"slow"; "auto" = none)."""
+    pin = overrides.pins.get(path)
+    if pin is None and prof is not None and prof.placement.pin != "auto":
+        pin = prof.placement.pin
+    return pin
 
 
 def quota_view(
@@ -79,13 +87,14 @@ def quota_view(
             "fast_min_amount": None,
             "fast_max_amount": None,
         }
-    pin = overrides.pins.get(path)
+    pin = effective_pin(path, prof, overrides)
+    by = "" if path in overrides.pins else " by its profile"
     return {
         "fast_min": q.min_pages * page if q.min_pages else None,
         "fast_max": None if q.max_pages is None else q.max_pages * page,
         "source": source,
         "active": pin is None,
-        "why_inactive": f"pinned to {pin}: a pin wins over a quota (unpin to apply it)" if pin else None,
+        "why_inactive": f"pinned to {pin}{by}: a pin wins over a quota" if pin else None,
         "fast_min_amount": lo_amt or None,
         "fast_max_amount": hi_amt,
     }
