@@ -143,3 +143,57 @@ def test_heat_weights_reproduce_each_hit_ratio_and_aggregate_as_a_ratio_of_sums(
         assert abs(sum(ratios) / len(ratios) - fleet) > 1e-3
     finally:
         svc.stop()
+
+
+def test_per_cgroup_migration_counters_are_exported_from_the_rows() -> None:
+    rows = [
+        {"path": POD, "promoted_pages": 120, "demoted_pages": 7},
+        {"path": "/system.slice/cron.service"},  # a Service that does not count per cgroup: no series
+    ]
+    s = m.snapshot_from_service(_Svc(rows))
+    assert [(c.promoted_pages, c.demoted_pages) for c in s.cgroups] == [(120, 7), (None, None)]
+    v = _values(s)
+    moved = {k: x for k, x in v.items() if k[0].startswith("tierctl_cgroup_") and "moted" in k[0]}
+    assert moved == {
+        ("tierctl_cgroup_promoted_pages_total", (("cgroup", POD),)): 120,
+        ("tierctl_cgroup_demoted_pages_total", (("cgroup", POD),)): 7,
+    }
+
+
+def test_the_sim_services_rows_count_what_the_mover_moved(tmp_path: Path) -> None:
+    svc = sim_service("multi-cgroup", state_dir=tmp_path, profiles_dir=profiles_dir(), epochs=6)
+    for _ in range(6):
+        svc.cycle()
+    rows = svc.cgroups()
+    st = svc.status()
+    assert sum(r["promoted_pages"] for r in rows) == st["moved"]["promoted"] > 0
+    assert sum(r["demoted_pages"] for r in rows) == st["moved"]["demoted"]
+
+
+class _Events(_Svc):
+    def __init__(self, kinds: list[str]) -> None:
+        super().__init__([])
+        self.events = [{"seq": i, "kind": k} for i, k in enumerate(kinds, 1)]
+
+
+def test_reloads_by_trigger_and_the_last_result() -> None:
+    counts = m.ReloadCounts()
+    v = _values(m.snapshot_from_service(_Events([]), reloads=counts))
+    assert v[("tierctl_profile_last_reload_successful", ())] == 1  # the set loaded at start runs
+    reloads = {k[1]: x for k, x in v.items() if k[0] == "tierctl_profile_reloads_total"}
+    assert reloads == {
+        (("result", r), ("trigger", t)): 0 for t in m.RELOAD_TRIGGERS for r in m.RELOAD_RESULTS
+    }  # every known trigger from 0
+    counts.observe("watch", True)
+    counts.observe("watch", False)
+    s = m.snapshot_from_service(_Events(["reloaded", "cycle", "reload_failed"]), reloads=counts)
+    assert s.reloads == {("watch", "ok"): 1, ("watch", "failed"): 1} and s.last_reload_ok is False
+    assert _values(s)[("tierctl_profile_last_reload_successful", ())] == 0
+    # the event log has the last word: a reload through the API the daemon did not count succeeded
+    s = m.snapshot_from_service(_Events(["reload_failed", "reloaded", "pin"]), reloads=counts)
+    assert s.last_reload_ok is True
+    # no reload event kept (the log rotated): the last one counted
+    assert m.snapshot_from_service(_Events(["pin"]), reloads=counts).last_reload_ok is False
+    counts.observe("api", True)  # a trigger counted elsewhere is exported too
+    v = _values(m.snapshot_from_service(_Events([]), reloads=counts))
+    assert v[("tierctl_profile_reloads_total", (("result", "ok"), ("trigger", "api")))] == 1

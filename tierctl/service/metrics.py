@@ -18,6 +18,12 @@ Mapping from the Service (``ServiceContract``) to the snapshot — :func:`snapsh
 
 =============================================  ==================================================
 ``status()["version"]``                        ``version``            (``tierctl_build_info``)
+``status()["reload_failures"]``                ``reload_failures`` (every trigger)
+``reloads=`` (a ``ReloadCounts`` the daemon    ``reloads`` by (trigger, result)
+feeds: SIGHUP and the directory watch)         (``tierctl_profile_reloads_total``)
+``service.events``: the newest ``reloaded``    ``last_reload_ok`` (any trigger); none
+or ``reload_failed``                           kept: the last one ``reloads=`` saw;
+                                               none: True (the start's set runs)
 ``status()["state"]``                          ``state``              (``tierctl_controller_state``)
 ``status()["cycle"]`` (completed cycles)       ``cycles``             (``tierctl_cycles_total``, /healthz)
 ``status()["tracked_pages"]``                  ``tracked_pages``
@@ -38,6 +44,8 @@ bpf_run_ns}}]                                  ``SamplerStatus.health`` of the s
 ``cgroups()[i]["fast_bytes"|"slow_bytes"]``    ``CgroupSample.fast_bytes`` / ``.slow_bytes``
 ``cgroups()[i]["hot_bytes"]``                  ``CgroupSample.hot_bytes``
 ``cgroups()[i]["est_fast_hit_ratio"]``         ``CgroupSample.est_fast_hit_ratio`` (None: no series)
+``cgroups()[i]["promoted_pages"|"demoted_      ``CgroupSample.promoted_pages`` / ``.demoted_pages``
+pages"]`` (optional; pages moved so far)       (``tierctl_cgroup_{promoted,demoted}_pages_total``)
 ``cgroups()[i]["pod"]`` (optional) {namespace, ``CgroupSample.pod`` (``tierctl_cgroup_info``; absent
 name, uid, qos, container}                     or None: no series)
 loop: ``view.last``, ``controller.heat``       ``CgroupSample.fast_heat`` / ``.slow_heat`` (the weights
@@ -69,6 +77,8 @@ from tierctl.service.metrics_snapshot import (
     CYCLE_BUCKETS,
     MOVER_OUTCOMES,
     PIN_STATES,
+    RELOAD_RESULTS,
+    RELOAD_TRIGGERS,
     SAMPLER_STATES,
     TIERS,
     CgroupSample,
@@ -76,6 +86,7 @@ from tierctl.service.metrics_snapshot import (
     CycleTimes,
     MetricsSnapshot,
     PodInfo,
+    ReloadCounts,
     SamplerSample,
 )
 from tierctl.service.metrics_table import (
@@ -100,6 +111,8 @@ __all__ = [
     "METRICS",
     "MOVER_OUTCOMES",
     "PIN_STATES",
+    "RELOAD_RESULTS",
+    "RELOAD_TRIGGERS",
     "REQUEST_TIMEOUT_S",
     "SAMPLER_STATES",
     "TABLE",
@@ -114,6 +127,7 @@ __all__ = [
     "MetricsServer",
     "MetricsSnapshot",
     "PodInfo",
+    "ReloadCounts",
     "Rows",
     "SamplerSample",
     "SnapshotCollector",

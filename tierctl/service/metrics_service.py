@@ -16,6 +16,7 @@ from tierctl.service.metrics_snapshot import (
     CycleTimes,
     MetricsSnapshot,
     PodInfo,
+    ReloadCounts,
     SamplerSample,
 )
 
@@ -132,6 +133,28 @@ def _knobs(service: Any) -> tuple[int, int | None, int]:
     return len(guard.records), drifted, unrestored
 
 
+def _count(x: Any) -> int | None:
+    return None if _num(x, None) is None else int(x)
+
+
+def _last_reload_ok(service: Any) -> bool | None:
+    """The result of the newest reload the Service's event log holds (``reloaded`` / ``reload_failed``,
+    whatever triggered it: signal, directory watch or API); None when it holds none."""
+    events = getattr(service, "events", None)
+    if events is None:
+        return None
+    for _ in range(3):  # read without the Service lock: a cycle may append meanwhile
+        try:
+            kinds = [e.get("kind") for e in reversed(list(events))]
+            break
+        except (RuntimeError, TypeError, AttributeError):  # deque mutated during iteration, or no log
+            kinds = []
+    for k in kinds:
+        if k in ("reloaded", "reload_failed"):
+            return k == "reloaded"
+    return None
+
+
 def _cgroup(c: Mapping[str, Any], heat: Mapping[str, tuple[float, float]]) -> CgroupSample:
     path = str(c["path"])
     fast_heat, slow_heat = heat.get(path, (None, None))
@@ -149,11 +172,16 @@ def _cgroup(c: Mapping[str, Any], heat: Mapping[str, tuple[float, float]]) -> Cg
         fast_heat=fast_heat,
         slow_heat=slow_heat,
         pod=_pod(c.get("pod")),
+        promoted_pages=_count(c.get("promoted_pages")),
+        demoted_pages=_count(c.get("demoted_pages")),
     )
 
 
-def snapshot_from_service(service: Any, *, cycle_times: CycleTimes | None = None) -> MetricsSnapshot:
-    """A snapshot from ``service.status()`` and ``service.cgroups()`` (see the module docstring)."""
+def snapshot_from_service(
+    service: Any, *, cycle_times: CycleTimes | None = None, reloads: ReloadCounts | None = None
+) -> MetricsSnapshot:
+    """A snapshot from ``service.status()`` and ``service.cgroups()`` (see the module docstring);
+    ``reloads``: the daemon's count of the reloads it ran (SIGHUP, the directory watch)."""
     st: Mapping[str, Any] = service.status()
     cgs: list[Mapping[str, Any]] = service.cgroups()
     heat = loop_heat(service)
@@ -163,6 +191,8 @@ def snapshot_from_service(service: Any, *, cycle_times: CycleTimes | None = None
     pr: Mapping[str, Any] = service.pressure_status() if hasattr(service, "pressure_status") else {}
     machine = pr.get("machine") or {}
     age = _num(st.get("last_cycle_age_s"), None)
+    counted, last_counted = reloads.snapshot() if reloads is not None else ({}, None)
+    last_ok = _last_reload_ok(service)
     return MetricsSnapshot(
         memory_used=int(machine["used"]) if "used" in machine else None,
         memory_target=int(machine["total"] * pr["target_ratio"]) if "total" in machine else None,
@@ -177,6 +207,8 @@ def snapshot_from_service(service: Any, *, cycle_times: CycleTimes | None = None
         state=str(st.get("state", "running")),
         cycles=int(_num(st.get("cycle"))),
         reload_failures=int(_num(st.get("reload_failures"))),
+        reloads=counted,
+        last_reload_ok=last_counted if last_ok is None else last_ok,
         tracked_pages=int(_num(st.get("tracked_pages"))),
         promoted_pages=int(_num(moved.get("promoted"))),
         demoted_pages=int(_num(moved.get("demoted"))),

@@ -84,6 +84,35 @@ class CycleTimes:
         return {"bounds": list(h.bounds), "counts": list(h.counts), "sum": h.sum}
 
 
+#: values of ``tierctl_profile_reloads_total{trigger}`` exported from 0: SIGHUP and a change of the
+#: profiles directory (``service.profile_watch``), the reloads the daemon runs itself; another trigger
+#: (the socket API's ``reload``, once the Service counts it) is exported once it is counted
+RELOAD_TRIGGERS: tuple[str, ...] = ("signal", "watch")
+RELOAD_RESULTS: tuple[str, ...] = ("ok", "failed")
+
+
+class ReloadCounts:
+    """Profile reloads by trigger and result, and the last result: one ``observe()`` per reload, by
+    whoever ran it (the daemon for SIGHUP and the directory watch). Like ``CycleTimes``, an accumulator
+    owned outside this module; ``snapshot()`` is immutable."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._last_ok: bool | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, trigger: str, ok: bool) -> None:
+        with self._lock:
+            key = (trigger, "ok" if ok else "failed")
+            self._counts[key] = self._counts.get(key, 0) + 1
+            self._last_ok = ok
+
+    def snapshot(self) -> tuple[Mapping[tuple[str, str], int], bool | None]:
+        """(count per (trigger, result), whether the last reload succeeded; None: none yet)."""
+        with self._lock:
+            return dict(self._counts), self._last_ok
+
+
 @dataclass(frozen=True)
 class SamplerSample:
     name: str
@@ -124,6 +153,9 @@ class CgroupSample:
     fast_heat: float | None = None
     slow_heat: float | None = None
     pod: PodInfo | None = None  # None: not a pod, or not resolved (no tierctl_cgroup_info series)
+    # pages the mover moved into the fast / slow tier since the daemon started; None: not reported
+    promoted_pages: int | None = None
+    demoted_pages: int | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +173,10 @@ class MetricsSnapshot:
     cycle_seconds: CycleHistogram = field(default_factory=CycleHistogram)
     cgroups: tuple[CgroupSample, ...] = ()
     reload_failures: int = 0
+    # profile reloads by (trigger, result) as counted by whoever ran them (``ReloadCounts``), and
+    # whether the last one succeeded (None: no reload since the start, the set loaded at start runs)
+    reloads: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    last_reload_ok: bool | None = None
     # the memory-pressure ladder (docs/pressure.md); None/empty while it is off or unavailable
     memory_used: int | None = None
     memory_target: int | None = None

@@ -21,6 +21,8 @@ from tierctl.service.metrics_snapshot import (
     CONTROLLER_STATES,
     MOVER_OUTCOMES,
     PIN_STATES,
+    RELOAD_RESULTS,
+    RELOAD_TRIGGERS,
     SAMPLER_STATES,
     TIERS,
     MetricsSnapshot,
@@ -135,6 +137,15 @@ def _cg_pin(s: MetricsSnapshot) -> Rows:
     return [((c.path, *lv), v) for c in s.cgroups for lv, v in _states(c.pin, PIN_STATES)]
 
 
+def _cg_moved(attr: str) -> Callable[[MetricsSnapshot], Rows]:
+    return lambda s: [((c.path,), v) for c in s.cgroups if (v := getattr(c, attr)) is not None]
+
+
+def _reloads(s: MetricsSnapshot) -> Rows:
+    extra = sorted({t for t, _ in s.reloads} - set(RELOAD_TRIGGERS))
+    return [((t, r), s.reloads.get((t, r), 0)) for t in (*RELOAD_TRIGGERS, *extra) for r in RELOAD_RESULTS]
+
+
 def _outcomes(s: MetricsSnapshot) -> Rows:
     extra = sorted(set(s.outcomes) - set(MOVER_OUTCOMES))
     return [((o,), s.outcomes.get(o, 0)) for o in (*MOVER_OUTCOMES, *extra)]
@@ -160,6 +171,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("tierctl_profile_reload_failures_total", "counter", "",
                "Profile reloads refused (the running set was kept)", (),
                lambda s: _one(s.reload_failures)),
+    MetricSpec("tierctl_profile_reloads_total", "counter", "",
+               "Profile reloads by trigger (signal, watch of the profiles directory) and result (ok, failed)",
+               ("trigger", "result"), _reloads),
+    MetricSpec("tierctl_profile_last_reload_successful", "gauge", "",
+               "0 while the last profile reload was refused (an older set runs), else 1", (),
+               lambda s: _one(0 if s.last_reload_ok is False else 1)),
     MetricSpec("tierctl_cycle_duration_seconds", "histogram", "seconds",
                "Wall time of one control cycle (sample, heat, policy, move)", (),
                lambda s: [((), s.cycle_seconds)]),
@@ -205,6 +222,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("tierctl_cgroup_tier_heat", "gauge", "",
                "Heat (estimated accesses per cycle) of the cgroup's tracked pages in each tier (fast, slow)",
                ("cgroup", "tier"), _cg_tier_heat),
+    MetricSpec("tierctl_cgroup_promoted_pages_total", "counter", "",
+               "Pages of the cgroup moved to the fast tier since the daemon started", ("cgroup",),
+               _cg_moved("promoted_pages")),
+    MetricSpec("tierctl_cgroup_demoted_pages_total", "counter", "",
+               "Pages of the cgroup moved to the slow tier since the daemon started", ("cgroup",),
+               _cg_moved("demoted_pages")),
     MetricSpec("tierctl_cgroup_override_pin", "gauge", "",
                "1 for the cgroup's operator pin (fast, slow; auto = not pinned), 0 for the others",
                ("cgroup", "pin"), _cg_pin),
