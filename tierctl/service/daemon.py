@@ -2,8 +2,10 @@
 
 SIGTERM / SIGINT: finish the cycle, stop the front ends, detach samplers, restore
 every knob, exit 0. SIGHUP: reload the profiles transactionally (problems are
-logged and the running set stays). Signals only set flags; all work happens in
-the loop, so a signal never interrupts a migration half-way. SIGUSR1 writes the stack
+logged and the running set stays). A ``ProfileWatch`` (service/profile_watch.py: a
+ConfigMap swap, a file edited in place) asks for the same reload from the loop's
+waits. Signals only set flags; all work happens in the loop, so a signal never
+interrupts a migration half-way. SIGUSR1 writes the stack
 of every thread to the log (stderr, the journal under systemd): what a daemon that
 stopped answering is doing, without a debugger. Nothing is written to the log while
 the Service lock is held, so a slow log (a pipe nobody reads) can stall the loop but
@@ -25,6 +27,8 @@ from typing import Any, Protocol, TextIO
 
 from tierctl.errors import TierctlError
 from tierctl.profiles import ProfileSet
+from tierctl.service.metrics_snapshot import ReloadCounts
+from tierctl.service.profile_watch import ProfileWatch
 from tierctl.service.service import Service
 
 
@@ -51,8 +55,16 @@ def run_daemon(
     log: TextIO = sys.stderr,
     install_signals: bool = True,
     lock: threading.Lock | None = None,
+    watch: ProfileWatch | None = None,
+    reloads: ReloadCounts | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
+    """Run the loop until SIGTERM/SIGINT, ``stop`` is set (an embedding thread's way) or ``cycles`` ran.
+    ``watch``: a started ``ProfileWatch``, checked between cycles and closed at the end; ``reloads``:
+    where reloads are counted (the metrics read it)."""
     flags = _Flags()
+    stopping = (lambda: flags.stop) if stop is None else (lambda: flags.stop or stop.is_set())
+    reloads = reloads if reloads is not None else ReloadCounts()
     lock = lock or threading.Lock()  # shared with the front ends: one caller in the Service at a time
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -80,9 +92,9 @@ def run_daemon(
             notify("READY=1")
         n = 0
         next_at = time.monotonic()
-        while not flags.stop and (cycles is None or n < cycles):
+        while not stopping() and (cycles is None or n < cycles):
             next_at += cycle_s
-            while not flags.stop and (left := next_at - time.monotonic()) > 0:
+            while not stopping() and (left := next_at - time.monotonic()) > 0:
                 if service.wait_pressure(min(left, 0.1)):  # a PSI trigger, or above the target
                     try:
                         with lock:
@@ -91,8 +103,10 @@ def run_daemon(
                         print(f"tierctl daemon: pressure step failed: {e}", file=log, flush=True)
                 if flags.reload:
                     flags.reload = False
-                    print(_reload(service, lock), file=log, flush=True)
-            if flags.stop:
+                    print(_reload(service, lock, reloads, "signal", "SIGHUP"), file=log, flush=True)
+                if watch is not None and (why := watch.due()) is not None:
+                    print(_reload(service, lock, reloads, "watch", why), file=log, flush=True)
+            if stopping():
                 break
             try:
                 with lock:
@@ -113,23 +127,30 @@ def run_daemon(
             except Exception as e:  # stopping one front end must not keep the knobs unrestored
                 print(f"tierctl daemon: stopping {type(fe).__name__} failed: {e}", file=log, flush=True)
         service.stop()
+        if watch is not None:
+            watch.close()
         if dumps:
             faulthandler.unregister(signal.SIGUSR1)
         for s, h in previous.items():
             signal.signal(s, h)
 
 
-def _reload(service: Service, lock: threading.Lock) -> str:
+def _reload(service: Service, lock: threading.Lock, reloads: ReloadCounts, trigger: str, why: str) -> str:
     """Read and check the profiles without the lock (a slow parse must not stall the API or the loop),
-    then install them, or count the failure, under it."""
+    then install them, or count the failure, under it: one path for SIGHUP and the directory watch.
+    A ``reload_requested`` event says what asked for it; the Service's ``reloaded`` / ``reload_failed``
+    event that follows says what came of it."""
     prepared: ProfileSet | TierctlError
     try:
         prepared = service.read_profiles()
     except TierctlError as e:
         prepared = e
     with lock:
+        service.events.emit("reload_requested", trigger=trigger, message=why)
         try:
             names = service.reload(prepared)["profiles"]
-            return f"tierctl daemon: profiles reloaded: {', '.join(names)}"
+            ok, line = True, f"tierctl daemon: profiles reloaded: {', '.join(names)} ({trigger}: {why})"
         except TierctlError as e:
-            return f"tierctl daemon: reload refused, running set kept:\n{e}"
+            ok, line = False, f"tierctl daemon: reload refused, running set kept ({trigger}: {why}):\n{e}"
+        reloads.observe(trigger, ok)
+    return line
