@@ -1,7 +1,9 @@
-"""``tierctl daemon`` options that choose the sampler chain and log cycles: checked before anything runs."""
+"""``tierctl daemon`` options (the sampler chain, the simulated machine, the metrics address, the profile
+watch): checked before anything runs, and what the daemon says about them when it starts."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -32,3 +34,48 @@ def test_bad_options_exit_2_naming_the_option(tmp_path, args: list[str], message
     cmd = [sys.executable, "-m", "tierctl", "daemon", "--state-dir", str(tmp_path), "--no-socket", "--once"]
     r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2 and message in r.stderr
+
+
+def _daemon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "tierctl", "daemon", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+SIM = ["--sim", "multi-cgroup"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([*SIM, "--scope", "/x"], "--sim: not with --sim (it applies to the kernel only), got --scope"),
+        ([*SIM, "--samplers", "idle"], "got --samplers"),
+        ([*SIM, "--pressure", "off"], "--sim: the simulated machine runs its own pressure model"),
+        (["--sim-pod", "/a=b/c"], "--sim-pod: only with --sim"),
+        ([*SIM, "--sim-pod", "/a"], "--sim-pod: expected CGROUP=NAMESPACE/POD[/QOS], got '/a'"),
+        ([*SIM, "--sim-pod", "/a=b/c/gold"], "--sim-pod: QoS class must be one of"),
+        ([*SIM, "--sim-pod", "/nope=b/c"], "--sim-pod: /nope is not a simulated cgroup; they are: /batch"),
+        (["--sim", "no-such-workload"], "--sim: unknown workload"),
+    ],
+)
+def test_sim_options_are_checked(tmp_path, args: list[str], message: str) -> None:
+    r = _daemon("--no-socket", "--once", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_the_help_names_the_sim_mode_and_the_watch() -> None:
+    out = " ".join(_daemon("--help").stdout.split())
+    assert "With --sim WORKLOAD, a demo and test mode" in out
+    assert "--watch-profiles {auto,on,off}" in out and "port 0 picks a free one" in out
+
+
+def test_a_sim_daemon_logs_its_metrics_address_and_how_it_follows_the_profiles(tmp_path) -> None:
+    pod = "/system.slice/redis-server.service=shop/cart/Burstable"
+    r = _daemon(
+        *SIM, "--seed", "3", "--cycles", "3", "--cycle-seconds", "0.05", "--no-socket",
+        "--metrics-listen", "127.0.0.1:0", "--sim-pod", pod,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^tierctl daemon: metrics on http://127\.0\.0\.1:[1-9][0-9]*/metrics$", r.stderr, re.M)
+    assert re.search(r"^tierctl daemon: profiles: following \S+ by inotify", r.stderr, re.M), r.stderr
+    r = _daemon(*SIM, "--once", "--no-socket", "--watch-profiles", "auto")
+    assert r.returncode == 0 and "profiles: following" not in r.stderr  # auto: not for one cycle

@@ -1,32 +1,33 @@
 """A real Prometheus over three tierctl daemons: the recording rules give the fleet figures that the
 daemons' own reports give.
 
-Three daemon processes run on the simulated platform (``python -m tests.deploy.test_prometheus serve``:
-the pieces of ``tierctl daemon`` — Service, socket API, metrics server, ``run_daemon`` — on
-``sim_service`` instead of the kernel, with pod identities given on the command line per the
-``cgroups()[i]["pod"]`` contract), each with its own metrics port on 127.0.0.1 and its own socket and
-state directory, different workloads and seeds. Debian's ``prometheus`` scrapes them every second with a
-``node`` label per target and evaluates the shipped ``deploy/prometheus/*.rules.yml`` every second.
+Three ``tierctl daemon --sim WORKLOAD --seed N`` processes run on the simulated platform (the daemon's
+own Service, socket API, metrics server and loop on a simulated machine instead of the kernel; pods are
+given with ``--sim-pod``), each with ``--metrics-listen 127.0.0.1:0`` (the port it logs), its own socket
+and state directory, different workloads and seeds. Debian's ``prometheus`` scrapes them every second
+with a ``node`` label per target and evaluates the shipped ``deploy/prometheus/*.rules.yml`` every
+second.
 
 The figures change every cycle, so the daemons are frozen before comparing: placement is paused through
 the socket API (a paused Service's ``status()`` and ``cgroups()`` keep the last cycle's state), their
 reports are read, and the recorded series are read once Prometheus evaluated them after a scrape that
-saw every daemon paused. Then bytes and heat-weighted hit ratios must agree to float precision.
+saw every daemon paused. Then bytes and heat-weighted hit ratios must agree to float precision, and the
+migration counters (per node and per cgroup) exactly; the namespace migration rates are checked against
+the per-cgroup rates Prometheus holds, joined here by the pods given to each daemon.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -54,46 +55,6 @@ NODES: dict[str, tuple[str, int, dict[str, tuple[str, str, str]]]] = {
 }  # fmt: skip
 
 
-# ---- the daemon on the simulated platform (run in a child process) ------------------------------------
-def _serve(argv: list[str]) -> int:
-    from tierctl.api.server import ApiServer
-    from tierctl.service.daemon import run_daemon
-    from tierctl.service.metrics import MetricsServer, snapshot_from_service
-    from tierctl.sim.live import sim_service
-
-    ap = argparse.ArgumentParser(prog="serve")
-    ap.add_argument("--workload", required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--state-dir", type=Path, required=True)
-    ap.add_argument("--socket", type=Path, required=True)
-    ap.add_argument("--pod", action="append", default=[], metavar="CGROUP=NAMESPACE/POD/QOS")
-    args = ap.parse_args(argv)
-    svc = sim_service(args.workload, seed=args.seed, state_dir=args.state_dir, epochs=20)
-    pods = {}
-    for spec in args.pod:
-        path, _, ident = spec.partition("=")
-        ns, name, qos = ident.split("/")
-        pods[path] = {"namespace": ns, "name": name, "uid": f"uid-{name}", "qos": qos, "container": None}
-    if pods:  # what pod resolution adds to each row (absent when unknown)
-        rows = svc.cgroups
-        svc.cgroups = lambda: [
-            {**r, **({"pod": pods[r["path"]]} if r["path"] in pods else {})} for r in rows()
-        ]  # type: ignore[method-assign]
-    metrics = MetricsServer(lambda: snapshot_from_service(svc, cycle_times=svc.cycle_times), "127.0.0.1", 0)
-
-    class Announce:  # starts the metrics server on a free port and says which (the test reads it)
-        def start(self) -> None:
-            host, port = metrics.start()
-            print(json.dumps({"metrics": f"{host}:{port}"}), flush=True)
-
-        def stop(self) -> None:
-            metrics.stop()
-
-    lock = threading.Lock()
-    api = ApiServer(svc, args.socket, service_lock=lock, socket_group=None)
-    return run_daemon(svc, cycle_s=CYCLE_S, front_ends=(api, Announce()), lock=lock)
-
-
 # ---- helpers ------------------------------------------------------------------------------------------
 def _prometheus() -> str:
     path = shutil.which("prometheus")
@@ -102,6 +63,15 @@ def _prometheus() -> str:
             pytest.fail("the prometheus binary is missing in CI (scripts/test installs Debian's prometheus)")
         pytest.skip("prometheus is not installed (apt-get install prometheus)")
     return path
+
+
+_LISTENING = re.compile(r"^tierctl daemon: metrics on http://(\S+)/metrics$", re.M)
+
+
+def _listening(log: Path) -> str | None:
+    """The address a daemon started with --metrics-listen 127.0.0.1:0 logged, once it did."""
+    m = _LISTENING.search(log.read_text())
+    return m.group(1) if m else None
 
 
 def _free_port() -> int:
@@ -142,14 +112,15 @@ class Prom:
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
 
-    def query(self, q: str) -> list[dict[str, Any]]:
-        code, body = _get(f"{self.base}/api/v1/query?" + urllib.parse.urlencode({"query": q}))
+    def query(self, q: str, at: float | None = None) -> list[dict[str, Any]]:
+        params = {"query": q} | ({} if at is None else {"time": repr(at)})
+        code, body = _get(f"{self.base}/api/v1/query?" + urllib.parse.urlencode(params))
         doc = json.loads(body)
         assert code == 200 and doc["status"] == "success", (q, body)
         return doc["data"]["result"]
 
-    def by(self, q: str, label: str) -> dict[str, float]:
-        return {r["metric"].get(label, ""): float(r["value"][1]) for r in self.query(q)}
+    def by(self, q: str, label: str, at: float | None = None) -> dict[str, float]:
+        return {r["metric"].get(label, ""): float(r["value"][1]) for r in self.query(q, at)}
 
 
 def _metric_values(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -198,21 +169,17 @@ def test_prometheus_recording_rules_give_the_fleet_figures_the_daemons_report(tm
         for node, (workload, seed, pods) in NODES.items():
             d = tmp_path / node
             d.mkdir()
-            cmd = [sys.executable, "-m", "tests.deploy.test_prometheus", "serve", "--workload", workload,
-                   "--seed", str(seed), "--state-dir", str(d / "state"),
-                   "--socket", str(d / "api.sock")]  # fmt: skip
-            cmd += [f"--pod={path}={'/'.join(p)}" for path, p in pods.items()]
+            cmd = [sys.executable, "-m", "tierctl", "daemon", "--sim", workload, "--seed", str(seed),
+                   "--state-dir", str(d / "state"), "--socket", str(d / "api.sock"),
+                   "--metrics-listen", "127.0.0.1:0", "--cycle-seconds", str(CYCLE_S)]  # fmt: skip
+            cmd += [f"--sim-pod={path}={'/'.join(p)}" for path, p in pods.items()]
             logs[node] = d / "stderr"
             err = files.enter_context(logs[node].open("w"))
-            p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+            p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
             daemons[node] = p
             procs.append(p)
-        addrs = {}
-        for node, p in daemons.items():
-            assert p.stdout is not None
-            line = p.stdout.readline()  # the daemon announces its metrics address once it serves
-            assert line, f"{node} did not start: {logs[node].read_text()}"
-            addrs[node] = json.loads(line)["metrics"]
+        # each daemon logs its metrics address once it serves
+        addrs = {n: _wait(f"{n} listening", lambda n=n: _listening(logs[n]), 30, procs) for n in NODES}
         sockets = {node: tmp_path / node / "api.sock" for node in NODES}
         # the health endpoints the Kubernetes probes use: ready after the first cycle, live while cycling
         for node, addr in addrs.items():
@@ -252,6 +219,8 @@ def test_prometheus_recording_rules_give_the_fleet_figures_the_daemons_report(tm
             lambda: (
                 prom.by("node:tierctl_mover_promoted_pages:rate5m", "node").keys() == NODES.keys()
                 and prom.by("fleet:tierctl_mover_promoted_pages:rate5m", "")[""] > 0
+                # node-c's one cgroup is pod web/front-0: its moves count for namespace web
+                and prom.by("namespace:tierctl_cgroup_promoted_pages:rate5m", "namespace").get("web", 0) > 0
             ),
             30,
             procs,
@@ -354,6 +323,35 @@ def test_prometheus_recording_rules_give_the_fleet_figures_the_daemons_report(tm
         # a node's rate is positive exactly when Prometheus saw its counter move (the run is < 5 min)
         changed = prom.by("changes(tierctl_mover_promoted_pages_total[5m])", "node")
         assert {n: v > 0 for n, v in nodes_rate.items()} == {n: v > 0 for n, v in changed.items()}
+        # per cgroup: the counters Prometheus holds are the rows' own, and a node's sum to its total
+        for moved in ("promoted", "demoted"):
+            got_cg = {
+                (r["metric"]["node"], r["metric"]["cgroup"]): float(r["value"][1])
+                for r in prom.query(f"tierctl_cgroup_{moved}_pages_total")
+            }
+            assert got_cg == {(n, r["path"]): float(r[f"{moved}_pages"]) for n in NODES for r in rows[n]}
+            for n in NODES:
+                assert sum(v for (node, _), v in got_cg.items() if node == n) == status[n]["moved"][moved]
+        # by namespace: the rule's join (on job, instance, cgroup) gives the per-cgroup rates Prometheus
+        # holds, summed here over the pods each daemon was given, at the same evaluation time. Not to
+        # float precision: a scrape started just before an evaluation may be stored just after it, and
+        # one more sample of a frozen counter changes rate()'s extrapolation by ~1/(samples in range)
+        for moved in ("promoted", "demoted"):
+            rule = f"namespace:tierctl_cgroup_{moved}_pages:rate5m"
+            at = float(prom.query(f"timestamp({rule})")[0]["value"][1])
+            got_ns = prom.by(rule, "namespace", at=at)
+            want_ns: dict[str, float] = dict.fromkeys(namespaces, 0.0)
+            for r in prom.query(f"rate(tierctl_cgroup_{moved}_pages_total[5m])", at=at):
+                pod = NODES[r["metric"]["node"]][2].get(r["metric"]["cgroup"])
+                if pod is not None:
+                    want_ns[pod[0]] += float(r["value"][1])
+            assert got_ns.keys() == want_ns.keys(), (moved, got_ns, want_ns)
+            assert all(math.isclose(got_ns[k], v, rel_tol=0.1, abs_tol=1e-9) for k, v in want_ns.items()), (
+                moved,
+                got_ns,
+                want_ns,
+            )
+        assert prom.by("namespace:tierctl_cgroup_promoted_pages:rate5m", "namespace")["web"] > 0
         # the target label `node` wins over the metric's NUMA `node` label, kept as `exported_node`
         numa = prom.query("tierctl_cgroup_node_memory_bytes")
         assert numa and all(r["metric"]["node"] in NODES and "exported_node" in r["metric"] for r in numa)
@@ -368,7 +366,3 @@ def test_prometheus_recording_rules_give_the_fleet_figures_the_daemons_report(tm
     finally:
         _stop(procs)
         files.close()
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
-    raise SystemExit(_serve(sys.argv[2:]))

@@ -6,18 +6,23 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tierctl.cli import args as args_
 from tierctl.cli.kernel_args import pid_arg
 from tierctl.errors import InputError
 from tierctl.kernel import kubelet
 from tierctl.kernel.procfs import ProcFS
+from tierctl.profiles.match import Pod
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 from tierctl.service.service import DaemonConfig
+
+if TYPE_CHECKING:
+    from tierctl.service.service import Service
 
 
 def register(sub: Any) -> None:
@@ -27,7 +32,11 @@ def register(sub: Any) -> None:
         description="Run the control loop: discover the cgroups in scope, match their profiles, "
         "sample, decide and move every cycle. SIGHUP reloads the profiles (a broken set is "
         "refused and the running one kept); SIGTERM/SIGINT stop cleanly and restore every "
-        "kernel knob. With --pid, manage just those processes (no profiles).",
+        "kernel knob. The profiles directory is followed (--watch-profiles): a Kubernetes "
+        "ConfigMap update or a file edited in place reloads it the same way. With --pid, manage just "
+        "those processes (no profiles). With --sim WORKLOAD, a demo and test mode: the same daemon "
+        "(Service, socket API, metrics, loop) on a simulated two-tier machine running a built-in "
+        "workload instead of the kernel; no root needed, nothing on the host is touched.",
     )
     p.add_argument(
         "--profiles", type=Path, metavar="DIR", help="profiles directory (default: the shipped set)"
@@ -40,10 +49,18 @@ def register(sub: Any) -> None:
         help="manage only cgroups below this path (repeatable; default: all with processes)",
     )
     p.add_argument(
+        "--watch-profiles",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="reload the profiles when their directory changes (a ConfigMap swap, an edit), as on "
+        "SIGHUP: inotify, else a check every 2 s; auto (the default) = on, except with --once; off",
+    )
+    p.add_argument(
         "--state-dir",
         type=Path,
-        default=Path("/var/lib/tierctl"),
-        help="where overrides and recorded knobs are kept (default /var/lib/tierctl)",
+        default=None,
+        help="where overrides and recorded knobs are kept (default /var/lib/tierctl; with --sim a "
+        "temporary directory)",
     )
     p.add_argument("--pid", action="append", default=None, help="ad hoc: manage these processes only")
     runs = p.add_mutually_exclusive_group()
@@ -107,7 +124,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--metrics-listen",
         metavar="[HOST:]PORT",
-        help="serve Prometheus/OpenMetrics on this address (off by default; host 127.0.0.1)",
+        help="serve Prometheus/OpenMetrics, /healthz and /readyz on this address (off by default; host "
+        "127.0.0.1; port 0 picks a free one). The daemon logs the address once it listens: "
+        "'tierctl daemon: metrics on http://HOST:PORT/metrics'",
     )
     p.add_argument(
         "--socket", type=Path, help="API socket (default $TIERCTL_SOCKET or /run/tierctl/tierctl.sock)"
@@ -123,6 +142,22 @@ def register(sub: Any) -> None:
         "--cycle-log", type=Path, metavar="FILE", help="append one JSON line per cycle to FILE (diagnostics)"
     )
     p.add_argument("--json", action="store_true", help="--pid mode: one JSON object per cycle")
+    sim = p.add_argument_group("simulated machine (demo and test mode)")
+    sim.add_argument(
+        "--sim",
+        metavar="WORKLOAD",
+        help="run on a simulated two-tier machine playing this built-in workload (one epoch per cycle; "
+        "`tierctl sim --list` names them), not on the kernel; kernel-only options are refused",
+    )
+    sim.add_argument("--seed", type=args_.SEED, default=0, help="with --sim: the workload's seed (default 0)")
+    sim.add_argument(
+        "--sim-pod",
+        action="append",
+        default=[],
+        metavar="CGROUP=NAMESPACE/POD[/QOS]",
+        help="with --sim: the simulated cgroup belongs to this pod (repeatable; profiles match it and "
+        "the metrics join it as if pod resolution had found it)",
+    )
     pods = p.add_argument_group("Kubernetes pods (docs/pods.md)")
     pods.add_argument(
         "--kubelet-cgroup-driver",
@@ -173,22 +208,109 @@ def group_id(text: str) -> int:
         raise InputError(f"no such group {text!r}", "--mutators-group") from None
 
 
+QOS_CLASSES = ("guaranteed", "burstable", "besteffort")
+# options that choose what the daemon does on the kernel: meaningless on the simulated machine
+_KERNEL_ONLY = {
+    "pid": "--pid",
+    "scope": "--scope",
+    "samplers": "--samplers",
+    "max_samplers": "--max-samplers",
+    "hint_faults": "--hint-faults",
+    "rate": "--rate",
+    "kubeconfig": "--kubeconfig",
+}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.cycles is not None and args.cycles <= 0:
         raise InputError(f"must be > 0, got {args.cycles}", "--cycles")
     if args.cycle_seconds <= 0:
         raise InputError(f"must be > 0, got {args.cycle_seconds}", "--cycle-seconds")
+    if args.sim is None:
+        if args.sim_pod:
+            raise InputError("only with --sim (pods of a real node come from pod resolution)", "--sim-pod")
+        args.state_dir = args.state_dir or Path("/var/lib/tierctl")
+    else:
+        for attr, flag in _KERNEL_ONLY.items():
+            if getattr(args, attr):
+                raise InputError(f"not with --sim (it applies to the kernel only), got {flag}", "--sim")
+        if args.pressure != "on" or args.memory_target != 95.0:
+            raise InputError(
+                "the simulated machine runs its own pressure model: no --pressure or --memory-target", "--sim"
+            )
     if args.pid:
         return run_pids(args)
+    if args.sim is not None:
+        with tempfile.TemporaryDirectory(prefix="tierctl-sim-") as tmp:
+            args.state_dir = args.state_dir or Path(tmp)
+            return run_service(args)
     return run_service(args)
 
 
-def run_service(args: argparse.Namespace) -> int:
-    from tierctl.profiles import default_profiles_dir
-    from tierctl.service.daemon import run_daemon
-    from tierctl.service.service import Service
+def sim_pod(text: str) -> tuple[str, Pod]:
+    """``--sim-pod CGROUP=NAMESPACE/POD[/QOS]``: a cgroup path and the pod it stands for."""
+    path, sep, ident = text.partition("=")
+    parts = ident.split("/")
+    if not sep or not path.strip("/") or len(parts) not in (2, 3) or not all(parts):
+        raise InputError(f"expected CGROUP=NAMESPACE/POD[/QOS], got {text!r}", "--sim-pod")
+    qos = parts[2].lower() if len(parts) == 3 else "burstable"
+    if qos not in QOS_CLASSES:
+        raise InputError(f"QoS class must be one of {', '.join(QOS_CLASSES)}, got {parts[2]!r}", "--sim-pod")
+    ns, name = parts[0], parts[1]
+    return "/" + path.strip("/"), Pod(f"sim-{ns}-{name}", qos, None, ns, name, ())
 
-    mutators_gid = group_id(args.mutators_group) if args.mutators_group else None
+
+class SimPods:
+    """Pod resolution's face (``PodResolver``: start, stop, pod, row, status) for the simulated machine:
+    the pods given with ``--sim-pod``, known by cgroup path."""
+
+    def __init__(self, pods: dict[str, Pod]) -> None:
+        self.pods = dict(pods)
+
+    def start(self) -> str | None:
+        return f"simulated pods (--sim-pod): {len(self.pods)}" if self.pods else None
+
+    def stop(self) -> None:
+        return None
+
+    def pod(self, path: str) -> Pod | None:
+        return self.pods.get("/" + path.strip("/"))
+
+    def row(self, path: str) -> dict[str, Any] | None:
+        p = self.pod(path)
+        return None if p is None else p.to_json()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "api": False,
+            "reason": "simulated machine: pods given with --sim-pod",
+            "pods": len(self.pods),
+        }
+
+
+def _service(args: argparse.Namespace, profiles_dir: Path) -> Service:
+    if args.sim is not None:
+        from tierctl.sim.live import sim_service
+
+        service = sim_service(
+            args.sim,
+            seed=args.seed,
+            state_dir=args.state_dir,
+            profiles_dir=profiles_dir,
+            dry_run=args.dry_run,
+            cycle_log=args.cycle_log,
+            policy=args.policy,
+            policy_options=dict(args.policy_option),
+        )
+        pods = dict(sim_pod(t) for t in args.sim_pod)
+        known = service.cgroupfs.list()
+        for path in pods:
+            if path.strip("/") not in known:
+                raise InputError(
+                    f"{path} is not a simulated cgroup; they are: /{', /'.join(known)}", "--sim-pod"
+                )
+        service.pods = SimPods(pods)  # type: ignore[assignment]
+        return service
     extra: dict[str, Any] = {}
     if args.samplers is not None:
         extra["samplers"] = sampler_names(args.samplers)
@@ -197,7 +319,7 @@ def run_service(args: argparse.Namespace) -> int:
             raise InputError(f"must be >= 1, got {args.max_samplers}", "--max-samplers")
         extra["max_samplers"] = args.max_samplers
     cfg = DaemonConfig(
-        profiles_dir=args.profiles or default_profiles_dir(),
+        profiles_dir=profiles_dir,
         state_dir=args.state_dir,
         scope=tuple("/" + s.strip("/") for s in (args.scope or ())),
         dry_run=args.dry_run,
@@ -214,15 +336,56 @@ def run_service(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         **extra,
     )
-    service = Service(cfg)
+    return Service(cfg)
+
+
+class _Metrics:
+    """The metrics server as a front end that says where it listens once it does (port 0: a free one)."""
+
+    def __init__(self, server: Any, log: TextIO) -> None:
+        self.server, self.log = server, log
+
+    def start(self) -> None:
+        host, port = self.server.start()
+        shown = f"[{host}]" if ":" in host else host
+        print(f"tierctl daemon: metrics on http://{shown}:{port}/metrics", file=self.log, flush=True)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def run_service(args: argparse.Namespace) -> int:
+    from tierctl import data
+    from tierctl.profiles import default_profiles_dir
+    from tierctl.service.daemon import run_daemon
+    from tierctl.service.metrics_snapshot import ReloadCounts
+    from tierctl.service.profile_watch import ProfileWatch
+
+    mutators_gid = group_id(args.mutators_group) if args.mutators_group else None
+    # the simulated machine's cgroups are named so that the shipped profiles match them
+    profiles_dir = args.profiles or (default_profiles_dir() if args.sim is None else data.profiles_dir())
+    watch = None
+    if args.watch_profiles == "on" or (args.watch_profiles == "auto" and not args.once):
+        watch = ProfileWatch(profiles_dir)
+        print(f"tierctl daemon: profiles: {watch.start()}", file=sys.stderr, flush=True)  # before reading
+    try:
+        service = _service(args, profiles_dir)
+    except BaseException:
+        if watch is not None:
+            watch.close()
+        raise
+    reloads = ReloadCounts()
     front_ends: list[Any] = []
     if args.metrics_listen:
         from tierctl.service.metrics import MetricsServer, parse_listen, snapshot_from_service
 
         host, port = parse_listen(args.metrics_listen)
-        front_ends.append(
-            MetricsServer(lambda: snapshot_from_service(service, cycle_times=service.cycle_times), host, port)
+        server = MetricsServer(
+            lambda: snapshot_from_service(service, cycle_times=service.cycle_times, reloads=reloads),
+            host,
+            port,
         )
+        front_ends.append(_Metrics(server, sys.stderr))
     from tierctl.api.client import default_socket
     from tierctl.api.server import ApiServer
     from tierctl.service.sdnotify import SdNotify
@@ -245,6 +408,8 @@ def run_service(args: argparse.Namespace) -> int:
         front_ends=tuple(front_ends),
         notify=sd.notify if (sd := SdNotify()).enabled else None,
         lock=lock,
+        watch=watch,
+        reloads=reloads,
     )
 
 
