@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from tierctl.cli import args as args_
 from tierctl.cli.kernel_args import pid_arg
@@ -19,10 +19,7 @@ from tierctl.kernel import kubelet
 from tierctl.kernel.procfs import ProcFS
 from tierctl.profiles.match import Pod
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
-from tierctl.service.service import DaemonConfig
-
-if TYPE_CHECKING:
-    from tierctl.service.service import Service
+from tierctl.service.service import DaemonConfig, Service
 
 
 def register(sub: Any) -> None:
