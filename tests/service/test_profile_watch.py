@@ -242,7 +242,6 @@ class Daemon:
         self.watch = ProfileWatch(directory, debounce_s=0.05)
         self.watch.start()  # before the Service reads the profiles, as `tierctl daemon` does
         self.service = sim_service("multi-cgroup", state_dir=state, profiles_dir=directory, epochs=4)
-        self.reloads = m.ReloadCounts()
         self.stop = threading.Event()
         self.log: list[str] = []
         self.lock = threading.Lock()
@@ -256,7 +255,6 @@ class Daemon:
             install_signals=False,
             lock=self.lock,
             watch=self.watch,
-            reloads=self.reloads,
             stop=self.stop,
         )
 
@@ -273,7 +271,7 @@ class Daemon:
             return [e for e in self.service.events if e["kind"] in kinds]
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        snap = m.snapshot_from_service(self.service, reloads=self.reloads)
+        snap = m.snapshot_from_service(self.service, reloads=self.service.reload_counts)
         return {
             (f.name, tuple(sorted(zip(spec_labels(f.name), labels, strict=True)))): v
             for f in [s for s in m.METRICS if s.name.startswith("tierctl_profile")]

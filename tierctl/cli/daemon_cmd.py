@@ -355,7 +355,6 @@ def run_service(args: argparse.Namespace) -> int:
     from tierctl import data
     from tierctl.profiles import default_profiles_dir
     from tierctl.service.daemon import run_daemon
-    from tierctl.service.metrics_snapshot import ReloadCounts
     from tierctl.service.profile_watch import ProfileWatch
 
     mutators_gid = group_id(args.mutators_group) if args.mutators_group else None
@@ -371,7 +370,7 @@ def run_service(args: argparse.Namespace) -> int:
         if watch is not None:
             watch.close()
         raise
-    reloads = ReloadCounts()
+    reloads = service.reload_counts  # every reload, whatever asked for it (signal, watch, the API)
     front_ends: list[Any] = []
     if args.metrics_listen:
         from tierctl.service.metrics import MetricsServer, parse_listen, snapshot_from_service
@@ -406,7 +405,6 @@ def run_service(args: argparse.Namespace) -> int:
         notify=sd.notify if (sd := SdNotify()).enabled else None,
         lock=lock,
         watch=watch,
-        reloads=reloads,
     )
 
 

@@ -118,7 +118,8 @@ class ServiceContract(Protocol):
         raises a TierctlError for a set that cannot be used."""
         ...
 
-    def reload(self, prepared: Any = None) -> dict[str, Any]:
+    def reload(self, prepared: Any = None, *, trigger: str = "api") -> dict[str, Any]:
         """Install ``prepared`` (what ``read_profiles`` returned, or the TierctlError it raised), or
-        read the set now when None; all or nothing."""
+        read the set now when None; all or nothing. ``trigger`` (signal, watch, api) is counted and
+        named in the event."""
         ...

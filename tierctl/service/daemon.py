@@ -27,7 +27,6 @@ from typing import Any, Protocol, TextIO
 
 from tierctl.errors import TierctlError
 from tierctl.profiles import ProfileSet
-from tierctl.service.metrics_snapshot import ReloadCounts
 from tierctl.service.profile_watch import ProfileWatch
 from tierctl.service.service import Service
 
@@ -56,15 +55,13 @@ def run_daemon(
     install_signals: bool = True,
     lock: threading.Lock | None = None,
     watch: ProfileWatch | None = None,
-    reloads: ReloadCounts | None = None,
     stop: threading.Event | None = None,
 ) -> int:
     """Run the loop until SIGTERM/SIGINT, ``stop`` is set (an embedding thread's way) or ``cycles`` ran.
-    ``watch``: a started ``ProfileWatch``, checked between cycles and closed at the end; ``reloads``:
-    where reloads are counted (the metrics read it)."""
+    ``watch``: a started ``ProfileWatch``, checked between cycles and closed at the end. Reloads, by
+    signal, the watch or the API, are counted by the Service (``service.reload_counts``)."""
     flags = _Flags()
     stopping = (lambda: flags.stop) if stop is None else (lambda: flags.stop or stop.is_set())
-    reloads = reloads if reloads is not None else ReloadCounts()
     lock = lock or threading.Lock()  # shared with the front ends: one caller in the Service at a time
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -103,9 +100,9 @@ def run_daemon(
                         print(f"tierctl daemon: pressure step failed: {e}", file=log, flush=True)
                 if flags.reload:
                     flags.reload = False
-                    print(_reload(service, lock, reloads, "signal", "SIGHUP"), file=log, flush=True)
+                    print(_reload(service, lock, "signal", "SIGHUP"), file=log, flush=True)
                 if watch is not None and (why := watch.due()) is not None:
-                    print(_reload(service, lock, reloads, "watch", why), file=log, flush=True)
+                    print(_reload(service, lock, "watch", why), file=log, flush=True)
             if stopping():
                 break
             try:
@@ -135,7 +132,7 @@ def run_daemon(
             signal.signal(s, h)
 
 
-def _reload(service: Service, lock: threading.Lock, reloads: ReloadCounts, trigger: str, why: str) -> str:
+def _reload(service: Service, lock: threading.Lock, trigger: str, why: str) -> str:
     """Read and check the profiles without the lock (a slow parse must not stall the API or the loop),
     then install them, or count the failure, under it: one path for SIGHUP and the directory watch.
     A ``reload_requested`` event says what asked for it; the Service's ``reloaded`` / ``reload_failed``
@@ -148,9 +145,8 @@ def _reload(service: Service, lock: threading.Lock, reloads: ReloadCounts, trigg
     with lock:
         service.events.emit("reload_requested", trigger=trigger, message=why)
         try:
-            names = service.reload(prepared)["profiles"]
-            ok, line = True, f"tierctl daemon: profiles reloaded: {', '.join(names)} ({trigger}: {why})"
+            names = service.reload(prepared, trigger=trigger)["profiles"]
+            line = f"tierctl daemon: profiles reloaded: {', '.join(names)} ({trigger}: {why})"
         except TierctlError as e:
-            ok, line = False, f"tierctl daemon: reload refused, running set kept ({trigger}: {why}):\n{e}"
-        reloads.observe(trigger, ok)
+            line = f"tierctl daemon: reload refused, running set kept ({trigger}: {why}):\n{e}"
     return line

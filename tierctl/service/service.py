@@ -35,7 +35,7 @@ from tierctl.service import analytics, pressure_view
 from tierctl.service.contract import API_VERSION
 from tierctl.service.events import EventLog
 from tierctl.service.kernel_loop import LoopConfig
-from tierctl.service.metrics import CycleTimes
+from tierctl.service.metrics import CycleTimes, ReloadCounts
 from tierctl.service.mutations import OverrideEditor
 from tierctl.service.outcomes import ALL, PAUSED, Goal, MoveTap, OutcomeBook, Placement, cycle_facts
 from tierctl.service.overrides import Overrides, OverrideStore
@@ -128,6 +128,7 @@ class Service:
         self.cycles = 0
         self.moved = {"promoted": 0, "demoted": 0}
         self.reload_failures = 0
+        self.reload_counts = ReloadCounts()  # reloads by trigger (signal, watch, api) and result
         self._refused_seen: set[int] = set()
 
     # ---- the loop ---------------------------------------------------------------------------------
@@ -590,7 +591,9 @@ class Service:
                 str(self.cfg.profiles_dir),
             ) from None
 
-    def reload(self, prepared: ProfileSet | TierctlError | None = None) -> dict[str, Any]:
+    def reload(
+        self, prepared: ProfileSet | TierctlError | None = None, *, trigger: str = "api"
+    ) -> dict[str, Any]:
         """Install a new profile set: ``prepared`` (what ``read_profiles`` gave, or the error it raised,
         e.g. read outside the lock), else read now. On any failure the running set stays, an event says
         why, the failure is counted and the error raised."""
@@ -600,11 +603,13 @@ class Service:
                 raise new
         except TierctlError as e:
             self.reload_failures += 1
+            self.reload_counts.observe(trigger, False)
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            self._event("reload_failed", message=first)
+            self._event("reload_failed", trigger=trigger, message=first)
             raise
         self.profiles = new
-        self._event("reloaded", profiles=new.names())
+        self.reload_counts.observe(trigger, True)
+        self._event("reloaded", trigger=trigger, profiles=new.names())
         return {"profiles": new.names()}
 
     def _event(self, kind: str, **info: Any) -> None:
