@@ -74,3 +74,11 @@ def test_original_workloads_expose_their_true_rates(name: str) -> None:
     assert abs(got / want - 1) < 0.01
     r, _ = simulate(t, SimConfig(fast_pages=wl.fast_pages), quotas=wl.quotas, rates=wl.rates)
     assert r.ceiling_from == "rates" and 0 < r.ceiling_hit_ratio <= r.oracle_hit_ratio
+
+
+@pytest.mark.parametrize("name", ["zipf-shift", "multi-cgroup", "scan", "grow"])
+@pytest.mark.parametrize("epochs", [1, 4])
+def test_a_short_run_of_every_workload_fits_its_fast_tier(name: str, epochs: int) -> None:
+    """`tierctl sim --workload grow --epochs 4` once refused its own fast tier (16 Ki pages of 10 Ki)."""
+    w = make_workload(name, seed=0, epochs=epochs)
+    assert 1 <= w.fast_pages <= w.trace.n_pages and w.trace.n_epochs == epochs

@@ -163,7 +163,7 @@ def grow(seed: int = 0, scale: float = 1.0, epochs: int = 240) -> Workload:
     rng = np.random.default_rng([seed, 4])
     start, per_epoch = int(8192 * scale), int(512 * scale)
     n = start + per_epoch * epochs
-    k = int(16384 * scale)
+    k = min(int(16384 * scale), n // 2)  # a short run has fewer pages: the fast tier holds half at most
     base = rng.lognormal(0.0, 0.5, size=n)
     born = np.zeros(n)
     born[start:] = 1 + np.arange(n - start) // per_epoch
