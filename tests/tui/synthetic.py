@@ -24,6 +24,17 @@ EDGES = (0.0, *np.logspace(0, 6, 13).tolist())
 STRIP = 48
 
 
+def pod_of(i: int) -> dict[str, Any]:
+    named = i % 4 == 0  # the others: the API server has not named them yet
+    return {
+        "namespace": "shop" if named else None,
+        "name": f"web-{i}" if named else None,
+        "uid": f"{i:08x}-1111-2222-3333-444455556666",
+        "qos": "burstable",
+        "container": None,
+    }
+
+
 class SyntheticService:
     def __init__(
         self,
@@ -34,7 +45,15 @@ class SyntheticService:
         slow_pages: int = 1_048_576,
         wall: Callable[[], float] = time.time,
         mutable: bool = True,
+        outcomes: bool = False,
+        pods: bool = False,
+        samplers: bool = True,
+        one_tier: bool = False,
     ) -> None:
+        """``outcomes``: rows, details and mutation results carry the outcome of the newest action
+        (docs/tui.md), as the Service does; ``pods``: every other cgroup is a pod's; ``samplers=False``:
+        no sampler runs; ``one_tier``: a single node, no slow tier. The detail carries the profile's
+        ``quota`` (``latency``: 4G / 60 %)."""
         self.rng = np.random.default_rng(seed)
         self.wall = wall
         self.mutable = mutable
@@ -56,6 +75,13 @@ class SyntheticService:
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self.seq = 0
         self.started = wall()
+        self.with_outcomes, self.with_pods, self.samplers_ok, self.one_tier = (
+            outcomes,
+            pods,
+            samplers,
+            one_tier,
+        )
+        self.outcomes: dict[str, dict[str, Any]] = {}
 
     # ---- the loop ---------------------------------------------------------------------------------
     def cycle(self) -> None:
@@ -95,7 +121,7 @@ class SyntheticService:
             "samplers": [
                 {
                     "name": "synthetic",
-                    "state": "active",
+                    "state": "active" if self.samplers_ok else "stopped",
                     "reason": "",
                     "health": {"samples": 1000 * self.cycles, "dropped": 0, "cpu_seconds": 0.0},
                 },
@@ -110,6 +136,11 @@ class SyntheticService:
 
     def topology(self) -> dict[str, Any]:
         used_fast, used_slow = int(self.fast.sum()), int(self.slow.sum())
+        nodes = [
+            {"id": 0, "tier": 0, "capacity_pages": self.fast_cap, "free_pages": self.fast_cap - used_fast}
+        ]
+        if self.one_tier:
+            return {"page_size": PAGE, "nodes": nodes}
         return {
             "page_size": PAGE,
             "nodes": [
@@ -140,6 +171,8 @@ class SyntheticService:
             "slow_bytes": int(self.slow[i]) * PAGE,
             "hot_bytes": hot * PAGE,
             "est_fast_hit_ratio": min(1.0, float(self.fast[i]) / hot) if hot and total else None,
+            **({"outcome": self.outcomes.get(self.paths[i])} if self.with_outcomes else {}),
+            **({"pod": pod_of(i)} if self.with_pods and i % 2 == 0 else {}),
         }
 
     def cgroups(self) -> list[dict[str, Any]]:
@@ -171,6 +204,29 @@ class SyntheticService:
                 for k in range(2)
             ],
             "recent_migrations": [e for e in self.events if e["kind"] == "migrated"][-20:],
+            "quota": self._quota(i),
+        }
+
+    def _quota(self, i: int) -> dict[str, Any] | None:
+        over = self.quotas.get(self.paths[i])
+        if over is not None:
+            return {
+                **over,
+                "source": "override",
+                "active": self.paths[i] not in self.pins,
+                "why_inactive": "pinned: a pin wins over a quota" if self.paths[i] in self.pins else None,
+            }
+        if self.prof[i] != "latency":
+            return None
+        cap = self.fast_cap * PAGE
+        return {
+            "fast_min": min(4 << 30, cap),
+            "fast_max": int(0.6 * cap),
+            "fast_min_amount": "4G",
+            "fast_max_amount": "60%",
+            "source": "profile",
+            "active": True,
+            "why_inactive": None,
         }
 
     def events_since(self, seq: int) -> tuple[int, list[dict[str, Any]]]:
@@ -194,7 +250,33 @@ class SyntheticService:
         else:
             self.pins[p] = tier
         self._event("pin", cgroup=p, tier=tier)
-        return self._overrides()
+        return self._outcome(p, "unpin" if tier == "auto" else "pin", tier)
+
+    def _outcome(self, path: str, action: str, target: str) -> dict[str, Any]:
+        """What the Service answers: the overrides, or with ``outcomes`` the outcome it starts."""
+        if not self.with_outcomes:
+            return self._overrides()
+        state, waiting = ("in_progress", "room in the fast tier") if target == "fast" else ("done", None)
+        o = {
+            "action": action,
+            "target": target,
+            "state": state,
+            "waiting_for": waiting,
+            "moved_pages": 0,
+            "since": self.wall(),
+            "updated": self.wall(),
+            "message": f"{action} {path} to {target}: "
+            + ("waiting for room in the fast tier" if waiting else "nothing to move"),
+        }
+        self.outcomes[path] = o
+        self._event("outcome", cgroup=path, action=action, state=state, message=o["message"])
+        return {"ok": True, "outcome": o}
+
+    def set_outcome(self, path: str, state: str, **more: Any) -> None:
+        """Move the outcome of ``path`` to ``state`` (an ``outcome`` event, as the Service emits)."""
+        o = {**self.outcomes[path], "state": state, "updated": self.wall(), **more}
+        self.outcomes[path] = o
+        self._event("outcome", cgroup=path, action=o["action"], state=state, message=o["message"])
 
     def unpin(self, path: str) -> dict[str, Any]:
         return self.pin(path, "auto")

@@ -19,11 +19,11 @@ from tests.tui.synthetic import SyntheticService
 from tierctl.api.server import ApiServer, Limits
 from tierctl.tui.app import TierctlApp
 from tierctl.tui.detail import DetailScreen
+from tierctl.tui.events_view import EventsView
 from tierctl.tui.keys import APP_KEYS, DETAIL_KEYS, TABLE_KEYS
 from tierctl.tui.modals import ConfirmScreen, HelpScreen, PinScreen, QuotaScreen
 from tierctl.tui.source import LocalSource, SocketSource
 from tierctl.tui.table import CgroupTable
-from tierctl.tui.views import EventsView
 
 from .conftest import WALL, drive, run_app, screen_text, settle
 
@@ -153,15 +153,19 @@ def test_pause_and_resume_are_confirmed_and_shown(synthetic: Synth) -> None:
         assert not svc.paused
         await pilot.press("space", "y")
         await settle(app, pilot)
-        assert svc.paused and " paused " in screen_text(app).splitlines()[0] + " "
+        top = screen_text(app).splitlines()
+        assert svc.paused and "⏸ PAUSED" in top[0] and "⇡- ⇣- paused" in top[0]
+        assert "space resume" in top[-1] and "space pause" not in top[-1]  # the footer's action reversed
         await pilot.press("1")
         await settle(app, pilot)
-        assert "controller paused" in screen_text(app)
+        text = screen_text(app)
+        assert "controller  ⏸ PAUSED  paused: no pages move" in text and "promoted   paused" in text
         await pilot.press("space")
         assert isinstance(app.screen, ConfirmScreen) and "Resume" in app.screen.question
         await pilot.click("#yes")
         await settle(app, pilot)
-        assert not svc.paused and "running" in screen_text(app).splitlines()[0]
+        top = screen_text(app).splitlines()
+        assert not svc.paused and "running" in top[0] and "space pause" in top[-1]
 
     run_app(src, body)
 
@@ -177,7 +181,7 @@ def test_migrate_now_for_the_selected_cgroup_or_all(synthetic: Synth) -> None:
         await pilot.press("y")
         await settle(app, pilot)
         assert svc.cycles == 3 and f"migrated cgroup {path}" in notes(app)
-        assert "cycle 3" in screen_text(app).splitlines()[0]
+        assert "c3" in screen_text(app).splitlines()[0]
         await pilot.press("1", "m")
         assert isinstance(app.screen, ConfirmScreen) and "every cgroup" in app.screen.question
         await pilot.press("enter")
@@ -222,17 +226,24 @@ def test_refused_actions_are_notifications_not_crashes() -> None:
     run_app(src, body)
 
 
-def test_invalid_quota_is_refused_and_nothing_changes(synthetic: Synth) -> None:
+def test_invalid_quota_keeps_the_dialog_open_with_the_reason(synthetic: Synth) -> None:
     svc, src = synthetic
 
     async def body(app: TierctlApp, pilot: Pilot[None]) -> None:
         await start(app, pilot, src)
         await pilot.press("f", *"lots", "enter")
         await settle(app, pilot)
-        (note,) = [n for n in app._notifications if n.title == "refused: invalid"]
-        assert str(note.message).startswith("fast_min: expected bytes (e.g. 512M, 2G)")
-        assert "got 'lots'" in str(note.message)
-        assert svc.quotas == {} and app.screen is app.screen_stack[0]
+        screen = app.screen
+        assert isinstance(screen, QuotaScreen) and svc.quotas == {}  # still open, nothing sent
+        text = screen_text(app)
+        assert "fast_min: expected bytes (e.g. 512M, 2G)" in text and "got 'lots'" in text
+        screen.query_one("#fast_min", Input).value = ""
+        await pilot.press(*"1G", "enter")  # corrected: the reason goes, the quota is set
+        await settle(app, pilot)
+        assert app.screen is app.screen_stack[0] and svc.quotas[table(app).selected_path or ""] == {
+            "fast_min": "1G",
+            "fast_max": None,
+        }
 
     run_app(src, body)
 
@@ -283,7 +294,7 @@ def test_daemon_gone_is_shown_actions_refused_and_reconnects(sockdir: Path) -> N
         await settle(app, pilot)
         top = screen_text(app)
         assert "daemon gone, reconnecting…" in top.splitlines()[0]
-        assert "app-000.service" in top  # the last frame stays on screen
+        assert "000.service" in top  # the last frame stays on screen
         await pilot.press("space", "y")
         await settle(app, pilot)
         assert any("daemon not running" in m for m in notes(app))
@@ -575,11 +586,12 @@ def test_sim_machine_pin_moves_memory(sim: tuple[object, LocalSource]) -> None:
         await settle(app, pilot)
         await drive(app, src, 10)
         await settle(app, pilot)
-        assert table(app).get_cell(db, "override").plain == "fast"
+        assert table(app).get_cell(db, "override").plain.rstrip("…!") == "fast"
         assert table(app).get_cell(db, "slow").plain != slow_before  # the pin moved pages
         await pilot.press("3")  # the log renders what it was given while hidden
         await settle(app, pilot)
-        log = [strip.text for strip in app.query_one(EventsView).lines]
+        log = app.query_one(EventsView).plain_lines()
         assert any(f"pin        cgroup={db} tier=fast" in line for line in log), log
+        assert any("migrated x" in line for line in log), log  # runs of migrations: one line each
 
     run_app(src, body)

@@ -65,8 +65,8 @@ def test_filter_matches_path_profile_or_pin_case_insensitively() -> None:
 
 
 def test_row_cells_format_missing_values_as_dash() -> None:
-    assert row_cells(ROWS[1]) == ("/b", "batch", "fast", "30B", "0B", "9B", "-")
-    assert row_cells({"path": "/x"}) == ("/x", "-", "auto", "-", "-", "-", "-")
+    assert row_cells(ROWS[1]) == ("/b", "-", "batch", "fast", "30B", "0B", "9B", "-")
+    assert row_cells({"path": "/x"}) == ("/x", "-", "-", "auto", "-", "-", "-", "-")
     assert fmt_bytes(3 * 2**30) == "3.0G" and fmt_bytes(True) == "-"
     assert fmt_ratio(0.25) == "25.0%"
 
@@ -110,9 +110,14 @@ def test_blocks_and_axis() -> None:
 
 def test_histogram_and_strip_text() -> None:
     d = {"heat_histogram": {"fast": [0, 4], "slow": [8, 0]}, "heat_edges": [0, 1, 10]}
-    text = histogram_text(d).plain
-    assert "fast     ▄▄▄▄ 4" in text and "slow ████     8" in text and "heat 0   1" in text
+    text = histogram_text(d, width=20).plain  # 5 for the label, 2 for the total: 6 cells a bucket
+    assert "fast       ▄▄▄▄▄▄ 4" in text and "slow ██████       8" in text and "heat 0     1" in text
+    wide = histogram_text(d, width=200).plain  # the buckets grow with the width
+    assert "fast " + " " * 96 + "▄" * 96 + " 4" in wide
     assert histogram_text({}).plain == "n/a"
     assert strip_text(None).plain.startswith("n/a")
     strip = strip_text({"heat": [0, 1, 2], "fast_fraction": [1.0, 0.5, 0.0]}).plain
-    assert "tier █▄▁" in strip
+    assert "tier █▄▁" in strip_text({"heat": [0, 1, 2], "fast_fraction": [1.0, 0.5, 0.0]}, width=8).plain
+    assert "tier " + "█" * 21 + "▄" * 21 + "▁" * 21 in strip  # 70 wide: 21 cells a bucket
+    # the heat row is readable without colour: a glyph ramp, cold to hot, and its legend
+    assert "heat " + "·" * 21 + "▓" * 21 + "█" * 21 in strip and "cold ·░▒▓▓██ hot" in strip

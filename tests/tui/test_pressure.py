@@ -21,7 +21,8 @@ from tierctl.api.protocol import RemoteError
 from tierctl.api.server import ApiServer, Limits
 from tierctl.tui import pressure_model as pm
 from tierctl.tui.app import TierctlApp
-from tierctl.tui.model import PATH_WANT, table_layout, visible_rows
+from tierctl.tui.layout import PATH_WANT, table_layout
+from tierctl.tui.model import visible_rows
 from tierctl.tui.pressure_view import KIND_STYLE, cgroups_text, kind_bar, machine_text
 from tierctl.tui.source import NO_PRESSURE_OP, LocalSource, SocketSource
 from tierctl.tui.table import CgroupTable
@@ -134,7 +135,7 @@ def test_table_shows_pressure_columns_at_80_and_all_at_160(
         assert t.get_cell(FIRST, "wset").plain == "640.0M"
         if "state" in want:
             assert t.get_cell(FIRST, "state").plain == "trim"
-        assert t.path_width >= PATH_WANT and "app-000.service" in screen_text(app)
+        assert t.path_width >= PATH_WANT and "000.service" in screen_text(app)
 
     run_app(src, body, size=size)
 
@@ -147,7 +148,7 @@ def test_pressure_columns_come_and_go_with_the_ladder_and_sort() -> None:
         t = app.query_one(CgroupTable)
         await pilot.press("s", "s")  # fast -> slow -> PSI (hot and hit give way at 80 columns)
         assert t.sort_by == "psi" and t.selected_path is not None
-        assert t.get_row_at(0)[0].plain.endswith("app-000.service")  # the highest PSI first
+        assert t.get_row_at(0)[0].plain.endswith("000.service")  # the highest PSI first
         assert "sort PSI" in str(t.border_title)
         svc.mode = "off"
         await drive(app, src, 1)

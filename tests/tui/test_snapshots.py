@@ -1,4 +1,5 @@
-"""Snapshots of every view at 80x24 on the simulated machine (multi-cgroup, seed 0, fixed clocks).
+"""Snapshots of the views on the simulated machine (multi-cgroup, seed 0, fixed clocks): the main views
+(cgroups, detail, events, help, pressure) at 80x24, 160x45 and 200x60, the others at 80x24.
 
 Update after an intended change with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and look
 at the SVGs (``tests/tui/__snapshots__``) before committing them.
@@ -23,8 +24,11 @@ DB = "/system.slice/postgresql@16-main.service"
 Snap = Callable[..., bool]
 
 
+SIZES = ((80, 24), (160, 45), (200, 60))
+
+
 def sim_app(src: LocalSource) -> TierctlApp:
-    return TierctlApp(src, refresh_s=None, start_source=False)
+    return TierctlApp(src, refresh_s=None, start_source=False, clock=lambda: 100.0)
 
 
 def played(src: LocalSource, *keys: str, cycles: int = CYCLES) -> Callable[[Pilot[None]], Any]:
@@ -41,22 +45,35 @@ def played(src: LocalSource, *keys: str, cycles: int = CYCLES) -> Callable[[Pilo
     return run_before
 
 
-@pytest.mark.parametrize(
-    "name,keys",
-    [
-        ("cgroups", ()),
-        ("overview", ("1",)),
-        ("events", ("3",)),
-        ("detail", ("k", "k", "enter")),
-        ("help", ("question_mark",)),
-        ("pin_dialog", ("p",)),
-        ("sorted_filtered", ("s", "s", "slash", "s", "y", "s", "enter")),
-        ("pressure", ("4",)),
-    ],
+MAIN_VIEWS = (
+    ("cgroups", ()),
+    ("events", ("3",)),
+    ("detail", ("k", "k", "enter")),
+    ("help", ("question_mark",)),
+    ("pressure", ("4",)),
 )
-def test_view(snap_compare: Snap, sim: tuple[Any, LocalSource], name: str, keys: tuple[str, ...]) -> None:
+OTHER_VIEWS = (
+    ("overview", ("1",)),
+    ("pin_dialog", ("p",)),
+    ("sorted_filtered", ("s", "s", "slash", "s", "y", "s", "enter")),
+    ("paused", ("space", "y")),
+)
+
+
+@pytest.mark.parametrize(
+    "name,keys,size",
+    [pytest.param(n, k, sz, id=f"{n}-{sz[0]}x{sz[1]}") for n, k in MAIN_VIEWS for sz in SIZES]
+    + [pytest.param(n, k, SIZES[0], id=n) for n, k in OTHER_VIEWS],
+)
+def test_view(
+    snap_compare: Snap,
+    sim: tuple[Any, LocalSource],
+    name: str,
+    keys: tuple[str, ...],
+    size: tuple[int, int],
+) -> None:
     _, src = sim
-    assert snap_compare(sim_app(src), terminal_size=(80, 24), run_before=played(src, *keys))
+    assert snap_compare(sim_app(src), terminal_size=size, run_before=played(src, *keys))
 
 
 def test_pinned_fast_after_20_more_epochs(snap_compare: Snap, sim: tuple[Any, LocalSource]) -> None:
@@ -136,5 +153,5 @@ def test_daemon_gone(snap_compare: Snap, sim: tuple[Any, LocalSource]) -> None:
         await app.collect()
         await settle(app, pilot)
 
-    app = TierctlApp(gone, refresh_s=None, start_source=False)
+    app = TierctlApp(gone, refresh_s=None, start_source=False, clock=lambda: 100.0)
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS = "edis-server.service"  # the path column elides from the left at 80 columns
+REDIS = "/system/"  # at 80 columns the path keeps its slice (".slice" dropped) and the unit's tail
+REDIS_TAIL = "er.service"
 
 
 class Tmux:
@@ -62,23 +63,34 @@ def row(screen: str, name: str) -> str:
 
 
 def test_pin_a_cgroup_in_a_real_terminal(tmux: Tmux) -> None:
-    first = tmux.wait_for(lambda s: REDIS in s and "running" in s)
-    assert "sim:multi-cgroup" in first and "16-main.service" in first and "auto" in row(first, REDIS)
+    first = tmux.wait_for(lambda s: REDIS in s and "running" in s and "ago" in s)
+    assert "sim:multi-cgroup" in first and "/system/…" in first and "/ filter" in first
+    assert "⇡" in first.splitlines()[0]  # the rates stay in the top bar at 80 columns
     tmux.keys("/")
     tmux.wait_for(lambda s: "filter: path" in s)
     tmux.keys("-l", "redis")  # literally
     tmux.keys("Enter")
-    tmux.wait_for(lambda s: "cgroups 1/3" in s)
+    filtered = tmux.wait_for(lambda s: "cgroups 1/3" in s)
+    assert "auto" in row(filtered, REDIS_TAIL)
     tmux.keys("p")
     tmux.wait_for(lambda s: "to which tier?" in s)
     tmux.keys("f")
-    pinned = tmux.wait_for(lambda s: " fast " in row(s, REDIS))
-    assert "auto" not in row(pinned, REDIS)
+    pinned = tmux.wait_for(lambda s: " fast" in row(s, REDIS_TAIL))
+    assert "auto" not in row(pinned, REDIS_TAIL)
     tmux.keys("Escape")  # alone: ESC followed at once by a key reads as alt+key
     tmux.wait_for(lambda s: "cgroups 3/3" in s)
     tmux.keys("1")
     later = tmux.wait_for(lambda s: "node 0 fast" in s)
     assert "controller running" in later
+    # pause: the screen says so everywhere, and the rates are not shown as live figures
+    tmux.keys("Space")
+    tmux.wait_for(lambda s: "Pause the controller" in s)
+    tmux.keys("y")
+    paused = tmux.wait_for(lambda s: "PAUSED" in s.splitlines()[0])
+    top = paused.splitlines()[0]
+    assert "⇡- ⇣- paused" in top and "ago" in top
+    assert "space resume" in paused and "space pause" not in paused
+    assert "promoted   paused" in paused and "paused: no pages move" in paused
     tmux.keys("q")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

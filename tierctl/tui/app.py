@@ -8,22 +8,29 @@ override is confirmed in a dialog, runs in a worker, and a refusal becomes a not
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Callable
 from importlib import resources
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from textual import on
 from textual.app import App, ComposeResult
+from textual.css.query import NoMatches
 from textual.widget import Widget
-from textual.widgets import Footer, Input, TabbedContent, TabPane
+from textual.widgets import Input, TabbedContent, TabPane
 
 from tierctl.api.protocol import error_kind
 from tierctl.errors import TierctlError
 from tierctl.tui.commands import TierctlCommands
 from tierctl.tui.detail import DetailScreen
+from tierctl.tui.freshness import is_paused
+from tierctl.tui.keybar import KeyBar
 from tierctl.tui.keys import APP_KEYS, TABLE_KEYS, bindings
 from tierctl.tui.modals import ConfirmScreen, HelpScreen, PinScreen, Quota, QuotaScreen
 from tierctl.tui.model import FrameContext, NodeUse, Rates, node_use
+from tierctl.tui.rowinfo import result_message
 from tierctl.tui.source import Frame, Source
 from tierctl.tui.table import CgroupTable
 from tierctl.tui.tabs import DEFAULT_TAB, TABS, ShowsFrames, tab
@@ -47,10 +54,12 @@ class TierctlApp(App[None]):
         refresh_s: float | None = 1.0,
         start_source: bool = True,
         quit_after: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``refresh_s=None``: no timer, the caller collects (``await app.collect()``; tests).
         ``quit_after``: exit after drawing that many frames from the source (scripted smoke runs);
-        the return code is 1 if a view update failed, else 0."""
+        the return code is 1 if a view update failed, else 0. ``clock``: seconds, for the data's age
+        (tests fix it)."""
         super().__init__()
         self.source = source
         self.refresh_s = refresh_s
@@ -65,6 +74,10 @@ class TierctlApp(App[None]):
         self._detail: DetailScreen | None = None  # made on first use, then reused
         self._was_connected = True
         self.problems: list[str] = []  # view updates that failed (tests assert there are none)
+        self.clock = clock
+        self.last_frame_at: float | None = None  # clock() when the last frame from the source arrived
+        self.paused = False
+        self._last_shown: Frame | None = None
 
     def compose(self) -> ComposeResult:
         yield Summary(id="summary")
@@ -72,16 +85,17 @@ class TierctlApp(App[None]):
             for t in TABS:
                 with TabPane(f"{t.title} [{t.key}]", id=t.id):
                     yield from t.widgets()
-        yield Footer()
+        yield KeyBar(id="keybar")
 
     def on_mount(self) -> None:
         self.main_view(Input, "#filter").display = False
-        self.main_view(Summary).show(self.source.label, None, [], self.rates)
+        self.main_view(Summary).show(self.source.label, None, [], self.rates, None, self.refresh_s)
         self.main_view(CgroupTable).focus()
         if self.start_source:
             self.source.start()
         if self.refresh_s is not None:
             self.set_interval(self.refresh_s, self._tick)
+            self.set_interval(0.5, self.show_summary)  # the data's age goes on counting
             self._tick()
 
     def on_unmount(self) -> None:
@@ -133,6 +147,10 @@ class TierctlApp(App[None]):
                 self.notify("reconnected to the daemon", title="tierctl")
             self.frame = frame
             self.frames += 1
+            self.last_frame_at = self.clock()
+            if is_paused(frame.status) != self.paused:
+                self.paused = not self.paused
+                self.refresh_bindings()  # the footer offers resume instead of pause
             self.nodes = node_use(frame.topology, frame.cgroups)
             self.rates.push(frame.status)
             ctx = FrameContext(frame, self.nodes, self.rates)
@@ -144,12 +162,30 @@ class TierctlApp(App[None]):
             if d is not None:
                 d.show(frame.detail, frame.detail_error, frame.status.get("overrides") or {}, frame.pressure)
         self._was_connected = frame.connected
-        self.main_view(Summary).show(self.source.label, frame, self.nodes, self.rates)
-        d = self._detail_screen()
-        if d is not None:
-            d.query_one(Summary).show(self.source.label, frame, self.nodes, self.rates)
+        self._last_shown = frame
+        self.show_summary()
         if self.quit_after is not None and self.frames >= self.quit_after:
             self.exit(return_code=1 if self.problems else 0)
+
+    def show_summary(self) -> None:
+        frame = self._last_shown
+        if frame is None:
+            return
+        age = None if self.last_frame_at is None else max(self.clock() - self.last_frame_at, 0.0)
+        args = (self.source.label, frame, self.nodes, self.rates, age, self.refresh_s)
+        self.main_view(Summary).show(*args)
+        d = self._detail_screen()
+        if d is not None:
+            with contextlib.suppress(NoMatches):  # not composed yet: it asks (DetailScreen.on_mount)
+                d.query_one(Summary).show(*args)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """space pauses a running controller and resumes a paused one: the footer shows which."""
+        if action == "pause":
+            return not self.paused
+        if action == "resume":
+            return self.paused
+        return True
 
     # ---- what the operator points at --------------------------------------------------------------
     def current_path(self) -> str | None:
@@ -244,7 +280,20 @@ class TierctlApp(App[None]):
         path = self._need_path("set its quota")
         if path is None:
             return
+        self.run_worker(self._quota_dialog(path), group="act")
+
+    async def _quota_dialog(self, path: str) -> None:
+        """The dialog shows what is in force: the detail's ``quota`` (profile or override) when the
+        service reports it, else the override alone."""
         current = (self._overrides().get("quotas") or {}).get(path)
+        info = None
+        fetch = getattr(self.source, "cgroup_detail", None)
+        if fetch is not None:
+            try:
+                detail = await asyncio.to_thread(fetch, path)
+                info = detail.get("quota") if isinstance(detail, dict) else None
+            except Exception:  # an older or gone daemon: the override alone
+                info = None
 
         def chosen(q: Quota | None) -> None:
             if q is not None:
@@ -252,7 +301,7 @@ class TierctlApp(App[None]):
                 text = "removed" if lo is None and hi is None else f"min {lo or '-'} max {hi or '-'}"
                 self.perform("set_quota", f"quota of {path}: {text}", path=path, fast_min=lo, fast_max=hi)
 
-        self.push_screen(QuotaScreen(path, current), chosen)
+        self.push_screen(QuotaScreen(path, current, info if isinstance(info, dict) else None), chosen)
 
     def action_migrate(self) -> None:
         on_overview = self._detail_screen() is None and self.main_view(TabbedContent).active == "overview"
@@ -261,13 +310,16 @@ class TierctlApp(App[None]):
         self._confirm(f"Migrate now: {what}?", "migrate_now", f"migrated {what}", path=path)
 
     def action_toggle_pause(self) -> None:
-        paused = bool(self._overrides().get("paused")) or (
-            self.frame is not None and self.frame.status.get("state") == "paused"
-        )
-        if paused:
-            self._confirm("Resume the controller?", "resume", "controller resumed")
+        if self.paused:
+            self.action_resume()
         else:
-            self._confirm("Pause the controller (sampling continues)?", "pause", "controller paused")
+            self.action_pause()
+
+    def action_pause(self) -> None:
+        self._confirm("Pause the controller (sampling continues)?", "pause", "controller paused")
+
+    def action_resume(self) -> None:
+        self._confirm("Resume the controller?", "resume", "controller resumed")
 
     def action_reload(self) -> None:
         self._confirm("Reload the profiles (all or nothing)?", "reload", "profiles reloaded")
@@ -284,14 +336,15 @@ class TierctlApp(App[None]):
 
     async def _perform(self, action: str, done: str, args: dict[str, Any]) -> None:
         try:
-            await asyncio.to_thread(self.source.act, action, **args)
+            result = await asyncio.to_thread(self.source.act, action, **args)
         except TierctlError as e:
             self.notify(str(e), title=refusal_title(e), severity="error", timeout=8)
             return
         except Exception as e:  # never a crash: show it and carry on
             self.notify(f"{type(e).__name__}: {e}", title="failed", severity="error", timeout=8)
             return
-        self.notify(done, title="done")
+        message, title, severity = result_message(result, done)
+        self.notify(message, title=title, severity=severity)  # type: ignore[arg-type]
         await self.collect()
 
 

@@ -16,19 +16,28 @@ class Key:
     label: str  # short, for the footer
     help: str  # for the help screen
     footer: bool = True
-    shown: str = ""  # how the help screen writes the keys (default: keys)
+    shown: str = ""  # how the help screen and the footer write the keys (default: keys)
+    rank: int = 5  # the footer drops the highest ranks first when the width is short
 
 
 APP_KEYS: tuple[Key, ...] = (
-    Key("question_mark", "help", "help", "this help: every key", shown="?"),
-    Key("q", "quit", "quit", "quit (the daemon keeps running)"),
+    Key("question_mark", "help", "help", "this help: every key (j / k scroll it)", shown="?", rank=0),
+    Key("q", "quit", "quit", "quit (the daemon keeps running)", rank=1),
     *(Key(t.key, f"tab('{t.id}')", t.id, t.help, footer=False) for t in TABS),
-    Key("p", "pin", "pin", "pin the selected cgroup to fast / slow / auto (asks first)"),
-    Key("f", "quota", "quota", "set the selected cgroup's fast-tier quota (min / max; asks first)"),
-    Key("m", "migrate", "migrate", "migrate now: the selected cgroup, or all from the overview (asks first)"),
-    Key("space", "toggle_pause", "pause", "pause / resume the controller (asks first)"),
+    Key("p", "pin", "pin", "pin the selected cgroup to fast / slow / auto (asks first)", rank=4),
+    Key("f", "quota", "quota", "set the selected cgroup's fast-tier quota (min / max; asks first)", rank=6),
+    Key(
+        "m",
+        "migrate",
+        "migrate",
+        "migrate now: the selected cgroup, or all from the overview (asks first)",
+        rank=7,
+    ),
+    # one key, two actions: the footer offers the one that applies (TierctlApp.check_action)
+    Key("space", "pause", "pause", "pause the controller (asks first)", rank=3),
+    Key("space", "resume", "resume", "resume the paused controller (asks first)", rank=3),
     Key("r", "reload", "reload", "reload the profiles (asks first)", footer=False),
-    Key("colon,ctrl+p", "command_palette", "commands", "command palette", footer=False, shown=": ctrl+p"),
+    Key("colon,ctrl+p", "command_palette", "commands", "command palette", shown=":", rank=9),
 )
 
 TABLE_KEYS: tuple[Key, ...] = (
@@ -36,14 +45,20 @@ TABLE_KEYS: tuple[Key, ...] = (
     Key("k,up", "cursor_up", "up", "previous cgroup", footer=False, shown="k ↑"),
     Key("g,home", "scroll_top", "top", "first cgroup", footer=False, shown="g home"),
     Key("G,end", "scroll_bottom", "bottom", "last cgroup (pgup/pgdn: a page)", footer=False, shown="G end"),
-    Key("enter", "select_cursor", "detail", "open the cgroup's detail (or click a row twice)"),
-    Key("s", "next_sort", "sort", "sort by the next column (or click a column header)"),
+    Key("enter", "select_cursor", "detail", "open the cgroup's detail (or click a row twice)", shown="⏎"),
+    Key("s", "next_sort", "sort", "sort by the next column (or click a column header)", rank=8),
     Key("S", "reverse_sort", "reverse", "reverse the sort order", footer=False),
-    Key("slash", "filter", "filter", "filter cgroups by path / profile / pin", shown="/"),
+    Key("slash", "filter", "filter", "filter cgroups by path / profile / pin / pod", shown="/", rank=2),
     Key("escape", "clear_filter", "clear", "clear the filter", footer=False, shown="esc"),
 )
 
-DETAIL_KEYS: tuple[Key, ...] = (Key("escape", "back", "back", "back to the previous view", shown="esc"),)
+DETAIL_KEYS: tuple[Key, ...] = (
+    Key("escape", "back", "back", "back to the previous view", shown="esc", rank=0),
+)
+
+EVENT_KEYS: tuple[Key, ...] = (
+    Key("e", "filter_kind", "kind", "events: show one kind only (a dialog; / filters cgroups)", rank=2),
+)
 
 MODAL_KEYS: tuple[tuple[str, str], ...] = (
     ("y / enter", "confirm (dialogs)"),
@@ -62,5 +77,21 @@ def help_rows() -> list[tuple[str, str, str]]:
     rows = [("global", k.shown or k.keys, k.help) for k in APP_KEYS]
     rows += [("cgroups", k.shown or k.keys, k.help) for k in TABLE_KEYS]
     rows += [("detail", k.shown or k.keys, k.help) for k in DETAIL_KEYS]
+    rows += [("events", k.shown or k.keys, k.help) for k in EVENT_KEYS]
     rows += [("dialogs", keys, what) for keys, what in MODAL_KEYS]
     return rows
+
+
+def shown_keys(action: str) -> str:
+    """How the help writes the keys of ``action`` (the palette shows them), "" if it has none."""
+    for k in (*APP_KEYS, *TABLE_KEYS, *DETAIL_KEYS, *EVENT_KEYS):
+        if k.action == action:
+            return k.shown or k.keys
+    return ""
+
+
+def footer_rank(action: str) -> int:
+    for k in (*APP_KEYS, *TABLE_KEYS, *DETAIL_KEYS, *EVENT_KEYS):
+        if k.action == action:
+            return k.rank
+    return 5

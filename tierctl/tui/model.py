@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tierctl.fmt import fmt_bytes as fmt_bytes  # re-exported: the views format bytes from here
+from tierctl.tui.layout import TEXT_SORTS  # the table's columns and layout: tierctl.tui.layout
 
 SPARK_POINTS = 60
 
@@ -128,48 +129,6 @@ class Rates:
 
 # ---- the cgroup table ----------------------------------------------------------------------------
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("path", "cgroup"),
-    ("profile", "profile"),
-    ("override", "pin"),
-    ("fast", "fast"),
-    ("slow", "slow"),
-    ("hot", "hot"),
-    ("hit", "hit"),
-)
-# shown while the pressure ladder runs and reports cgroups (tierctl.tui.pressure_model.has_columns)
-PRESSURE_COLUMNS: tuple[tuple[str, str], ...] = (("psi", "PSI"), ("wset", "wset"), ("state", "state"))
-ALL_COLUMNS = COLUMNS + PRESSURE_COLUMNS  # in the order they are shown
-SORTS = ("fast", "slow", "hot", "hit", "psi", "wset", "state", "path", "profile")  # `s` cycles
-TEXT_SORTS = frozenset({"path", "profile", "state"})  # A to Z; the others: largest first
-WIDTHS: Mapping[str, int] = MappingProxyType(
-    {"profile": 10, "override": 4, "fast": 7, "slow": 7, "hot": 7, "hit": 6, "psi": 5, "wset": 7, "state": 5}
-)
-MIN_PATH = 12
-PATH_WANT = 20  # with the pressure columns, columns give way rather than the path get narrower than this
-# which columns stay when the pressure columns are shown and the width is short, most wanted first
-PRIORITY = ("override", "fast", "slow", "psi", "wset", "profile", "hit", "state", "hot")
-CHROME = 3  # the table's border and scroll bar
-
-
-def table_layout(width: int, pressure: bool, padding: int = 1) -> tuple[tuple[str, ...], int]:
-    """(the columns shown, in order, and the path column's width) for a table ``width`` wide. Without
-    pressure columns every column is shown and the path takes what is left (at least MIN_PATH); with
-    them, the columns of PRIORITY are taken in order while the path keeps PATH_WANT, others give way."""
-    pad = 2 * padding
-    if not pressure:
-        keys = tuple(k for k, _ in COLUMNS)
-        others = sum(WIDTHS[k] + pad for k in keys[1:])
-        return keys, max(MIN_PATH, width - others - pad - CHROME)
-    used = pad + CHROME
-    chosen = set()
-    for k in PRIORITY:
-        if width - used - WIDTHS[k] - pad >= PATH_WANT:
-            chosen.add(k)
-            used += WIDTHS[k] + pad
-    keys = ("path", *(k for k, _ in ALL_COLUMNS if k in chosen))
-    return keys, max(MIN_PATH, width - used)
-
 
 def _num(v: Any) -> float:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else -1.0
@@ -185,14 +144,23 @@ SORT_KEYS: Mapping[str, Callable[[dict[str, Any]], Any]] = MappingProxyType(
         "wset": lambda c: _num(c.get("working_set")),
         "state": lambda c: str(c.get("ladder_state") or ""),
         "path": lambda c: str(c.get("path", "")),
+        "pod": lambda c: _pod(c),
         "profile": lambda c: str(c.get("profile") or ""),
     }
 )
 
 
+def _pod(c: dict[str, Any]) -> str:
+    from tierctl.tui.rowinfo import pod_label
+
+    return pod_label(c)
+
+
 def row_cells(c: dict[str, Any]) -> tuple[str, ...]:
+    """The cells of COLUMNS (tierctl.tui.layout) for one cgroup row."""
     return (
         str(c.get("path", "?")),
+        _pod(c) or "-",
         str(c.get("profile") or "-"),
         str(c.get("override") or "auto"),
         fmt_bytes(c.get("fast_bytes")),
@@ -205,13 +173,15 @@ def row_cells(c: dict[str, Any]) -> tuple[str, ...]:
 def visible_rows(
     cgroups: list[dict[str, Any]], *, sort: str, reverse: bool, needle: str
 ) -> list[dict[str, Any]]:
-    """The rows the table shows: filtered by ``needle`` (substring of path, profile or pin, any case)
+    """The rows the table shows: filtered by ``needle`` (substring of path, pod, profile or pin, any case)
     and sorted by ``sort`` — numbers largest first, text A to Z, unless ``reverse``; ties by path."""
     n = needle.lower()
     rows = [
         c
         for c in cgroups
-        if not n or any(n in str(c.get(k) or "").lower() for k in ("path", "profile", "override"))
+        if not n
+        or any(n in str(c.get(k) or "").lower() for k in ("path", "profile", "override"))
+        or n in _pod(c).lower()
     ]
     rows.sort(key=lambda c: str(c.get("path", "")))
     numeric = sort not in TEXT_SORTS

@@ -22,6 +22,7 @@ from tierctl.errors import InputError, PermissionDeniedError, TierctlError, Unav
 from tierctl.service.contract import ServiceContract
 
 GONE = "daemon gone, reconnecting…"
+NEVER = "daemon never reached"  # no connection has succeeded yet (is it running? the right socket?)
 NO_PRESSURE_OP = "this daemon does not report memory pressure (it is older than the pressure op)"
 # the Service methods the TUI may call: the mutations the API declares (tierctl.api.protocol.OPS)
 ACTIONS = tuple(spec.method for spec in OPS.values() if spec.mutation)
@@ -133,6 +134,10 @@ class LocalSource:
         with self.lock:
             return getattr(self.service, action)(**args)
 
+    def cgroup_detail(self, path: str) -> dict[str, Any]:
+        with self.lock:
+            return self.service.cgroup_detail(path)
+
 
 class SocketSource:
     """The daemon's socket API; one connection, reopened after the daemon went away."""
@@ -151,6 +156,7 @@ class SocketSource:
         self._client = self._factory(self.path)
         self._lock = threading.Lock()  # one request at a time on the connection
         self.seq = 0
+        self.reached = False  # whether any poll has succeeded
 
     def start(self) -> None:
         pass
@@ -182,7 +188,9 @@ class SocketSource:
                 return Frame(connected=False, message=str(e))
             except (UnavailableError, RemoteError) as e:
                 c.close()
-                return Frame(connected=False, message=f"{GONE} ({e})")
+                lost = GONE if self.reached else f"{NEVER} at {self.path}, retrying…"
+                return Frame(connected=False, message=f"{lost} ({e})")
+        self.reached = True
         return Frame(
             True,
             "",
@@ -205,6 +213,15 @@ class SocketSource:
                 return {"mode": "?", "active": False, "reason": NO_PRESSURE_OP}
             raise
         return got if isinstance(got, dict) else {"mode": "?", "active": False, "reason": "bad answer"}
+
+    def cgroup_detail(self, path: str) -> dict[str, Any]:
+        with self._lock:
+            try:
+                got = self._client.call("cgroup", path=path)
+            except (UnavailableError, RemoteError):
+                self._client.close()
+                raise
+        return got if isinstance(got, dict) else {}
 
     def act(self, action: str, **args: Any) -> Any:
         _check_action(action)

@@ -13,23 +13,16 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from tierctl.tui import pressure_model
 from tierctl.tui.keys import TABLE_KEYS, bindings
-from tierctl.tui.model import (
-    ALL_COLUMNS,
-    COLUMNS,
-    SORTS,
-    WIDTHS,
-    FrameContext,
-    row_cells,
-    table_layout,
-    visible_rows,
-)
+from tierctl.tui.layout import BASE_KEYS, COLUMNS, LABELS, SORTS, plan_columns
+from tierctl.tui.model import FrameContext, row_cells, visible_rows
+from tierctl.tui.rowinfo import OUTCOME_MARK, ROW_STYLE, has_pods, outcome_open, row_state
 
 RIGHT = frozenset({"fast", "slow", "hot", "hit", "psi", "wset"})
-LABELS: Mapping[str, str] = MappingProxyType(dict(ALL_COLUMNS))
 PIN_STYLE: Mapping[str, str] = MappingProxyType({"fast": "bold cyan", "slow": "bold blue"})
 STATE_STYLE: Mapping[str, str] = MappingProxyType(
     {"trim": "yellow", "notif": "bold magenta", "kill": "bold red", "prot": "cyan"}
 )
+MARK_STYLE: Mapping[str, str] = MappingProxyType({"…": "bold yellow", "!": "bold white on red"})
 
 
 def psi_style(cell: str) -> str:
@@ -41,19 +34,42 @@ def psi_style(cell: str) -> str:
 
 
 def cells_of(c: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, ...]:
-    """The row's cells for the columns ``keys`` (the rows carry pressure_model.merge's keys)."""
+    """The row's cells for the columns ``keys`` (the rows carry pressure_model.merge's keys); the pin
+    cell ends in a mark while an action on the cgroup is under way (…) or stuck (!)."""
     every = dict(zip((k for k, _ in COLUMNS), row_cells(c), strict=True))
+    state = outcome_open(c)
+    if state:
+        every["override"] += OUTCOME_MARK[state]
     if "psi" in keys or "wset" in keys or "state" in keys:
         every.update(pressure_model.pressure_cells(c))
     return tuple(every[k] for k in keys)
 
 
 class PathCell(Text):
-    """The cgroup cell: shows the path elided from the left, remembers the whole path (sort key)."""
+    """The cgroup cell: the path elided in the middle (the slice and the unit's tail stay), remembers
+    the whole path (sort key)."""
 
-    def __init__(self, path: str, width: int) -> None:
-        super().__init__(elide_left(path, width))
+    def __init__(self, path: str, width: int, style: str = "") -> None:
+        super().__init__(elide_middle(path, width), style=style)
         self.path = path
+
+
+def elide_middle(text: str, width: int) -> str:
+    """A path that does not fit: first its ancestors lose the ``.slice`` suffix
+    (``/system/postgresql@16-main.service``), then the middle goes (``/system/…16-main.service``): the
+    slice (up to half the width) and as much of the end as fits stay."""
+    if len(text) <= width:
+        return text
+    parts = text.split("/")
+    short = "/".join([*(p.removesuffix(".slice") for p in parts[:-1]), parts[-1]])
+    if len(short) <= width:
+        return short
+    if width < 4:
+        return short[-width:]
+    first = short.find("/", 1) + 1 if short.startswith("/") else short.find("/") + 1
+    head = min(max(first, 0), (width - 1) // 2)
+    tail = width - 1 - head
+    return short[:head] + "…" + short[len(short) - tail :]
 
 
 def elide_left(text: str, width: int) -> str:
@@ -62,6 +78,13 @@ def elide_left(text: str, width: int) -> str:
 
 def elide_right(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def natural_widths(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The longest path, profile and pod of the rows (the layout grows the columns to them)."""
+    cells = [row_cells(c) for c in rows]
+    keys = [k for k, _ in COLUMNS]
+    return {k: max((len(c[keys.index(k)]) for c in cells), default=0) for k in ("path", "profile", "pod")}
 
 
 class CgroupTable(DataTable[Text]):
@@ -83,8 +106,15 @@ class CgroupTable(DataTable[Text]):
         self._cells: dict[str, tuple[str, ...]] = {}
         self._order: list[str] = []
         self.path_width = 40
-        self.keys: tuple[str, ...] = tuple(k for k, _ in COLUMNS)  # the columns shown
+        self.keys: tuple[str, ...] = BASE_KEYS  # the columns shown
+        self.widths: dict[str, int] = {}
         self.pressure = False  # whether the pressure columns may be shown
+        self.pods = False  # whether any row is a pod's (the pod column may be shown)
+        self.natural: dict[str, int] = {}
+        self.quotas: dict[str, Any] = {}  # the overrides' quotas (row colours: over quota)
+        self.fast_capacity = 0
+        self._states: dict[str, str | None] = {}
+        self._marked: tuple[str, bool] = ("fast", False)  # the sort the headers show
 
     def on_mount(self) -> None:
         self._columns()
@@ -92,22 +122,44 @@ class CgroupTable(DataTable[Text]):
 
     def _columns(self) -> None:
         for key in self.keys:
-            just = "right" if key in RIGHT else "left"
-            self.add_column(Text(LABELS[key], justify=just), key=key, width=WIDTHS.get(key, self.path_width))
+            self.add_column(self._header(key), key=key, width=self.widths.get(key, self.path_width))
+
+    def _header(self, key: str) -> Text:
+        """The column's label, with ▼ (largest / A first) or ▲ on the sorted column."""
+        label = LABELS[key]
+        if key == self.sort_by:
+            label += " ▲" if self.reverse else " ▼"
+        return Text(
+            label, justify="right" if key in RIGHT else "left", style="bold" if key == self.sort_by else ""
+        )
+
+    def _mark_sorted(self) -> None:
+        if (self.sort_by, self.reverse) == self._marked:
+            return
+        self._marked = (self.sort_by, self.reverse)
+        for key, col in self.columns.items():
+            col.label = self._header(str(key.value))
+        self._clear_caches()
+        self.refresh()
 
     def on_resize(self) -> None:
         self._layout()
 
     def _layout(self) -> bool:
         """Columns and the path's width for the table's width; rebuilt (True) only when they change."""
-        keys, width = table_layout(self.size.width, self.pressure, self.cell_padding)
-        if (keys, width) == (self.keys, self.path_width):
+        plan = plan_columns(
+            self.size.width, self.pressure, self.cell_padding, natural=self.natural, pods=self.pods
+        )
+        if plan == self.widths:
             return False
-        self.keys, self.path_width = keys, width
+        self.widths = plan
+        self.keys, self.path_width = tuple(plan), plan["path"]
         keep, y = self.selected_path, self.scroll_y
         self.clear(columns=True)
         self._columns()
+        self._marked = (self.sort_by, self.reverse)
         self._cells.clear()
+        self._states.clear()
         self._order = []
         self._apply()
         if keep is not None:
@@ -117,14 +169,18 @@ class CgroupTable(DataTable[Text]):
 
     # ---- data in -----------------------------------------------------------------------------------
     def show_frame(self, ctx: FrameContext) -> None:
+        status = getattr(ctx.frame, "status", {}) or {}
+        self.quotas = dict((status.get("overrides") or {}).get("quotas") or {})
+        self.fast_capacity = sum(n.capacity for n in ctx.nodes if n.tier == "fast")
         self.show(ctx.frame.cgroups, getattr(ctx.frame, "pressure", None))
 
     def show(self, cgroups: list[dict[str, Any]], pressure: dict[str, Any] | None = None) -> None:
-        """``pressure``: the Service's pressure_status(); its columns show while it reports cgroups."""
+        """``pressure``: the Service's pressure_status(); its columns show while it reports cgroups.
+        The pod column shows while any row is a pod's; the columns grow to their longest text."""
         self._all = pressure_model.merge(cgroups, pressure)
-        on = pressure_model.has_columns(pressure)
-        if on != self.pressure:
-            self.pressure = on
+        on, pods, natural = pressure_model.has_columns(pressure), has_pods(cgroups), natural_widths(cgroups)
+        if (on, pods, natural) != (self.pressure, self.pods, self.natural):
+            self.pressure, self.pods, self.natural = on, pods, natural
             if self.size.width and self._layout():
                 return
         self._apply()
@@ -141,39 +197,47 @@ class CgroupTable(DataTable[Text]):
         for gone in [p for p in self._cells if p not in wanted]:
             self.remove_row(gone)
             del self._cells[gone]
+            self._states.pop(gone, None)
         for c, path in zip(rows, paths, strict=True):
             cells = cells_of(c, self.keys)
+            state = row_state(c, self.quotas.get(path), self.fast_capacity)
             old = self._cells.get(path)
             if old is None:
-                self.add_row(*self._styled(cells), key=path)
-            elif old != cells:
-                styled = self._styled(cells)
+                self.add_row(*self._styled(cells, state), key=path)
+            elif old != cells or self._states.get(path) != state:
+                restyle = self._states.get(path) != state
+                styled = self._styled(cells, state)
                 for col, a, b, s in zip(self.keys, old, cells, styled, strict=True):
-                    if a != b:
+                    if a != b or restyle:
                         self.update_cell(path, col, s)
             self._cells[path] = cells
+            self._states[path] = state
         if paths != self._order:
             rank = {p: i for i, p in enumerate(paths)}
             self.sort("path", key=lambda cell: rank[cell.path])
             self._order = paths
         if keep in wanted:
             self.move_cursor(row=self.get_row_index(keep), scroll=False)
+        self._mark_sorted()
         self._title()
 
-    def _styled(self, cells: tuple[str, ...]) -> list[Text]:
-        out: list[Text] = [PathCell(cells[0], self.path_width)]
+    def _styled(self, cells: tuple[str, ...], state: str | None = None) -> list[Text]:
+        """The cells as shown; ``state`` (rowinfo.row_state) colours the row's cgroup and figures."""
+        row = ROW_STYLE.get(state or "", "")
+        out: list[Text] = [PathCell(cells[0], self.path_width, row)]
         for key, v in zip(self.keys[1:], cells[1:], strict=True):
-            style = (
-                PIN_STYLE.get(v, "")
-                if key == "override"
-                else STATE_STYLE.get(v, "")
-                if key == "state"
-                else psi_style(v)
-                if key == "psi"
-                else ""
-            )
-            v = elide_right(v, WIDTHS[key])
-            out.append(Text(v, style=style, justify="right" if key in RIGHT else "left"))
+            style = row if key in ("fast", "hit") or state == "stuck" else ""
+            if key == "override":
+                style = PIN_STYLE.get(v.rstrip("…!"), "")
+            elif key == "state":
+                style = STATE_STYLE.get(v, "")
+            elif key == "psi":
+                style = psi_style(v)
+            cell = Text(elide_right(v, self.widths.get(key, len(v))), style=style)
+            cell.justify = "right" if key in RIGHT else "left"
+            if key == "override" and v[-1:] in MARK_STYLE:
+                cell.stylize(MARK_STYLE[v[-1]], len(cell) - 1)
+            out.append(cell)
         return out
 
     def _title(self) -> None:

@@ -51,7 +51,7 @@ def _cgroups() -> Iterable[Widget]:
 
 
 def _events() -> Iterable[Widget]:
-    from tierctl.tui.views import EventsView
+    from tierctl.tui.events_view import EventsView
 
     yield EventsView(id="events-view")
 
@@ -65,7 +65,7 @@ def _pressure() -> Iterable[Widget]:
 TABS: tuple[Tab, ...] = (
     Tab("overview", "Overview", "1", "overview: tiers, rates, controller, samplers", _overview),
     Tab("cgroups", "Cgroups", "2", "cgroups table", _cgroups, focus="#table"),
-    Tab("events", "Events", "3", "events log", _events),
+    Tab("events", "Events", "3", "events log (e: one kind only)", _events, focus="#events-view"),
     Tab("pressure", "Pressure", "4", "memory pressure: machine, ladder, cgroups by PSI", _pressure),
 )
 DEFAULT_TAB = "cgroups"
