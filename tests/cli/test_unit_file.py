@@ -178,7 +178,11 @@ def test_directories_match_the_code() -> None:
     assert one(UNIT, "Service", "ConfigurationDirectory") == "tierctl"
     assert one(UNIT, "Service", "ExecStart") == SHIPPED_EXEC_START.partition("=")[2]
     assert "/etc/tierctl/profiles" in SHIPPED_EXEC_START
-    assert "RuntimeDirectoryPreserve" not in UNIT  # /run/tierctl holds only the socket
+    # /run/tierctl also holds one-shot commands' knob records: a stop of the daemon must keep them
+    from tierctl.kernel.bpfhost import RUN_DIR
+
+    assert RUN_DIR == DEFAULT_SOCKET.parent
+    assert one(UNIT, "Service", "RuntimeDirectoryPreserve") == "yes"
 
 
 def test_documentation_is_the_generated_man_page() -> None:
