@@ -181,7 +181,7 @@ def test_directories_match_the_code() -> None:
     # /run/tierctl also holds one-shot commands' knob records: a stop of the daemon must keep them
     from tierctl.kernel.bpfhost import RUN_DIR
 
-    assert RUN_DIR == DEFAULT_SOCKET.parent
+    assert DEFAULT_SOCKET.parent == RUN_DIR
     assert one(UNIT, "Service", "RuntimeDirectoryPreserve") == "yes"
 
 
