@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,28 @@ def test_the_kernel_daemon_starts_and_stops_on_this_host(tmp_path) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert "internal error" not in r.stderr
+    nodes = list(Path("/sys/devices/system/node").glob("node[0-9]*"))
+    if len(nodes) == 1:  # this host (and CI's): loud about what keeps it from placing, not silent
+        assert "tierctl daemon: warning: this machine has one memory tier (node 0)" in r.stderr, r.stderr
+
+
+def test_degraded_names_a_missing_sampler_and_a_single_tier() -> None:
+    from tierctl.service.daemon import degraded
+
+    class Svc:
+        def __init__(self, samplers: list[dict[str, str]], tiers: list[int]) -> None:
+            self.samplers, self.tiers = samplers, tiers
+
+        def status(self) -> dict[str, object]:
+            return {"samplers": self.samplers}
+
+        def topology(self) -> dict[str, object]:
+            return {"nodes": [{"id": i, "tier": t} for i, t in enumerate(self.tiers)]}
+
+    down = [{"name": "damon", "state": "unavailable", "reason": "EBUSY"}]
+    up = [{"name": "idle", "state": "running", "reason": ""}, *down]
+    both = degraded(Svc(down, [0]))  # type: ignore[arg-type]
+    assert len(both) == 2 and both[0].startswith("no sampler is running (damon: unavailable, EBUSY)")
+    assert "one memory tier (node 0)" in both[1]
+    assert degraded(Svc(up, [0, 1])) == []  # type: ignore[arg-type]
+    assert degraded(Svc([], [0, 1]))[0].startswith("no sampler is running (none configured)")  # type: ignore[arg-type]

@@ -85,8 +85,13 @@ def run_daemon(
         for fe in front_ends:
             fe.start()
             started.append(fe)
+        warnings = degraded(service)
+        for w in warnings:  # loud, not silent: a controller that cannot place says so at once
+            print(f"tierctl daemon: warning: {w}", file=log, flush=True)
         if notify:
             notify("READY=1")
+            if warnings:
+                notify(f"STATUS=degraded: {warnings[0]}")
         n = 0
         next_at = time.monotonic()
         while not stopping() and (cycles is None or n < cycles):
@@ -130,6 +135,27 @@ def run_daemon(
             faulthandler.unregister(signal.SIGUSR1)
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def degraded(service: Service) -> list[str]:
+    """What keeps this daemon from placing pages, in words: no sampler running, one memory tier only.
+    The pressure ladder works either way, and each line says so."""
+    out = []
+    samplers = service.status().get("samplers") or []
+    if not any(s.get("state") == "running" for s in samplers):
+        why = "; ".join(f"{s.get('name')}: {s.get('state')}, {s.get('reason')}" for s in samplers)
+        out.append(
+            f"no sampler is running ({why or 'none configured'}): no page is placed until one starts "
+            "(tierctl samplers says what each needs); the pressure ladder still runs"
+        )
+    nodes = service.topology().get("nodes") or []
+    if len({n.get("tier") for n in nodes}) < 2:
+        ids = ", ".join(str(n.get("id")) for n in nodes)
+        out.append(
+            f"this machine has one memory tier (node {ids or '?'}): there is nothing to place between "
+            "tiers; the pressure ladder still runs"
+        )
+    return out
 
 
 def _reload(service: Service, lock: threading.Lock, trigger: str, why: str) -> str:
