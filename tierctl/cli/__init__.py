@@ -19,6 +19,7 @@ from tierctl.cli import (
     client_cmds,
     daemon_cmd,
     docs_cmd,
+    knobs_cmd,
     move_cmd,
     pages_cmd,
     pressure_cmd,
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     pressure_cmd.register(sub)
     tui_cmd.register(sub)
     unit_cmd.register(sub)
+    knobs_cmd.register(sub)
     docs_cmd.register(sub)
     return parser
 
