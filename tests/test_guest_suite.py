@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 GUEST_TIMEOUT_S = 1500
 
 
+@pytest.mark.timeout(GUEST_TIMEOUT_S + 300)  # boot + the guest's own timeout + collecting the report
 @pytest.mark.skipif(IN_GUEST, reason="this is the host side of the guest suite")
 def test_vm_suite_in_the_two_tier_guest(tmp_path: Path) -> None:
     if os.environ.get("TIERCTL_SKIP_VM") == "1":

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from tierctl.cli import build_parser
+from tierctl.cli import build_parser, daemon_cmd
 from tierctl.errors import InputError
-from tierctl.service import service as service_mod
 
 
 class _Built(Exception):
@@ -24,7 +23,7 @@ def _config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *argv: str) -> Any:
         seen.append(cfg)
         raise _Built()
 
-    monkeypatch.setattr(service_mod, "Service", fake_service)
+    monkeypatch.setattr(daemon_cmd, "Service", fake_service)  # the name daemon_cmd builds it by
     args = build_parser().parse_args(["daemon", "--state-dir", str(tmp_path), "--no-socket", *argv])
     with pytest.raises(_Built):
         args.func(args)

@@ -55,3 +55,27 @@ def key_value(text: str) -> tuple[str, int | float | bool | str]:
             raise argparse.ArgumentTypeError(f"{key.strip()}: must be a finite number, got {raw!r}")
         return key.strip(), value
     return key.strip(), raw
+
+
+def pod_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, node_help: str) -> None:
+    """``--kubelet-cgroup-driver``, ``--node-name``, ``--kubeconfig`` (docs/pods.md), with the defaults
+    the DaemonSet sets through the environment."""
+    import os
+    from pathlib import Path
+
+    p.add_argument(
+        "--kubelet-cgroup-driver",
+        default=os.environ.get("TIERCTL_KUBELET_CGROUP_DRIVER", "auto"),
+        metavar="DRIVER",
+        help="how the kubelet names pod cgroups: systemd, cgroupfs or auto (default "
+        "$TIERCTL_KUBELET_CGROUP_DRIVER, else auto)",
+    )
+    p.add_argument(
+        "--node-name", default=os.environ.get("TIERCTL_NODE_NAME") or None, metavar="NODE", help=node_help
+    )
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="API server credentials (default $KUBECONFIG, else the in-cluster service account)",
+    )

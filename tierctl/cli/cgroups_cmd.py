@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tierctl.cli import args as args_
 from tierctl.cli.table import render
 from tierctl.errors import InputError, UnavailableError
 from tierctl.fmt import fmt_bytes
@@ -72,21 +72,11 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="procfs for the system-wide pressure (default /proc; for captured trees)",
     )
-    p.add_argument(
-        "--kubelet-cgroup-driver",
-        default=os.environ.get("TIERCTL_KUBELET_CGROUP_DRIVER", "auto"),
-        metavar="DRIVER",
-        help="how the kubelet names pod cgroups: systemd, cgroupfs or auto (default "
-        "$TIERCTL_KUBELET_CGROUP_DRIVER, else auto)",
-    )
-    p.add_argument(
-        "--node-name",
-        default=os.environ.get("TIERCTL_NODE_NAME") or None,
-        metavar="NODE",
-        help="read the namespace and name of this node's pods from the API server (default "
+    args_.pod_options(
+        p,
+        node_help="read the namespace and name of this node's pods from the API server (default "
         "$TIERCTL_NODE_NAME; credentials: --kubeconfig, $KUBECONFIG or the in-cluster service account)",
     )
-    p.add_argument("--kubeconfig", type=Path, metavar="FILE", help="API server credentials")
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -156,25 +155,10 @@ def register(sub: Any) -> None:
         "the metrics join it as if pod resolution had found it)",
     )
     pods = p.add_argument_group("Kubernetes pods (docs/pods.md)")
-    pods.add_argument(
-        "--kubelet-cgroup-driver",
-        default=os.environ.get("TIERCTL_KUBELET_CGROUP_DRIVER", "auto"),
-        metavar="DRIVER",
-        help="how the kubelet names pod cgroups: systemd, cgroupfs or auto (default "
-        "$TIERCTL_KUBELET_CGROUP_DRIVER, else auto)",
-    )
-    pods.add_argument(
-        "--node-name",
-        default=os.environ.get("TIERCTL_NODE_NAME") or None,
-        metavar="NODE",
-        help="this node's name: its pods' namespaces, names and labels are read from the API server "
+    args_.pod_options(
+        pods,
+        node_help="this node's name: its pods' namespaces, names and labels are read from the API server "
         "(default $TIERCTL_NODE_NAME; without it pods are known from cgroup paths only)",
-    )
-    pods.add_argument(
-        "--kubeconfig",
-        type=Path,
-        metavar="FILE",
-        help="API server credentials (default $KUBECONFIG, else the in-cluster service account)",
     )
     p.set_defaults(func=run)
 
