@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         bound_all([int(s) for s in args.seeds.split(",")])
     if "pressure" in which:
         if args.contenders == ",".join(CONTENDERS):  # the shift bench's default: use this one's
-            args.contenders = "kernel,tierctl"
+            args.contenders = "kernel,tierctl,cpu"  # cpu: the CPU-sharing bound
         pressure(args)
     if "mover" in which:
         mover()
