@@ -86,8 +86,8 @@ def test_tui_shows_the_guest_tiers_and_pins_through_the_daemon(tmp_path: Path) -
             await pilot.press("p")
             await waiting(pilot, lambda: isinstance(app.screen, PinScreen))
             await pilot.press("s")  # as root: the daemon accepts the pin
-            done = f"pinned {path} to slow"
-            await waiting(pilot, lambda: done in [str(n.message) for n in app._notifications])
+            # the notification carries the pin's outcome (issue 16), not a blanket "pinned"
+            await waiting(pilot, lambda: any("pin slow" in str(n.message) for n in app._notifications))
             await pilot.press("enter")
             await waiting(pilot, lambda: isinstance(app.screen, DetailScreen))
             screen = app.screen

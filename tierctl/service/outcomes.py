@@ -56,7 +56,7 @@ class Placement:
 
     def text(self) -> str:
         if not self.total:
-            return "no pages present"
+            return "none of its pages seen yet"
         return f"{100 * self.fast / self.total:.0f}% of {self.total:,} pages in fast"
 
 
