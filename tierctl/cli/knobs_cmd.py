@@ -125,7 +125,7 @@ class Knob:
 
     @property
     def kind(self) -> str:
-        return knob_kind(self.record)
+        return self.record.interface
 
     @property
     def drifted(self) -> bool:
@@ -182,20 +182,6 @@ class Survey:
     @property
     def pending(self) -> list[tuple[Record, Knob]]:
         return [(r, k) for r in self.records if r.earlier_boot is None for k in r.knobs]
-
-
-def knob_kind(rec: KnobRecord) -> str:
-    if rec.kind == MOUNT:
-        return "mount"
-    for prefix, kind in (
-        ("/proc/sys/", "sysctl"),
-        ("/sys/kernel/debug/", "debugfs"),
-        ("/sys/fs/cgroup/", "cgroup"),
-        ("/sys/", "sysfs"),
-    ):
-        if rec.knob.startswith(prefix):
-            return kind
-    return "file"
 
 
 # ------------------------------------------------------------------------------------------ survey
@@ -479,7 +465,7 @@ def _writable(path: Path) -> bool:
 
 
 def _outcome(path: Path, done: Restored, was: Knob | None) -> Outcome:
-    kind = knob_kind(was.record) if was is not None else ""
+    kind = was.record.interface if was is not None else ""
     if done.outcome == "failed":
         return Outcome(path, done.knob, kind, done.value, "failed", done.error)
     if was is not None and was.at_original:

@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 from tierctl import strict_json
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.kernel.mounts import LibcMounts, Mounts
+from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC, LIVE_SYS
 from tierctl.kernel.statefile import read_capped, set_aside, write_atomic
 
 STATE_VERSION = 1
@@ -55,6 +56,13 @@ BPF_STATS_ENABLED = "/proc/sys/kernel/bpf_stats_enabled"  # BPF run-time account
 BOOT_ID = "/proc/sys/kernel/random/boot_id"  # a new value each boot: knobs are reset with it
 VALUE, MOUNT = "value", "mount"  # kinds of record: a file's value, a filesystem tierctl mounted
 _SELECTED = re.compile(r"\[([^\]\s]+)\]")
+# record paths are the live ones (as the kernel documents them), most specific prefix first
+_INTERFACES = (
+    (f"{LIVE_PROC}/sys/", "sysctl"),
+    (f"{LIVE_SYS}/kernel/debug/", "debugfs"),
+    (f"{LIVE_CGROUP}/", "cgroup"),
+    (f"{LIVE_SYS}/", "sysfs"),
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,16 @@ class KnobRecord:
     original: str  # value before tierctl first wrote it (kind mount: "" = nothing was mounted)
     expected: str  # value tierctl last wrote, as the kernel read it back (kind mount: the fs type)
     kind: str = VALUE  # VALUE | MOUNT
+
+    @property
+    def interface(self) -> str:
+        """Which kernel interface the knob is: mount, sysctl, debugfs, cgroup, sysfs, else file."""
+        if self.kind == MOUNT:
+            return "mount"
+        for prefix, name in _INTERFACES:
+            if self.knob.startswith(prefix):
+                return name
+        return "file"
 
 
 @dataclass(frozen=True)
