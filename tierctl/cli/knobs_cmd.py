@@ -38,7 +38,6 @@ from tierctl.cli.table import render
 from tierctl.errors import InputError, PermissionDeniedError, TierctlError
 from tierctl.kernel.bpfhost import RECORD_PREFIX, RUN_DIR
 from tierctl.kernel.knobs import (
-    BOOT_ID,
     MAX_STATE_BYTES,
     MOUNT,
     STATE_VERSION,
@@ -46,16 +45,16 @@ from tierctl.kernel.knobs import (
     KnobGuard,
     KnobRecord,
     Restored,
-    _check_knob,
-    _normalise,
+    boot_id,
+    check_knob,
+    current_value,
 )
 from tierctl.kernel.mounts import LibcMounts, Mounts
 from tierctl.kernel.roots import LIVE_ROOT
 from tierctl.kernel.statefile import pid_alive, read_capped
+from tierctl.service.service import DEFAULT_STATE_DIR
 
-# the daemon's default --state-dir (tierctl/cli/daemon_cmd.py: run(); tests/cli/test_knobs_cmd.py
-# checks the daemon's help still says so)
-DAEMON_STATE_DIR = Path("/var/lib/tierctl")
+DAEMON_STATE_DIR = DEFAULT_STATE_DIR  # the daemon's default --state-dir
 DAEMON_RECORD = "knobs.json"
 SOCKET_TIMEOUT_S = 2.0  # how long a daemon may take to answer before it counts as busy (still refused)
 COLUMNS = ("record", "kind", "knob", "original", "set to", "now", "state")
@@ -190,7 +189,7 @@ def survey(places: Places) -> Survey:
     out = Survey()
     files = [(places.daemon_record, "daemon", None)]
     files += [(f, f"bpf.{pid}", pid) for f, pid in _sampler_records(places.run_dir)]
-    boot = _boot_id(places.root)
+    boot = boot_id(places.root)
     for path, label, pid in files:
         try:
             rec = _read_record(path, label, pid, boot, places)
@@ -273,7 +272,7 @@ def _read_record(path: Path, label: str, pid: int | None, boot: str | None, plac
         line = entries[i] if i < len(entries) else keys.get("knobs")
         try:
             r = KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"]), str(k.get("kind", VALUE)))
-            _check_knob(r.knob)
+            check_knob(r.knob)
         except (KeyError, TypeError, AttributeError) as e:
             why = f"no {e}" if isinstance(e, KeyError) else "not an object"
             raise _Corrupt(f"not a tierctl knob record (entry {i + 1}: {why})", line) from None
@@ -300,27 +299,14 @@ def _read_record(path: Path, label: str, pid: int | None, boot: str | None, plac
 
 
 def _current(rec: KnobRecord, places: Places) -> str | None:
-    path = places.root / rec.knob.lstrip("/")
-    if rec.kind == MOUNT:
-        return rec.expected if places.mounts.is_mounted(path) else ""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return _normalise(fh.read())
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+        return current_value(places.root, places.mounts, rec)
     except PermissionError:
         raise PermissionDeniedError(
             "permission denied: cannot read the knob (root needed)", rec.knob
         ) from None
     except OSError as e:
         raise InputError(f"cannot read the knob: {e.strerror or e}", rec.knob) from None
-
-
-def _boot_id(root: Path) -> str | None:
-    try:
-        return (root / BOOT_ID.lstrip("/")).read_text().strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _line_of(text: str, offset: int) -> int:

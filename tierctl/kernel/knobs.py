@@ -111,11 +111,11 @@ class KnobGuard:
     # -- public API ---------------------------------------------------------------------------
     def get(self, knob: str) -> str:
         """The knob's current value (the selected word of a ``[x]`` list)."""
-        return _normalise(self._read(knob))
+        return normalise(self._read(knob))
 
     def set(self, knob: str, value: str | int) -> str:
         """Record the original (once, persisted), then write ``value``; returns the value read back."""
-        knob = _check_knob(knob)
+        knob = check_knob(knob)
         text = str(value).strip()
         idx = self._index(knob)
         if idx is not None and self._records[idx].kind != VALUE:
@@ -146,7 +146,7 @@ class KnobGuard:
         """Mount ``fstype`` at ``target`` (below ``root``) after recording it; False (and nothing
         recorded) when a filesystem is mounted there already. The record makes ``restore``/``restore_all``
         (here or in the next run, after a crash) unmount it."""
-        target = _check_knob(target)
+        target = check_knob(target)
         path = self.path_of(target)
         if self._index(target) is not None:
             raise InputError("is recorded already", target)
@@ -164,13 +164,13 @@ class KnobGuard:
 
     def recorded(self, knob: str) -> KnobRecord | None:
         """The record of ``knob`` (adopted from a previous run or set here), None when there is none."""
-        idx = self._index(_check_knob(knob))
+        idx = self._index(check_knob(knob))
         return None if idx is None else self._records[idx]
 
     def restore(self, knob: str) -> Restored | None:
         """Restore one knob (write its original back, or unmount it) and drop its record unless that
         failed; None when it is not recorded."""
-        idx = self._index(_check_knob(knob))
+        idx = self._index(check_knob(knob))
         if idx is None:
             return None
         rec = self._records[idx]
@@ -232,7 +232,7 @@ class KnobGuard:
 
     # -- plumbing -------------------------------------------------------------------------------
     def path_of(self, knob: str) -> Path:
-        return self.root / _check_knob(knob).lstrip("/")
+        return self.root / check_knob(knob).lstrip("/")
 
     def _index(self, knob: str) -> int | None:
         for i, rec in enumerate(self._records):
@@ -291,7 +291,7 @@ class KnobGuard:
                 for k in data["knobs"]
             ]
             for r in recs:
-                _check_knob(r.knob)
+                check_knob(r.knob)
                 if r.kind not in (VALUE, MOUNT):
                     raise ValueError(f"unknown kind of knob record {r.kind!r}")
         except OSError as e:
@@ -307,12 +307,7 @@ class KnobGuard:
         return recs
 
     def _boot_id(self) -> str | None:
-        """This boot's id (``/proc/sys/kernel/random/boot_id`` below the root), None if unknown."""
-        try:
-            text = (self.root / BOOT_ID.lstrip("/")).read_text().strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        return text or None
+        return boot_id(self.root)
 
     def _save(self) -> None:
         if not self._records:
@@ -343,14 +338,36 @@ def _record_json(r: KnobRecord) -> dict[str, str]:
     return out
 
 
-def _check_knob(knob: str) -> str:
+def boot_id(root: Path) -> str | None:
+    """This boot's id (``/proc/sys/kernel/random/boot_id`` below ``root``), None if unknown."""
+    try:
+        text = (root / BOOT_ID.lstrip("/")).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def current_value(root: Path, mounts: Mounts, rec: KnobRecord) -> str | None:
+    """What ``rec``'s knob holds now below ``root``, as ``KnobGuard.get`` reads it (a mount: its fs
+    type while mounted, else ""); None when the knob no longer exists. Other OSErrors propagate."""
+    path = root / check_knob(rec.knob).lstrip("/")
+    if rec.kind == MOUNT:
+        return rec.expected if mounts.is_mounted(path) else ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return normalise(fh.read())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def check_knob(knob: str) -> str:
     p = PurePosixPath(knob)
     if not p.is_absolute() or ".." in p.parts:
         raise InputError(f"a knob is an absolute path without '..', got {knob!r}", "knob")
     return str(p)
 
 
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
     text = text.strip()
     m = _SELECTED.search(text)
     return m.group(1) if m else text
