@@ -18,7 +18,7 @@ from tierctl.kernel import kubelet
 from tierctl.kernel.procfs import ProcFS
 from tierctl.profiles.match import Pod
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
-from tierctl.service.service import DaemonConfig, Service
+from tierctl.service.service import DEFAULT_STATE_DIR, DaemonConfig, Service
 
 
 def register(sub: Any) -> None:
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sim is None:
         if args.sim_pod:
             raise InputError("only with --sim (pods of a real node come from pod resolution)", "--sim-pod")
-        args.state_dir = args.state_dir or Path("/var/lib/tierctl")
+        args.state_dir = args.state_dir or DEFAULT_STATE_DIR
     else:
         for attr, flag in _KERNEL_ONLY.items():
             if getattr(args, attr):

@@ -44,11 +44,13 @@ from tierctl.service.pressure import PressureConfig, PressureControl, ProcessHoo
 from tierctl.service.pressure_wake import PressureWake
 from tierctl.service.quotas import operator_quota_pages, quota_view, resolve_quotas
 
+DEFAULT_STATE_DIR = Path("/var/lib/tierctl")  # the unit's StateDirectory=; tierctl knobs looks here
+
 
 @dataclass(frozen=True)
 class DaemonConfig:
     profiles_dir: Path
-    state_dir: Path = Path("/var/lib/tierctl")  # overrides live here (survive restarts and reboots)
+    state_dir: Path = DEFAULT_STATE_DIR  # overrides and knobs.json live here (survive restarts, reboots)
     scope: tuple[str, ...] = ()  # cgroup path prefixes to manage; () = every cgroup with processes
     cgroup_root: Path = LIVE_CGROUP
     dry_run: bool = False
