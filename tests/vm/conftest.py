@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tierctl.kernel.cgroupfs import CgroupFS
 
 CHILD = Path(__file__).with_name("memchild.py")
 PAGE = 4096
@@ -84,16 +88,16 @@ def child_factory() -> Iterator[object]:
 def memory_cgroup(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh cgroup with the memory controller, named for the test; its processes are killed and
     it is removed afterwards. Limits, if any, are the test's to set: tierctl sets none."""
-    import os
-    import time
-
-    from tierctl.kernel.cgroupfs import CgroupFS
-
     fs = CgroupFS()
     path = f"tierctl-vm-{os.getpid()}-{request.node.name[-16:]}".replace("[", "-").replace("]", "")
     fs.create(path)
     fs.enable_controllers(path, ("memory",))
     yield path
+    remove_cgroup(fs, path)
+
+
+def remove_cgroup(fs: CgroupFS, path: str) -> None:
+    """Kill what is left in cgroup ``path`` (10 s at most) and remove it; a test's teardown."""
     deadline = time.monotonic() + 10
     while fs.exists(path) and fs.pids(path) and time.monotonic() < deadline:
         for pid in fs.pids(path):
@@ -102,3 +106,27 @@ def memory_cgroup(request: pytest.FixtureRequest) -> Iterator[str]:
         time.sleep(0.1)
     with contextlib.suppress(Exception):
         fs.remove(path)
+
+
+def pressure_daemon(
+    tmp_path: Path, profiles: Path, scope: str, target_pct: int, *, stdout: int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], Path]:
+    """``tierctl daemon`` over cgroup ``scope`` with the pressure ladder on and its target at
+    ``target_pct`` %, its socket in ``tmp_path``; returns once the socket accepts. A daemon that does
+    not start is an AssertionError carrying its stderr."""
+    repo = Path(__file__).resolve().parents[2]
+    sock = tmp_path / "t.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tierctl", "daemon", "--profiles", str(profiles), "--state-dir",
+         str(tmp_path / "state"), "--scope", scope, "--socket", str(sock), "--samplers", "idle",
+         "--hint-faults", "off", "--cycle-seconds", "0.5", "--memory-target", str(target_pct)],
+        stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if proc.poll() is not None or not sock.exists():
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"the daemon did not start (exit {proc.returncode}):\n{err[-4000:]}")
+    return proc, sock

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.vm.conftest import pressure_daemon
 from tierctl.api.client import ApiClient
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.procfs import ProcFS
@@ -53,22 +54,7 @@ def _daemon(tmp_path: Path, cgroup: str, pressure: str) -> tuple[subprocess.Pope
     (profiles / "mine.toml").write_text(f'[[match]]\ncgroup = "/{cgroup}"\n[pressure]\n{pressure}\n')
     m = ProcFS().meminfo()
     target = max(50, int(100 * (m.used + 256 * MiB) / m.total))
-    sock = tmp_path / "t.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tierctl", "daemon", "--profiles", str(profiles), "--state-dir",
-         str(tmp_path / "state"), "--scope", f"/{cgroup}", "--socket", str(sock), "--samplers", "idle",
-         "--hint-faults", "off", "--cycle-seconds", "0.5", "--memory-target", str(target)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if proc.poll() is not None or not sock.exists():
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"the daemon did not start (exit {proc.returncode}):\n{err[-4000:]}")
-    return proc, sock
+    return pressure_daemon(tmp_path, profiles, f"/{cgroup}", target)
 
 
 def _above(daemon: subprocess.Popen[str], sock: Path) -> int:

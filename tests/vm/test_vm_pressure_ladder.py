@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.vm.conftest import pressure_daemon
 from tierctl.api.client import ApiClient
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.memstat import MemStat
@@ -51,20 +52,9 @@ def test_a_runaway_is_killed_by_the_ladder_before_the_oom_killer(tmp_path: Path,
         "grace_s = 1\n[pressure.hooks]\n"
         f'cleanup = ["/bin/sh", "-c", "echo $TIERCTL_EVENT $TIERCTL_CGROUP > {hook_out}"]\n'
     )
-    sock = tmp_path / "t.sock"
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "tierctl", "daemon", "--profiles", str(profiles), "--state-dir",
-         str(tmp_path / "state"), "--scope", f"/{cgroup}", "--socket", str(sock), "--samplers", "idle",
-         "--hint-faults", "off", "--cycle-seconds", "0.5", "--memory-target", str(target)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    daemon, sock = pressure_daemon(tmp_path, profiles, f"/{cgroup}", target, stdout=subprocess.PIPE)
     runaway = None
     try:
-        deadline = time.monotonic() + 60
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert sock.exists(), "the daemon did not start"
         runaway = subprocess.Popen(
             [sys.executable, "-c", RUNAWAY], stdout=subprocess.DEVNULL,
             preexec_fn=lambda: (fs.memory_root / cgroup / "cgroup.procs").write_text(str(os.getpid())),

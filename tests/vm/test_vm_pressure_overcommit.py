@@ -12,7 +12,6 @@ pages to node 1 and then swaps node 1's out (what a trim frees is judged by the 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.vm.conftest import pressure_daemon, remove_cgroup
 from tierctl.api.client import ApiClient
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.procfs import ProcFS
@@ -80,14 +80,7 @@ def cgroups(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         fs.enable_controllers(p, ("memory",))  # in each ancestor's subtree_control
     yield paths
     for p in [*paths.values(), parent]:
-        deadline = time.monotonic() + 10
-        while fs.exists(p) and fs.pids(p) and time.monotonic() < deadline:
-            for pid in fs.pids(p):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, 9)
-            time.sleep(0.1)
-        with contextlib.suppress(Exception):
-            fs.remove(p)
+        remove_cgroup(fs, p)
 
 
 def _limits(fs: CgroupFS, cgroup: str) -> dict[str, str]:
@@ -131,19 +124,8 @@ def test_overcommit_trims_the_low_priority_one_first_and_keeps_the_protected_mem
             (profiles / f"{name}.toml").write_text(
                 f'[[match]]\ncgroup = "/{cgroups[name]}"\n[pressure]\n{lines}\n'
             )
-        sock = tmp_path / "t.sock"
         parent = cgroups["low"].split("/")[0]
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "tierctl", "daemon", "--profiles", str(profiles), "--state-dir",
-             str(tmp_path / "state"), "--scope", f"/{parent}", "--socket", str(sock), "--samplers", "idle",
-             "--hint-faults", "off", "--cycle-seconds", "0.5", "--memory-target", str(target_pct)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not sock.exists() and daemon.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert sock.exists() and daemon.poll() is None, "the daemon did not start"
+        daemon, sock = pressure_daemon(tmp_path, profiles, f"/{parent}", target_pct)
         t0 = time.monotonic()
         under_at = None
         used_series = []
