@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from tests.vm.conftest import remove_cgroup
 from tierctl.cli import main
 from tierctl.core.plan import Plan
 from tierctl.kernel.cgroupfs import CgroupFS
@@ -38,16 +37,12 @@ def in_cgroup(path: str) -> list[str]:
 def cgroup(request: pytest.FixtureRequest) -> Iterator[str]:
     fs = CgroupFS()
     path = f"tierctl-test-{os.getpid()}-{request.node.name.split('[')[0][-24:]}"
-    fs.enable_controllers("", ("memory", "cpuset"))
     fs.create(path)
+    # into each ancestor's subtree_control (the root's); enabling for "" wrote nowhere, and the file
+    # passed only after other guest tests had enabled memory in the root
+    fs.enable_controllers(path, ("memory", "cpuset"))
     yield path
-    deadline = time.monotonic() + 10
-    while fs.pids(path) and time.monotonic() < deadline:  # killed children leave once reaped
-        for pid in fs.pids(path):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        time.sleep(0.1)
-    fs.remove(path)
+    remove_cgroup(fs, path)
 
 
 def test_topology_sees_two_nodes_node1_in_the_lower_tier() -> None:
@@ -98,9 +93,11 @@ def test_cgroup_numa_stat_follows_the_move(child_factory, cgroup: str) -> None:
     )
     assert report.counts["moved"] == addrs.shape[0]
     after = fs.numa_stat(cgroup)["anon"]
-    # the 128 MiB left node 0 for node 1 (the interpreter's own few MiB stay where they were)
+    # the 128 MiB left node 0 for node 1. The interpreter's own few MiB stay on node 0 and may grow
+    # meanwhile (a CI run saw node 0 lose 127.3 MiB while node 1 gained exactly 128): node 1 is exact,
+    # node 0 is allowed that growth
     assert after.get(SLOW, 0) - before.get(SLOW, 0) >= 128 * MiB
-    assert before[FAST] - after.get(FAST, 0) >= 128 * MiB
+    assert before[FAST] - after.get(FAST, 0) >= 124 * MiB
 
 
 def test_cpuset_mems_pins_new_allocations_of_a_cgroup(child_factory, cgroup: str) -> None:
