@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tierctl.cli import main
+from tierctl.core.census import default_workers
 from tierctl.core.policies import POLICIES
 from tierctl.sim.trace import from_epochs, load_trace
 from tierctl.sim.workloads import WORKLOADS
@@ -282,3 +283,46 @@ def test_compare_progress_only_on_a_terminal_unless_asked(
     )
     best = json.loads(cap.out)["best"]
     assert set(best) == set(WORKLOADS) and all(set(p) <= set(POLICIES) for p in best.values())
+
+
+def test_policy_options_reach_the_policy_and_change_what_it_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tierctl.sim import runner
+
+    base = run_json(capsys, "--workload", "zipf-shift", *SMALL)
+    lazy = run_json(capsys, "--workload", "zipf-shift", *SMALL, "--policy-option", "hysteresis=100")
+    assert lazy["promoted"] < base["promoted"] / 2  # swaps need a 100x better page: few happen
+    made: list[object] = []
+    real = runner.make_policy
+    monkeypatch.setattr(runner, "make_policy", lambda *a, **k: made.append(k) or real(*a, **k))
+    run_json(
+        capsys, "--workload", "zipf-shift", *SMALL, "--policy", "nb2", "--policy-option", "low_wmark=0.02"
+    )
+    assert made == [{"low_wmark": 0.02}]  # nb2 takes no threads: none added
+    run_json(capsys, "--workload", "zipf-shift", *SMALL, "--policy-option", "threads=1")
+    assert made[-1] == {"threads": 1}
+    run_json(capsys, "--workload", "zipf-shift", *SMALL)  # the default: one thread per CPU, up to 4
+    assert made[-1] == {"threads": default_workers(os.cpu_count())}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["--policy-option", "hysteresis=abc"], "--policy-option hysteresis: expected a number, got 'abc'"),
+        (["--policy-option", "threads=2.5"], "--policy-option threads: expected an integer, got float 2.5"),
+        (
+            ["--policy", "nb2", "--policy-option", "hot_threshold_cycles=x"],
+            "--policy-option hot_threshold_cycles",
+        ),
+        (["--policy-option", "hysteris=1"], "policy 'tierctl' has no option 'hysteris'"),
+        (["--policy-option", "noise_z=nan"], "noise_z: must be a finite number"),
+        (["--policy-option", "novalue"], "expected KEY=VALUE"),
+        (["--compare", "--policy-option", "hysteresis=1"], "--compare: --compare runs every policy with its"),
+    ],
+)
+def test_bad_policy_options_exit_2_naming_the_option(capsys, argv: list[str], expect: str) -> None:
+    source = [] if "--compare" in argv else ["--workload", "zipf-shift", *SMALL]
+    assert main(["sim", *source, *argv]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1 and "Traceback" not in err

@@ -118,3 +118,42 @@ def test_degraded_names_a_missing_sampler_and_a_single_tier() -> None:
     assert "one memory tier (node 0)" in both[1]
     assert degraded(Svc(up, [0, 1])) == []  # type: ignore[arg-type]
     assert degraded(Svc([], [0, 1]))[0].startswith("no sampler is running (none configured)")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policy-option", "hysteresis=abc"], "--policy-option hysteresis: expected a number, got 'abc'"),
+        (
+            ["--policy", "nb2", "--policy-option", "hot_threshold_cycles=x"],
+            "--policy-option hot_threshold_cycles",
+        ),
+        (["--policy-option", "threads=2.5"], "--policy-option threads: expected an integer, got float 2.5"),
+        (["--policy-option", "hysteresis=inf"], "hysteresis: must be a finite number"),
+        (["--policy-option", "hysteris=1"], "--policy-option: policy 'tierctl' has no option 'hysteris'"),
+    ],
+)
+def test_bad_policy_options_exit_2_naming_the_option(args: list[str], message: str) -> None:
+    r = _daemon(*SIM, "--no-socket", "--once", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "internal error" not in r.stderr
+
+
+def test_policy_options_and_the_thread_count_reach_the_policy() -> None:
+    import os
+
+    from tierctl.cli import build_parser
+    from tierctl.cli.daemon_cmd import _policy_options
+    from tierctl.core.census import default_workers
+
+    def options(*argv: str) -> dict[str, object]:
+        return _policy_options(build_parser().parse_args(["daemon", *argv]))
+
+    threads = default_workers(os.cpu_count())
+    assert options("--policy-option", "hysteresis=0.5") == {"hysteresis": 0.5, "threads": threads}
+    assert options("--policy-option", "threads=1") == {"threads": 1}
+    assert options("--policy", "nb2", "--policy-option", "low_wmark=0.02") == {"low_wmark": 0.02}
+    r = _daemon(
+        *SIM, "--no-socket", "--cycles", "2", "--cycle-seconds", "0.05", "--policy-option", "hysteresis=0.5"
+    )
+    assert r.returncode == 0, r.stderr

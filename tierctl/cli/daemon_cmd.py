@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -13,6 +14,8 @@ from typing import Any, TextIO
 
 from tierctl.cli import args as args_
 from tierctl.cli.kernel_args import pid_arg
+from tierctl.cli.sim_cmd import policy_arguments
+from tierctl.core.policies import with_threads
 from tierctl.errors import InputError
 from tierctl.kernel import kubelet
 from tierctl.kernel.procfs import ProcFS
@@ -89,20 +92,7 @@ def register(sub: Any) -> None:
         + str(DaemonConfig.__dataclass_fields__["max_samplers"].default)
         + ")",
     )
-    p.add_argument(
-        "--policy",
-        default="tierctl",
-        metavar="NAME",
-        help="placement policy: tierctl (default), nb2, ewma or static (docs/policy.md)",
-    )
-    p.add_argument(
-        "--policy-option",
-        type=args_.key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an option of the policy, e.g. hysteresis=0.5 (repeatable; docs/policy.md lists them)",
-    )
+    policy_arguments(p)
     p.add_argument(
         "--pressure",
         choices=("on", "dry-run", "off"),
@@ -269,6 +259,12 @@ class SimPods:
         }
 
 
+def _policy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--policy-option`` values, plus the threads of the policy's block passes for this machine
+    unless given (up to 4, one per CPU: the core never counts CPUs itself)."""
+    return with_threads(args.policy, dict(args.policy_option), os.cpu_count())
+
+
 def _service(args: argparse.Namespace, profiles_dir: Path) -> Service:
     if args.sim is not None:
         from tierctl.sim.live import sim_service
@@ -281,7 +277,7 @@ def _service(args: argparse.Namespace, profiles_dir: Path) -> Service:
             dry_run=args.dry_run,
             cycle_log=args.cycle_log,
             policy=args.policy,
-            policy_options=dict(args.policy_option),
+            policy_options=_policy_options(args),
         )
         pods = dict(sim_pod(t) for t in args.sim_pod)
         known = service.cgroupfs.list()
@@ -309,7 +305,7 @@ def _service(args: argparse.Namespace, profiles_dir: Path) -> Service:
         cycle_s=args.cycle_seconds,
         cycle_log=args.cycle_log,
         policy=args.policy,
-        policy_options=dict(args.policy_option),
+        policy_options=_policy_options(args),
         pressure=args.pressure,
         memory_target=args.memory_target / 100.0,
         kubelet_cgroup_driver=kubelet.driver(args.kubelet_cgroup_driver, "--kubelet-cgroup-driver"),
@@ -416,6 +412,8 @@ def run_pids(args: argparse.Namespace) -> int:
     loop = KernelLoop(
         targets,
         LoopConfig(
+            policy=args.policy,
+            policy_options=_policy_options(args),
             dry_run=args.dry_run,
             rate_mbps=args.rate,
             knob_state=state,

@@ -66,12 +66,7 @@ def register(sub: Any) -> None:
         metavar="K",
         help="fast-tier capacity in pages (default for built-in workloads: their own, 25 %% of their pages)",
     )
-    p.add_argument(
-        "--policy",
-        default=DEFAULT_POLICY,
-        metavar="NAME",
-        help=f"placement policy: {', '.join(POLICIES)} (default {DEFAULT_POLICY})",
-    )
+    policy_arguments(p)
     p.add_argument(
         "--sample-rate",
         type=args_.PROBABILITY,
@@ -139,6 +134,26 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def policy_arguments(p: argparse.ArgumentParser) -> None:
+    """``--policy NAME`` and ``--policy-option KEY=VALUE`` (repeatable), the same in ``tierctl sim``
+    and ``tierctl daemon``; ``make_policy`` checks the options' names and types."""
+    p.add_argument(
+        "--policy",
+        default=DEFAULT_POLICY,
+        metavar="NAME",
+        help=f"placement policy: {', '.join(POLICIES)} (default {DEFAULT_POLICY}; docs/policy.md)",
+    )
+    p.add_argument(
+        "--policy-option",
+        type=args_.key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the policy, e.g. hysteresis=0.5 (repeatable; docs/policy.md lists them); a "
+        "value of the wrong type is refused with the option's name",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list(args)
@@ -147,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--compare runs the built-in workloads; drop --trace/--workload", "--compare")
         if args.density or args.rates:
             raise InputError("--compare runs the original workloads at their own density", "--compare")
+        if args.policy_option:
+            raise InputError(
+                "--compare runs every policy with its defaults; drop --policy-option", "--compare"
+            )
         return _compare(args)
     if not (args.trace or args.workload):
         raise InputError("give --workload NAME, --trace FILE.npz or --compare", "tierctl sim")
@@ -225,6 +244,7 @@ def _config(args: argparse.Namespace, fast: int, policy: str) -> SimConfig:
         sample_mode=args.sample_mode,
         scan_period=args.scan_period,
         half_life=args.half_life,
+        policy_options=dict(args.policy_option),
     )
 
 

@@ -7,7 +7,6 @@ the working set per pass is a few MiB whatever the page count.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,8 +30,10 @@ def blocks(n: int, size: int = BLOCK, start: int = 0) -> Iterator[tuple[int, int
         yield lo, min(n, lo + size)
 
 
-def default_workers() -> int:
-    return min(MAX_WORKERS, os.cpu_count() or 1)
+def default_workers(cpus: int | None) -> int:
+    """Threads for the block passes on a machine with ``cpus`` CPUs (None: unknown): up to
+    ``MAX_WORKERS``, one per CPU. The caller counts them (``os.cpu_count()``); the core never asks."""
+    return max(1, min(MAX_WORKERS, cpus or 1))
 
 
 def map_blocks(
@@ -43,11 +44,11 @@ def map_blocks(
     *,
     start: int = 0,
 ) -> list[T]:
-    """``fn(lo, hi)`` for every block of ``start..n``, on up to ``workers`` threads (default:
-    ``default_workers()``) when there are several blocks; results in block order. ``fn`` may write
-    only its own block's slice of shared arrays."""
+    """``fn(lo, hi)`` for every block of ``start..n``, on up to ``workers`` threads (None: this thread
+    only; callers size it with ``default_workers``) when there are several blocks; results in block
+    order. ``fn`` may write only its own block's slice of shared arrays."""
     spans = list(blocks(n, size or BLOCK, start))
-    workers = min(workers or default_workers(), len(spans))
+    workers = min(workers or 1, len(spans))
     if workers <= 1:
         return [fn(lo, hi) for lo, hi in spans]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierctl-block") as pool:

@@ -14,6 +14,7 @@ slow tier then that access yields ONE sample of weight 1 (the sampler's unit is 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ import numpy as np
 
 from tierctl.core.controller import Controller
 from tierctl.core.heat import DEFAULT_HALF_LIFE, HeatModel
-from tierctl.core.policies import make_policy
+from tierctl.core.policies import make_policy, with_threads
 from tierctl.core.policy import Quota
 from tierctl.core.samples import make_batch
 from tierctl.errors import InputError
@@ -156,7 +157,8 @@ def simulate(
     machine = SimMachine(spec, trace.n_pages, owners)
     sampler = SimSampler()
     limit = cfg.limit()
-    policy = make_policy(cfg.policy, **dict(cfg.policy_options))
+    # the block passes' threads, unless given, for this machine (the core never counts CPUs)
+    policy = make_policy(cfg.policy, **with_threads(cfg.policy, cfg.policy_options, os.cpu_count()))
     ctl = Controller(
         sampler=sampler,
         memory=SimMemory(machine),

@@ -116,6 +116,8 @@ class TierctlPolicy:
             raise InputError(f"must be >= 0, got {hysteresis}", "tierctl.hysteresis")
         if not 0 <= headroom_min <= headroom_max < 1:
             raise InputError("need 0 <= headroom_min <= headroom_max < 1", "tierctl.headroom")
+        if not headroom_cycles >= 0:
+            raise InputError(f"must be >= 0, got {headroom_cycles}", "tierctl.headroom_cycles")
         if min_residency < 0:
             raise InputError(f"must be >= 0, got {min_residency}", "tierctl.min_residency")
         if not 0 < growth_alpha <= 1:
@@ -138,7 +140,7 @@ class TierctlPolicy:
         self.estimator = RateEstimator(
             region_pages=region_pages, level_half_life=level_half_life, hazard=hazard, workers=threads
         )
-        self.threads = threads  # block passes on this many threads (None: up to 4, one per core)
+        self.threads = threads  # block passes on this many threads (None: one; see policies.with_threads)
         # at most this many pages are re-evaluated in a sweep slice each decision; up to this many
         # tracked pages, every page is, every decision
         self.sweep_pages = sweep_pages
