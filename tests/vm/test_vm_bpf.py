@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from tests.samplers.test_bpf_samplers import SKIP, Child, in_mapping, spawn_child
+from tierctl.kernel.cgroupfs import CgroupTree, cgroup2_root
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.samplers import bpf_layout as L
-from tierctl.samplers import bpf_loader as BL
 from tierctl.samplers.base import Targets
 from tierctl.samplers.fault import FaultSampler
 from tierctl.samplers.perf_addr import PerfAddrSampler
@@ -38,7 +38,7 @@ def children() -> Iterator[list[Child]]:
 
 @pytest.fixture
 def guest_cgroup() -> Iterator[Path]:
-    root = BL.cgroup2_root()
+    root = cgroup2_root()
     assert root is not None, "the guest mounts cgroup v2"
     d = root / f"tierctl-bpf-vm-{os.getpid()}"
     d.mkdir()
@@ -73,7 +73,9 @@ def test_fault_sampler_with_kernel_headers_counts_pages_cgroup_and_migrations(
         print(f"guest: compile+attach with kernel headers {s.compile_seconds:.2f} s; ", end="")
         print(f"{n} pages touched, {int(mine['count'].sum())} faults counted; {s.health().notes}")
         assert abs(int(mine["count"].sum()) - n) <= n // 100
-        assert set(mine["cgroup"].tolist()) == {guest_cgroup.stat().st_ino} == {BL.pid_cgroup_id(child.pid)}
+        tree = CgroupTree.mounted()
+        assert tree is not None
+        assert set(mine["cgroup"].tolist()) == {guest_cgroup.stat().st_ino} == {tree.pid_id(child.pid)}
         before = s.migrations()[L.MigrateReason.SYSCALL].copy()
         addrs = child.addr + np.arange(0, child.size, 4096, dtype=np.uint64)
         status = NumaSyscalls().move_pages(child.pid, addrs, SLOW)

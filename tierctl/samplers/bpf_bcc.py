@@ -7,8 +7,9 @@ from the Debian folder through ``importlib`` (``PathFinder.find_spec`` with that
 is never put on ``sys.path``, so no other distribution package can shadow the project's own
 dependencies). Nothing is written to disk.
 
-bcc's compile-time environment variables and libbcc/clang's diagnostics on fds 1 and 2 are
-process-wide: ``environ`` and ``captured_output`` change them under ``LOCK``.
+bcc's compile-time environment variables (libbcc reads the header tree only from the environment: see
+``environ``) and libbcc/clang's diagnostics on fds 1 and 2 are process-wide: ``environ`` and
+``captured_output`` change them under ``LOCK`` and restore them in ``finally``.
 """
 
 from __future__ import annotations
@@ -80,21 +81,38 @@ def bcc_version(bcc: ModuleType) -> str:
 
 @contextlib.contextmanager
 def environ(pairs: Sequence[tuple[str, str | None]]) -> Iterator[None]:
-    """Set (or, for None, unset) environment variables for the block; the old values come back."""
+    """Set (or, for None, unset) environment variables for the block; the old values come back, in
+    ``finally``, whatever the block raised. Hold ``LOCK`` around it.
+
+    Why the process environment, while other daemon threads run: libbcc reads the kernel header tree
+    only from ``getenv("BCC_KERNEL_SOURCE")`` (ClangLoader::parse; else /lib/modules/$(uname -r)/build).
+    That directory is not a cflag: libbcc chdirs into it for the compile and derives its -I flags
+    from it (KBuildHelper), and ``bcc.BPF()`` takes no argument for it, so ``-I``/``cflags`` cannot
+    replace it (without the variable, a host with no kernel headers fails with "Unable to find
+    kernel headers"). Only names that differ are written (``putenv``/``unsetenv``), so a compile that
+    needs the environment as it is touches nothing; other threads that read one of these names
+    meanwhile see the temporary value (tierctl itself reads BCC_KERNEL_SOURCE only in
+    ``bpf_headers.find_headers``, before taking ``LOCK``). libbcc's chdir for the compile is just as
+    process-wide and not ours to avoid: a relative path another thread opens meanwhile resolves
+    there.
+    """
     saved = {k: os.environ.get(k) for k, _ in pairs}
     try:
         for k, v in pairs:
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+            _put(k, v)
         yield
     finally:
         for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+            _put(k, v)
+
+
+def _put(name: str, value: str | None) -> None:
+    if os.environ.get(name) == value:
+        return
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 @contextlib.contextmanager

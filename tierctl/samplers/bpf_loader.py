@@ -1,11 +1,12 @@
-"""Former home of the BPF sampler machinery, kept for the importers outside the samplers package.
+"""Former home of the BPF sampler machinery; its last importer is ``tests/samplers/test_bpf_samplers.py``
+(``pid_cgroup_id``, and a check of the re-exports). Delete this module once that test uses
+``tierctl.kernel.cgroupfs.CgroupTree.mounted().pid_id`` instead.
 
 The machinery now lives by concern: ``bpf_bcc`` (finding bcc, its process-wide side effects),
 ``bpf_headers`` (kernel header discovery), ``bpf_compile`` (program text, flags, compiling with bcc),
 ``bpf_maps`` (draining the sample map), ``bpf_sampler`` (the sampler base class), and the host side in
 ``tierctl.kernel.bpfhost`` (tracefs, BPF stats, privileges) and ``tierctl.kernel.cgroupfs`` (cgroup
-ids). This module re-exports what ``tierctl/cli/samplers_cmd.py`` (``PROGRAMS``, ``print_bpf``) and
-``tests/vm/test_vm_bpf.py`` (``cgroup2_root``, ``pid_cgroup_id``) import from here.
+ids).
 """
 
 from __future__ import annotations
