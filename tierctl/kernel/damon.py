@@ -13,12 +13,20 @@ Kernel doc: Documentation/admin-guide/mm/damon/usage.rst. The tree, as 6.12 has 
         schemes/<S>/stats/{nr_tried,sz_tried,nr_applied,sz_applied,qt_exceeds}
         schemes/<S>/tried_regions/{total_bytes, <N>/{start,end,nr_accesses,age}}
 
-``DamonSysfs(root).create(specs)`` writes one kdamond per :class:`KdamondSpec` (one context, one target:
+``DamonSysfs(sys_root=...)`` (the ``admin`` directory below a sysfs root; ``root`` names that directory
+directly) ``.create(specs)`` writes one kdamond per :class:`KdamondSpec` (one context, one target:
 a pid for ``vaddr``, physical ranges for ``paddr``; monitoring attributes; a ``stat`` scheme matching
 every region, or none) and returns a :class:`DamonSession`: ``start()`` (``state`` = on),
 ``regions(k)`` (``state`` = ``update_schemes_tried_regions``, then the ``tried_regions`` directory: the
 way sysfs exposes the monitoring results), ``stats(k)``, ``stop()`` (off) and ``teardown()`` (off, then
 ``nr_kdamonds`` back to 0, waiting while the kernel answers EBUSY as the threads finish).
+
+Crash safety: ``create(specs, guard=knob_guard)`` records the kdamonds in the guard (kind ``damon``,
+persisted) *before* writing ``nr_kdamonds``; ``teardown()`` drops the record once it has undone them. A
+process killed in between leaves the record, and the next guard that restores it (the daemon's next
+start, ``tierctl knobs --restore``) calls :meth:`DamonSysfs.release`: every kdamond off and
+``nr_kdamonds`` 0 — only while the tree still holds the recorded kdamonds (as many, each with the
+recorded target pid, or none written yet), so another user's kdamonds set up since are left alone.
 
 Facts this adapter is built on (measured on Debian's 6.12 in the two-tier guest, see
 docs/samplers-nonbpf.md):
@@ -56,9 +64,11 @@ from tierctl.errors import (
     TierctlError,
     UnavailableError,
 )
+from tierctl.kernel.knobs import DAMON_KDAMONDS, KnobGuard, format_kdamonds, parse_kdamonds
 from tierctl.kernel.roots import LIVE_PROC, LIVE_SYS
 
-DAMON_ADMIN = Path("/sys/kernel/mm/damon/admin")
+DAMON_ADMIN_REL = Path("kernel/mm/damon/admin")  # below the sysfs root
+DAMON_ADMIN = LIVE_SYS / DAMON_ADMIN_REL
 ULONG_MAX = (1 << 64) - 1
 UINT_MAX = (1 << 32) - 1
 OPERATIONS = ("vaddr", "fvaddr", "paddr")
@@ -154,18 +164,20 @@ class KdamondState:
 
 
 class DamonSysfs:
-    """The DAMON sysfs tree below ``root``; ``proc_root`` tells a vanished target from other stops."""
+    """The DAMON sysfs tree: ``root`` (the ``admin`` directory), by default the one below ``sys_root``;
+    ``proc_root`` tells a vanished target from other stops."""
 
     def __init__(
         self,
-        root: Path = DAMON_ADMIN,
+        root: Path | None = None,
         *,
+        sys_root: Path = LIVE_SYS,
         proc_root: Path = LIVE_PROC,
         settle_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.root = Path(root)
+        self.root = Path(root) if root is not None else Path(sys_root) / DAMON_ADMIN_REL
         self.proc_root = Path(proc_root)
         self.settle_s = settle_s
         self.sleep = sleep
@@ -219,15 +231,47 @@ class DamonSysfs:
                 str(self.nr_path),
             )
 
+    def kdamonds_now(self) -> str:
+        """The kdamonds set up now, as a damon knob record writes them (``2: vaddr 4242, vaddr 4243``;
+        a kdamond without a context shows ``-``)."""
+        items = []
+        for ops, pid in self._targets_now():
+            name = ops or "-"
+            items.append(f"{name} {pid}" if pid else name)
+        return f"{len(items)}: {', '.join(items)}" if items else "0"
+
+    def guard_problem(self, guard: KnobGuard) -> str | None:
+        """Why ``guard`` cannot record this tree's kdamonds (None: it can): its root must hold this very
+        tree, or its restore after a crash would look for the kdamonds in another tree."""
+        if guard.path_of(DAMON_KDAMONDS) != self.nr_path:
+            return (
+                f"the knob guard below {guard.root} would restore {guard.path_of(DAMON_KDAMONDS)}, not "
+                f"{self.nr_path}"
+            )
+        return None
+
     # -- set up ---------------------------------------------------------------------------------
-    def create(self, specs: Sequence[KdamondSpec], *, replace_idle: bool = False) -> DamonSession:
-        """Write one kdamond per spec (not started). Undone by the session's ``teardown()``."""
+    def create(
+        self, specs: Sequence[KdamondSpec], *, replace_idle: bool = False, guard: KnobGuard | None = None
+    ) -> DamonSession:
+        """Write one kdamond per spec (not started). Undone by the session's ``teardown()``; with
+        ``guard``, recorded there first (persisted) so that a crash before the teardown is undone by the
+        guard's next restore (see the module's doc)."""
         specs = tuple(specs)
         if not specs:
             raise InputError("no kdamond to create", "damon.specs")
+        if guard is not None and (why := self.guard_problem(guard)) is not None:
+            raise InputError(why, str(self.nr_path))
         self.check_free(replace_idle=replace_idle)
-        self._write(self.nr_path, str(len(specs)))
-        session = DamonSession(self, specs)
+        if guard is not None:
+            guard.record_damon(DAMON_KDAMONDS, format_kdamonds([(s.ops, s.pid) for s in specs]))
+        try:
+            self._write(self.nr_path, str(len(specs)))
+        except BaseException:
+            if guard is not None:  # the kernel refused the write: nothing changed
+                guard.drop(DAMON_KDAMONDS)
+            raise
+        session = DamonSession(self, specs, guard)
         try:
             for k, spec in enumerate(specs):
                 self._configure(k, spec)
@@ -281,6 +325,72 @@ class DamonSysfs:
             self._write(ap / name / "max", str(hi))
             self._write(ap / name / "min", str(lo))
 
+    # -- undo (a session's teardown, a guard's restore) -----------------------------------------
+    def release(self, expected: str) -> None:
+        """Undo the kdamonds a damon knob record describes (``expected``, as ``format_kdamonds`` writes
+        it): every one off, then ``nr_kdamonds`` 0 (retrying while EBUSY) — only while the tree still
+        holds them. UnavailableError when it does not (no DAMON sysfs, another number of kdamonds,
+        another target pid: not tierctl's, left alone); KernelError when they could not be undone."""
+        try:
+            want = parse_kdamonds(expected)
+        except ValueError as e:
+            raise InputError(str(e), str(self.nr_path)) from None
+        why = self._not_ours(want)
+        if why is not None:
+            raise UnavailableError(f"not the kdamonds tierctl set up ({why}): left alone", str(self.nr_path))
+        for k in range(len(want)):
+            self._turn_off(k)
+        self._clear()
+
+    def _targets_now(self) -> list[tuple[str | None, int | None]]:
+        """Each kdamond's operations and target pid (None where not set up or unreadable)."""
+        out: list[tuple[str | None, int | None]] = []
+        for k in range(self.nr_kdamonds()):
+            ctx = self.root / "kdamonds" / str(k) / "contexts" / "0"
+            ops = self._read_opt(ctx / "operations")
+            pid = self._read_opt(ctx / "targets" / "0" / "pid_target")
+            pid_v = int(pid) if pid is not None and pid.strip().isdigit() else 0
+            out.append((ops.strip() if ops else None, pid_v or None))
+        return out
+
+    def _not_ours(self, want: Sequence[tuple[str, int | None]]) -> str | None:
+        """Why the tree does not hold the kdamonds ``want`` describes (None: it does). A kdamond whose
+        target is not written yet (a crash while ``create`` configured it) counts as the recorded one."""
+        now = self._targets_now()
+        if len(now) != len(want):
+            return f"nr_kdamonds is {len(now)}, tierctl set up {len(want)}"
+        for k, ((_, got), (_, pid)) in enumerate(zip(now, want, strict=True)):
+            if got is not None and got != pid:
+                return f"kdamond {k} targets pid {got}, tierctl's targeted {pid if pid else 'none'}"
+        return None
+
+    def _turn_off(self, k: int) -> bool:
+        """Write ``off`` to kdamond ``k`` if it is on (a stopped one answers EPERM: fine); whether it was."""
+        state = self.root / "kdamonds" / str(k) / "state"
+        try:
+            if self._read(state).strip() != "on":
+                return False
+            self._write(state, "off")
+        except KernelError:
+            if self._read(state).strip() == "on":
+                raise
+        return True
+
+    def _clear(self) -> None:
+        """``nr_kdamonds`` = 0, retrying for ``settle_s`` while EBUSY (a kdamond thread still finishing
+        after ``off``); KernelError when it stays busy."""
+        deadline = self.clock() + self.settle_s
+        while True:
+            try:
+                self._write(self.nr_path, "0")
+                return
+            except DamonBusyError as e:
+                if self.clock() >= deadline:
+                    raise KernelError(
+                        f"still busy after {self.settle_s:g} s: {e.message}", str(self.nr_path)
+                    ) from e
+                self.sleep(0.05)
+
     # -- low-level I/O ------------------------------------------------------------------------
     def _need_present(self) -> None:
         if not self.nr_path.is_file():
@@ -321,11 +431,15 @@ class DamonSysfs:
 
 
 class DamonSession:
-    """The kdamonds one ``create()`` made (indices 0..n-1); ``teardown()`` removes them all."""
+    """The kdamonds one ``create()`` made (indices 0..n-1); ``teardown()`` removes them all (and the
+    ``guard``'s record of them, once they are gone)."""
 
-    def __init__(self, fs: DamonSysfs, specs: tuple[KdamondSpec, ...]) -> None:
+    def __init__(
+        self, fs: DamonSysfs, specs: tuple[KdamondSpec, ...], guard: KnobGuard | None = None
+    ) -> None:
         self.fs = fs
         self.specs = specs
+        self.guard = guard
         self.closed = False
         self._stopped_by_us: set[int] = set()
 
@@ -433,17 +547,12 @@ class DamonSession:
         for k in range(len(self.specs)):
             if self.closed:
                 return
-            try:
-                if self.state(k) != "on":
-                    continue
-                self.fs._write(self.kdamond_dir(k) / "state", "off")
-            except KernelError:
-                if self.state(k) == "on":
-                    raise
-            self._stopped_by_us.add(k)
+            if self.fs._turn_off(k):
+                self._stopped_by_us.add(k)
 
     def teardown(self, *, quiet: bool = False) -> None:
-        """Stop, then write ``nr_kdamonds`` = 0 (retrying while EBUSY); idempotent."""
+        """Stop, then write ``nr_kdamonds`` = 0 (retrying while EBUSY), then drop the guard's record;
+        idempotent. When the kdamonds could not be undone, the record stays for a later restore."""
         if self.closed:
             return
         errors: list[TierctlError] = []
@@ -451,20 +560,13 @@ class DamonSession:
             self.stop()
         except TierctlError as e:
             errors.append(e)
-        deadline = self.fs.clock() + self.fs.settle_s
-        while True:
-            try:
-                self.fs._write(self.fs.nr_path, "0")
-                break
-            except DamonBusyError as e:  # a kdamond thread is still finishing after "off"
-                if self.fs.clock() >= deadline:
-                    errors.append(e)
-                    break
-                self.fs.sleep(0.05)
-            except TierctlError as e:
-                errors.append(e)
-                break
+        try:
+            self.fs._clear()
+        except TierctlError as e:
+            errors.append(e)
         self.closed = not errors or quiet
+        if not errors and self.guard is not None:
+            self.guard.drop(DAMON_KDAMONDS)
         if errors and not quiet:
             raise KernelError(f"teardown incomplete: {errors[-1]}", str(self.fs.nr_path))
 

@@ -14,6 +14,12 @@ tests); knob paths are the absolute paths the kernel documents (``/proc/sys/kern
   a knob that cannot be written stays in the record so a later run can try again.
 - ``mount(target, fstype)``: a filesystem tierctl mounts (tracefs where nothing was mounted) is a knob
   too: recorded (kind ``mount``) and persisted before mounting; restoring it unmounts it.
+- ``record_damon(DAMON_KDAMONDS, expected)``: the kdamonds ``DamonSysfs.create`` is about to set up
+  (kind ``damon``; ``expected`` as :func:`format_kdamonds` writes it: ``2: vaddr 4242, vaddr 4243``),
+  persisted before ``nr_kdamonds`` is written. Restoring it turns those kdamonds off and writes
+  ``nr_kdamonds`` 0 — only while the tree still holds them (that many kdamonds, each targeting the
+  recorded pid); other kdamonds found there instead are left alone (``gone``). The session's normal
+  teardown undoes them itself and ``drop``s the record.
 - ``restore(knob)``: restores one record (a sampler releasing what it alone used) and drops it.
 - ``verify()``: the knobs whose current value differs from what was set (someone else changed them).
 - ``pending()``: the record a previous run left behind (it crashed or was killed before restoring).
@@ -35,14 +41,19 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from tierctl import strict_json
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.kernel.mounts import LibcMounts, Mounts
-from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC, LIVE_SYS
-from tierctl.kernel.statefile import read_capped, set_aside, write_atomic
+from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC, LIVE_ROOT, LIVE_SYS
+from tierctl.kernel.statefile import pid_alive, read_capped, set_aside, write_atomic
+
+if TYPE_CHECKING:
+    from tierctl.kernel.damon import DamonSysfs
 
 STATE_VERSION = 1
 MAX_STATE_BYTES = 1 << 20
@@ -54,7 +65,10 @@ PROMOTE_RATE_LIMIT = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
 NUMA_BALANCING_SCAN = "/sys/kernel/debug/sched/numa_balancing"  # debugfs: scan_delay_ms, ...
 BPF_STATS_ENABLED = "/proc/sys/kernel/bpf_stats_enabled"  # BPF run-time accounting (fallback switch)
 BOOT_ID = "/proc/sys/kernel/random/boot_id"  # a new value each boot: knobs are reset with it
-VALUE, MOUNT = "value", "mount"  # kinds of record: a file's value, a filesystem tierctl mounted
+DAMON_KDAMONDS = f"{LIVE_SYS}/kernel/mm/damon/admin/kdamonds/nr_kdamonds"  # the knob of a damon record
+# kinds of record: a file's value, a filesystem tierctl mounted, kdamonds tierctl set up and started
+VALUE, MOUNT, DAMON = "value", "mount", "damon"
+KINDS = (VALUE, MOUNT, DAMON)
 _SELECTED = re.compile(r"\[([^\]\s]+)\]")
 # record paths are the live ones (as the kernel documents them), most specific prefix first
 _INTERFACES = (
@@ -67,16 +81,19 @@ _INTERFACES = (
 
 @dataclass(frozen=True)
 class KnobRecord:
-    knob: str  # absolute path as the kernel documents it (kind mount: the mount point)
-    original: str  # value before tierctl first wrote it (kind mount: "" = nothing was mounted)
-    expected: str  # value tierctl last wrote, as the kernel read it back (kind mount: the fs type)
-    kind: str = VALUE  # VALUE | MOUNT
+    knob: str  # absolute path as the kernel documents it (kind mount: the mount point; kind damon:
+    # DAMON_KDAMONDS)
+    original: str  # value before tierctl first wrote it (kind mount: "" = nothing was mounted; kind
+    # damon: "0", what restoring writes to nr_kdamonds)
+    expected: str  # value tierctl last wrote, as the kernel read it back (kind mount: the fs type; kind
+    # damon: the kdamonds as format_kdamonds writes them)
+    kind: str = VALUE  # VALUE | MOUNT | DAMON
 
     @property
     def interface(self) -> str:
-        """Which kernel interface the knob is: mount, sysctl, debugfs, cgroup, sysfs, else file."""
-        if self.kind == MOUNT:
-            return "mount"
+        """Which kernel interface the knob is: mount, damon, sysctl, debugfs, cgroup, sysfs, else file."""
+        if self.kind in (MOUNT, DAMON):
+            return self.kind
         for prefix, name in _INTERFACES:
             if self.knob.startswith(prefix):
                 return name
@@ -101,10 +118,20 @@ class Restored:
 class KnobGuard:
     """Writes knobs below ``root`` after recording their originals in ``state_file``."""
 
-    def __init__(self, state_file: Path, root: Path = Path("/"), *, mounts: Mounts | None = None) -> None:
+    def __init__(
+        self,
+        state_file: Path,
+        root: Path = LIVE_ROOT,
+        *,
+        mounts: Mounts | None = None,
+        damon: Callable[[Path], DamonSysfs] | None = None,
+    ) -> None:
+        """``mounts``: the mount table (kind mount); ``damon``: the DAMON adapter of an ``admin``
+        directory below ``root`` (kind damon; default ``DamonSysfs(admin)``). Both replaceable by fakes."""
         self.state_file = Path(state_file)
         self.root = Path(root)
         self.mounts: Mounts = mounts if mounts is not None else LibcMounts()
+        self.damon: Callable[[Path], DamonSysfs] = damon if damon is not None else _damon_sysfs
         self.problem: str | None = None  # set when an unusable record was set aside at load
         self._records: list[KnobRecord] = self._load()
 
@@ -119,7 +146,7 @@ class KnobGuard:
         text = str(value).strip()
         idx = self._index(knob)
         if idx is not None and self._records[idx].kind != VALUE:
-            raise InputError("is recorded as a mount, not a value", knob)
+            raise InputError(f"is recorded as a {self._records[idx].kind}, not a value", knob)
         new = idx is None
         if idx is None:
             original = self.get(knob)
@@ -162,14 +189,39 @@ class KnobGuard:
             raise
         return True
 
+    def record_damon(self, knob: str, expected: str) -> None:
+        """Record (persisted before returning) the kdamonds about to be set up at ``knob``
+        (DAMON_KDAMONDS), ``expected`` as :func:`format_kdamonds` writes it. A previous damon record of
+        the same knob is replaced: the caller found DAMON free, so nothing of it is left."""
+        rec = KnobRecord(check_knob(knob), "0", expected, DAMON)
+        check_record(rec)
+        idx = self._index(rec.knob)
+        if idx is not None and self._records[idx].kind != DAMON:
+            raise InputError(f"is recorded as a {self._records[idx].kind}, not kdamonds", rec.knob)
+        if idx is None:
+            self._records.append(rec)
+        else:
+            self._records[idx] = rec
+        self._save()
+
+    def drop(self, knob: str) -> bool:
+        """Forget the record of ``knob`` without restoring it (its owner undid the change itself, as a
+        DAMON session's teardown does); False when it was not recorded."""
+        idx = self._index(check_knob(knob))
+        if idx is None:
+            return False
+        del self._records[idx]
+        self._save()
+        return True
+
     def recorded(self, knob: str) -> KnobRecord | None:
         """The record of ``knob`` (adopted from a previous run or set here), None when there is none."""
         idx = self._index(check_knob(knob))
         return None if idx is None else self._records[idx]
 
     def restore(self, knob: str) -> Restored | None:
-        """Restore one knob (write its original back, or unmount it) and drop its record unless that
-        failed; None when it is not recorded."""
+        """Restore one knob (write its original back, unmount it, or turn its kdamonds off) and drop its
+        record unless that failed; None when it is not recorded."""
         idx = self._index(check_knob(knob))
         if idx is None:
             return None
@@ -197,6 +249,9 @@ class KnobGuard:
         try:
             if rec.kind == MOUNT:
                 self.mounts.umount(self.path_of(rec.knob))
+            elif rec.kind == DAMON:
+                # UnavailableError when the kdamonds are not tierctl's any more: left alone ("gone")
+                self.damon(self._damon_admin(rec.knob)).release(rec.expected)
             else:
                 self._write(rec.knob, rec.original)
         except UnavailableError as e:
@@ -212,6 +267,14 @@ class KnobGuard:
             if rec.kind == MOUNT:
                 if not self.mounts.is_mounted(self.path_of(rec.knob)):
                     drifts.append(Drift(rec.knob, rec.expected, None))
+                continue
+            if rec.kind == DAMON:
+                try:
+                    now: str | None = self.damon(self._damon_admin(rec.knob)).kdamonds_now()
+                except UnavailableError:
+                    now = None
+                if now != rec.expected:
+                    drifts.append(Drift(rec.knob, rec.expected, now))
                 continue
             try:
                 actual: str | None = self.get(rec.knob)
@@ -233,6 +296,9 @@ class KnobGuard:
     # -- plumbing -------------------------------------------------------------------------------
     def path_of(self, knob: str) -> Path:
         return self.root / check_knob(knob).lstrip("/")
+
+    def _damon_admin(self, knob: str) -> Path:
+        return self.path_of(knob).parent.parent  # <admin>/kdamonds/nr_kdamonds
 
     def _index(self, knob: str) -> int | None:
         for i, rec in enumerate(self._records):
@@ -266,7 +332,8 @@ class KnobGuard:
 
     def _load(self) -> list[KnobRecord]:
         """The record on disk; an unusable one (too big, not UTF-8/JSON, nested too deeply, another
-        version, a knob outside the allowed set) is set aside as ``<name>.corrupt`` (kept for the
+        version, a knob outside the allowed set, an unknown kind, a damon record that does not parse) is
+        set aside as ``<name>.corrupt`` (kept for the
         operator: it may name originals to restore by hand), reported in ``problem``, and ignored."""
         try:
             raw = read_capped(self.state_file, MAX_STATE_BYTES)
@@ -291,9 +358,7 @@ class KnobGuard:
                 for k in data["knobs"]
             ]
             for r in recs:
-                check_knob(r.knob)
-                if r.kind not in (VALUE, MOUNT):
-                    raise ValueError(f"unknown kind of knob record {r.kind!r}")
+                check_record(r)
         except OSError as e:
             raise InputError(f"cannot read the knob record: {e.strerror}", str(self.state_file)) from None
         except (ValueError, KeyError, TypeError, AttributeError, InputError) as e:
@@ -338,6 +403,72 @@ def _record_json(r: KnobRecord) -> dict[str, str]:
     return out
 
 
+def check_record(rec: KnobRecord) -> None:
+    """Raise InputError (a bad knob path) or ValueError (an unknown kind, a damon record that is not
+    DAMON_KDAMONDS or whose kdamonds do not parse) unless a guard can restore ``rec``."""
+    check_knob(rec.knob)
+    if rec.kind not in KINDS:
+        raise ValueError(f"unknown kind of knob record {rec.kind!r}")
+    if rec.kind == DAMON:
+        if rec.knob != DAMON_KDAMONDS:
+            raise ValueError(f"a damon record is {DAMON_KDAMONDS}, got {rec.knob!r}")
+        parse_kdamonds(rec.expected)
+
+
+def format_kdamonds(kdamonds: Sequence[tuple[str, int | None]]) -> str:
+    """A damon record's ``expected``: ``N`` kdamonds, then each one's operations and target pid (none
+    for paddr): ``2: vaddr 4242, vaddr 4243``; ``0`` for none."""
+    items = [ops if pid is None else f"{ops} {pid}" for ops, pid in kdamonds]
+    return f"{len(items)}: {', '.join(items)}" if items else "0"
+
+
+def parse_kdamonds(text: str) -> tuple[tuple[str, int | None], ...]:
+    """The kdamonds of a damon record's ``expected`` (ValueError when it is not what
+    :func:`format_kdamonds` writes)."""
+    head, sep, rest = text.partition(":")
+    if not head.isdigit() or int(head) != (len(rest.split(",")) if sep else 0):
+        raise ValueError(f"not a count of kdamonds and their targets: {text!r}")
+    out: list[tuple[str, int | None]] = []
+    for item in rest.split(",") if sep else ():
+        words = item.split()
+        if not 1 <= len(words) <= 2 or not words[0].isalpha() or (len(words) == 2 and not words[1].isdigit()):
+            raise ValueError(f"not a kdamond's operations and target pid: {item.strip()!r} in {text!r}")
+        out.append((words[0], int(words[1]) if len(words) == 2 else None))
+    return tuple(out)
+
+
+def restore_dead_records(
+    run_dir: Path,
+    prefix: str,
+    *,
+    root: Path = LIVE_ROOT,
+    mounts: Mounts | None = None,
+    damon: Callable[[Path], DamonSysfs] | None = None,
+) -> list[Restored]:
+    """Restore the records ``<run_dir>/<prefix><pid>.json`` that processes now gone (crashed, killed)
+    left — the per-process records of one-shot commands. A record that restores completely is removed."""
+    out: list[Restored] = []
+    try:
+        files = sorted(run_dir.glob(f"{prefix}*.json"))
+    except OSError:
+        return out
+    for f in files:
+        pid = f.name[len(prefix) : -len(".json")]
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        try:
+            out += KnobGuard(f, root, mounts=mounts, damon=damon).restore_all()
+        except TierctlError as e:
+            out.append(Restored(str(f), "", "failed", e.message))
+    return out
+
+
+def _damon_sysfs(admin: Path) -> DamonSysfs:
+    from tierctl.kernel.damon import DamonSysfs  # here: the DAMON adapter imports this module
+
+    return DamonSysfs(admin)
+
+
 def boot_id(root: Path) -> str | None:
     """This boot's id (``/proc/sys/kernel/random/boot_id`` below ``root``), None if unknown."""
     try:
@@ -347,12 +478,21 @@ def boot_id(root: Path) -> str | None:
     return text or None
 
 
-def current_value(root: Path, mounts: Mounts, rec: KnobRecord) -> str | None:
+def current_value(
+    root: Path, mounts: Mounts, rec: KnobRecord, *, damon: Callable[[Path], DamonSysfs] | None = None
+) -> str | None:
     """What ``rec``'s knob holds now below ``root``, as ``KnobGuard.get`` reads it (a mount: its fs
-    type while mounted, else ""); None when the knob no longer exists. Other OSErrors propagate."""
+    type while mounted, else ""; kdamonds: as :func:`format_kdamonds` writes them); None when the knob
+    no longer exists (or DAMON's sysfs does not). Other OSErrors propagate (from the DAMON adapter: as
+    TierctlError)."""
     path = root / check_knob(rec.knob).lstrip("/")
     if rec.kind == MOUNT:
         return rec.expected if mounts.is_mounted(path) else ""
+    if rec.kind == DAMON:
+        try:
+            return (damon or _damon_sysfs)(path.parent.parent).kdamonds_now()
+        except UnavailableError:
+            return None
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             return normalise(fh.read())

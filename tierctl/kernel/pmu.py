@@ -1,7 +1,8 @@
 """The PMUs sysfs lists (``/sys/bus/event_source/devices``): which can sample data addresses.
 
-``EventSources(root)`` reads a PMU's event spec, its ``format/`` bit layout and its ``type``; tests
-point it at a fake tree. Used by the ``bpf-perf`` sampler to build a perf event and by the daemon to
+``EventSources(sys_root=...)`` (the ``bus/event_source/devices`` directory below a sysfs root; ``root``
+names that directory directly) reads a PMU's event spec, its ``format/`` bit layout and its ``type``;
+tests point it at a fake tree. Used by the ``bpf-perf`` sampler to build a perf event and by the daemon to
 decide whether NUMA hint faults are needed at all.
 """
 
@@ -10,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-EVENT_SOURCES = Path("/sys/bus/event_source/devices")
+from tierctl.kernel.roots import LIVE_SYS
+
+EVENT_SOURCES_REL = Path("bus/event_source/devices")  # below the sysfs root
+EVENT_SOURCES = LIVE_SYS / EVENT_SOURCES_REL
 PEBS_PMUS = ("cpu", "cpu_core")  # Intel: the core PMU (hybrid parts: cpu_core)
 
 
@@ -43,8 +47,10 @@ def parse_event_terms(spec: str, fmt_dir: Path) -> dict[str, int]:
 
 
 class EventSources:
-    def __init__(self, root: Path = EVENT_SOURCES) -> None:
-        self.root = Path(root)
+    """The PMUs below ``root`` (default: ``bus/event_source/devices`` below ``sys_root``)."""
+
+    def __init__(self, root: Path | None = None, *, sys_root: Path = LIVE_SYS) -> None:
+        self.root = Path(root) if root is not None else Path(sys_root) / EVENT_SOURCES_REL
 
     def pebs(self) -> PebsEvent | str:
         """Intel PEBS ``mem-loads`` of the first PMU that lists it, or why there is none."""

@@ -9,3 +9,4 @@ LIVE_ROOT = Path("/")
 LIVE_PROC = Path("/proc")
 LIVE_SYS = Path("/sys")
 LIVE_CGROUP = Path("/sys/fs/cgroup")  # the cgroup v2 (unified) mount, or the hybrid layout's top
+LIVE_RUN = Path("/run")  # tmpfs cleared by a reboot: where one-shot commands keep their knob records

@@ -35,6 +35,14 @@ directory per region is the costly part.
 Unavailable when DAMON's sysfs interface is missing, when another kdamond runs or kdamond directories
 exist (``busy``: DAMON cannot add a kdamond then; this CI host runs one), or without root. A target that
 exits stops its kdamond: its rows end, ``Health.notes`` says so, the other targets go on.
+
+Crash safety: the kdamonds are recorded in a knob guard (kind ``damon``) before they are created, and
+the record is dropped when they are torn down. The daemon hands in its guard (``knobs``: its record,
+restored at its next start after a crash); without one the sampler keeps its own record in
+``<run_dir>/damon-knobs.<pid>.json`` (made only while kdamonds run, as a BPF host does for the BPF
+samplers), and before its first probe or start restores the records of processes that are gone, so a
+killed ``tierctl sample`` does not leave DAMON "busy". The own record is kept only for the DAMON tree
+below ``knob_root`` (the live one; a fake tree elsewhere gets none).
 """
 
 from __future__ import annotations
@@ -47,8 +55,10 @@ import numpy as np
 
 from tierctl.errors import InputError, NoSuchProcessError, TierctlError, UnavailableError
 from tierctl.kernel.cgroupfs import CGROUP_ROOT
-from tierctl.kernel.damon import DAMON_ADMIN, DamonSession, DamonSysfs, KdamondSpec, MonitoringAttrs
+from tierctl.kernel.damon import DamonSession, DamonSysfs, KdamondSpec, MonitoringAttrs
+from tierctl.kernel.knobs import DAMON_KDAMONDS, KnobGuard, Restored, restore_dead_records
 from tierctl.kernel.procfs import LIVE_PROC, ProcFS, present
+from tierctl.kernel.roots import LIVE_ROOT, LIVE_RUN, LIVE_SYS
 from tierctl.samplers.base import Availability, Health, Targets, empty_raw
 from tierctl.samplers.bpf_layout import SampleFlag
 from tierctl.samplers.targets import SPECIAL_VMAS, TargetResolver, make_rows
@@ -86,6 +96,8 @@ def clip_regions(
 
 BUCKET_BYTES = 2 << 20
 MAX_EVERY = 8
+RUN_DIR = LIVE_RUN / "tierctl"  # as bpfhost.RUN_DIR: a sampler without a guard keeps its record there
+RECORD_PREFIX = "damon-knobs."  # <RUN_DIR>/damon-knobs.<pid>.json
 
 
 def hot_buckets(regions: np.ndarray, page_size: int) -> np.ndarray:
@@ -158,13 +170,21 @@ class DamonSampler:
         change_share: float = 0.02,
         present_only: bool = True,
         replace_idle: bool = False,
-        damon_root: Path = DAMON_ADMIN,
+        sys_root: Path = LIVE_SYS,
+        damon_root: Path | None = None,
         proc_root: Path = LIVE_PROC,
         cgroup_root: Path = CGROUP_ROOT,
         page_size: int | None = None,
         proc: ProcFS | None = None,
+        knobs: KnobGuard | None = None,
+        knob_root: Path = LIVE_ROOT,
+        run_dir: Path = RUN_DIR,
     ) -> None:
-        """The roots are for fake trees; ``proc``, when given, replaces the ProcFS made from ``proc_root``."""
+        """The roots are for fake trees (``damon_root``: DAMON's ``admin`` directory, default the one
+        below ``sys_root``); ``proc``, when given, replaces the ProcFS made from ``proc_root``.
+
+        ``knobs``: the guard that records the kdamonds before they are created (the daemon's); without
+        one, the sampler's own record in ``run_dir``, below ``knob_root``, when the DAMON tree is there."""
         if max_rows < 1 or max_targets < 1:
             raise InputError("max_rows and max_targets must be >= 1", "damon")
         self.attrs = MonitoringAttrs(sample_us, aggr_us, update_us, min_nr_regions, max_nr_regions)
@@ -181,7 +201,16 @@ class DamonSampler:
         self.present_only = present_only
         self.replace_idle = replace_idle
         self.proc = proc if proc is not None else ProcFS(Path(proc_root), page_size=page_size)
-        self.fs = DamonSysfs(Path(damon_root), proc_root=self.proc.root)
+        self.fs = DamonSysfs(
+            None if damon_root is None else Path(damon_root),
+            sys_root=Path(sys_root),
+            proc_root=self.proc.root,
+        )
+        self._knobs = knobs
+        self._own = knobs is None  # the sampler keeps its own record (in run_dir)
+        self.knob_root = Path(knobs.root if knobs is not None else knob_root)
+        self.run_dir = Path(run_dir)
+        self.restored_at_start: list[Restored] | None = None  # what restore_leftovers() restored
         self.resolver = TargetResolver(self.proc, Path(cgroup_root))
         self._session: DamonSession | None = None
         self._next = 0  # the kdamond the next drain asks first
@@ -192,9 +221,51 @@ class DamonSampler:
         self._live: set[int] = set()  # kdamond indices whose target still runs
         self._health = Health()
 
+    # -- the record of the kdamonds ----------------------------------------------------------------
+    def knobs(self) -> KnobGuard | None:
+        """The guard that records the kdamonds: the one handed in, else the sampler's own (made on first
+        use, in ``run_dir``; its file exists only while it records something), None when the DAMON tree
+        is not below ``knob_root`` (a fake tree: no record)."""
+        if self._knobs is None and self._own_record():
+            state = self.run_dir / f"{RECORD_PREFIX}{os.getpid()}.json"
+            self._knobs = KnobGuard(state, self.knob_root, damon=self._sysfs)
+        return self._knobs
+
+    def restore_leftovers(self) -> list[Restored]:
+        """Restore the records ``<run_dir>/damon-knobs.<pid>.json`` of processes that are gone (their
+        kdamonds off, ``nr_kdamonds`` 0) — with its own record, also one already under this process's
+        pid (a killed process that had it before); once, before the first probe or start. Only for the
+        DAMON tree below ``knob_root``."""
+        if self.restored_at_start is None:
+            done: list[Restored] = []
+            if self._own_record():
+                done = restore_dead_records(
+                    self.run_dir, RECORD_PREFIX, root=self.knob_root, damon=self._sysfs
+                )
+                own = self.knobs() if self._own else None
+                if own is not None and own.records:
+                    done += own.restore_all()
+            for r in done:
+                detail = f" ({r.error})" if r.error else ""
+                self._health.notes.append(f"left by a crashed run: {r.knob} {r.outcome}{detail}")
+            self.restored_at_start = done
+        return self.restored_at_start
+
+    def _own_record(self) -> bool:
+        """Whether the DAMON tree is the one below ``knob_root`` (where a record can restore it)."""
+        return self.knob_root / DAMON_KDAMONDS.lstrip("/") == self.fs.nr_path
+
+    def _sysfs(self, admin: Path) -> DamonSysfs:
+        """The DAMON adapter a guard restores through: this sampler's for its own tree."""
+        return self.fs if admin == self.fs.root else DamonSysfs(admin, proc_root=self.proc.root)
+
     # -- SourceSampler --------------------------------------------------------------------------
     def probe(self) -> Availability:
         try:
+            self.restore_leftovers()
+            guard = self.knobs()
+            if guard is not None and (why := self.fs.guard_problem(guard)) is not None:
+                raise InputError(why, str(self.fs.nr_path))
             self.fs.check_free(replace_idle=self.replace_idle)
         except TierctlError as e:
             return Availability(False, str(e))
@@ -248,7 +319,8 @@ class DamonSampler:
             self._session, self._pids, self._live = None, [], set()
             return
         specs = [KdamondSpec("vaddr", pid, attrs=self.attrs, min_accesses=1) for pid in pids]
-        session = self.fs.create(specs, replace_idle=self.replace_idle)
+        self.restore_leftovers()
+        session = self.fs.create(specs, replace_idle=self.replace_idle, guard=self.knobs())
         try:
             session.start()
         except BaseException:
