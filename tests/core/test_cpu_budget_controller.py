@@ -200,3 +200,35 @@ def test_the_mover_gets_promotions_into_free_room_first_then_chunks_in_turn() ->
     rep = c.cycle(1)
     assert mover.plans[0].pages.tolist() == [40, 41, 0, 1, 42, 43, 2, 3, 44, 45, 4, 5]
     assert rep.promoted == 6 and rep.demoted == 6
+
+
+def test_a_forced_decision_shows_the_gate_a_changed_space_once_and_the_report_carries_the_plan() -> None:
+    """``force_decision`` (a migration pass on request): the next cycle's gate is asked with
+    ``changed`` true, the one after is not; each report carries the plan and what the mover made
+    of it (the Service judges outcomes from them)."""
+    seen: list[tuple[int, bool]] = []
+
+    def gate(news: int, changed: bool) -> bool:
+        seen.append((news, changed))
+        return changed
+
+    mem, pol = Memory(), Promote40()
+    c = Controller(
+        sampler=Samples([[], [], [], []]),
+        memory=mem,
+        policy=pol,
+        mover=MoveAll(),
+        heat=HeatModel(N, half_life=2.0),
+        budget_pages=8,
+        gate=gate,
+    )
+    c.cycle(1)
+    quiet = c.cycle(2)
+    c.force_decision()
+    forced = c.cycle(3)
+    after = c.cycle(4)
+    assert [changed for _, changed in seen[1:]] == [False, True, False]
+    assert not quiet.decided and forced.decided and not after.decided and pol.calls == seen.count((0, True))
+    assert forced.plan is not None and forced.moves is not None
+    assert forced.plan.pages.tolist() == [40] and forced.moves.moved.tolist() == [40]
+    assert quiet.plan is not None and len(quiet.plan) == 0

@@ -104,7 +104,7 @@ def test_the_ladder_follows_the_shipped_profiles(
     monkeypatch.setattr(live.SimPlatform, "pressure_io", lambda self: io)
     svc = sim_service("multi-cgroup", state_dir=tmp_path, profiles_dir=profiles_dir(), wall=lambda: 1e9)
     svc.cfg = svc.cfg.__class__(**{**svc.cfg.__dict__, "pressure": mode})
-    svc.pressure = svc._pressure_control(svc.cfg)
+    svc.ladder = svc.make_ladder(svc.cfg)
     svc.start()
     for _ in range(5):
         svc.cycle()

@@ -11,7 +11,7 @@ import numpy as np
 
 from tierctl.core.heat import HeatModel
 from tierctl.core.limits import limit_plan
-from tierctl.core.mover import Mover, Outcome
+from tierctl.core.mover import Mover, MoveReport, Outcome
 from tierctl.core.plan import PROMOTE, Plan
 from tierctl.core.policy import MemoryState, Policy, PolicyView, Quota
 from tierctl.errors import InputError
@@ -61,6 +61,8 @@ class CycleReport:
     decided: bool = True  # False: the gate skipped the policy (and so the mover) this cycle
     rate_limited: int = 0  # planned moves dropped by per-cgroup rate limits this cycle
     by_cgroup: dict[int, tuple[int, int]] = field(default_factory=dict)  # cgroup -> (promoted, demoted)
+    plan: Plan | None = None  # the plan given to the mover (after rate limits and interleaving)
+    moves: MoveReport | None = None  # what the mover made of each row of ``plan``
 
 
 @dataclass
@@ -105,6 +107,12 @@ class Controller:
         self.move_chunk = move_chunk  # demotions and promotions alternate in chunks this big
         self._decided_quotas: dict[int, Quota] = {}  # the quotas of the last cycle that decided
         self._pending_decay = 0
+        self._forced = False  # force_decision(): the next cycle's gate sees a changed space
+
+    def force_decision(self) -> None:
+        """The next cycle asks its gate as if the page space had changed (a placement pass on
+        request: the policy decides even without news, unless the gate's CPU budget refuses)."""
+        self._forced = True
 
     def _settle_decay(self) -> None:
         if self._pending_decay:
@@ -136,6 +144,8 @@ class Controller:
         # news for the policy: a changed page space, or changed quotas (a pin, a reload, a profile)
         changed = state.remap is not None or state.new_pages is not None
         changed |= self.quotas != self._decided_quotas
+        changed |= self._forced
+        self._forced = False
         decided = self.gate is None or self.gate(news, changed)
         plan = Plan.empty()
         if decided:
@@ -186,6 +196,8 @@ class Controller:
             decided=decided,
             rate_limited=limited,
             by_cgroup=by_cgroup,
+            plan=plan,
+            moves=report,
         )
 
 

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tierctl.core.mover import Mover, MoveReport
+from tierctl.core.mover import MoveReport
 from tierctl.core.mover import Outcome as Row
 from tierctl.core.plan import PROMOTE, Plan
 from tierctl.core.policy import MemoryState, Quota
@@ -339,23 +339,6 @@ def _room(cgroup: str, pl: Placement, f: CycleFacts) -> str:
 
 
 # ---- the facts of a cycle -----------------------------------------------------------------------------
-
-
-class MoveTap:
-    """The controller's mover, wrapped: keeps the plan of the cycle and what came of each row."""
-
-    def __init__(self, mover: Mover) -> None:
-        self.mover = mover
-        self.last: tuple[Plan, MoveReport] | None = None
-
-    def apply(self, plan: Plan, budget_pages: int) -> MoveReport:
-        report = self.mover.apply(plan, budget_pages)
-        self.last = (plan, report)
-        return report
-
-    def take(self) -> tuple[Plan, MoveReport] | None:
-        last, self.last = self.last, None
-        return last
 
 
 def cycle_facts(

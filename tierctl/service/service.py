@@ -5,44 +5,46 @@ each cgroup to its profile, turn profiles and operator overrides into per-cgroup
 (``service.quotas``), and run one loop cycle. ``reload()`` is transactional: the new profile set is
 validated in full and swapped in only when it has no problem. Mutations of the overrides are
 ``service.mutations`` (persisted before acknowledged); what each override or action actually did,
-judged cycle by cycle, is ``service.outcomes``; what the views show per cgroup is
-``service.analytics``; events are ``service.events``.
+judged cycle by cycle, is ``service.requests`` over ``service.outcomes``; what the views show per
+cgroup is ``service.analytics``; which cgroups are managed and their profiles is
+``service.discovery``; the memory-pressure ladder's pacing is ``service.pressure_driver``; the cycle
+log is ``service.cycle_log``; events are ``service.events``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
 from tierctl import __version__
-from tierctl.core.controller import CycleReport
-from tierctl.core.ladder import Limits
 from tierctl.core.policy import Quota
 from tierctl.core.topology import Topology
 from tierctl.errors import InputError, TierctlError
 from tierctl.k8s import PodResolver
 from tierctl.kernel import kubelet
 from tierctl.kernel.roots import LIVE_CGROUP
-from tierctl.profiles import ProfileSet, Workload, load_profiles
+from tierctl.profiles import ProfileSet, load_profiles
 from tierctl.profiles.schema import PressurePolicy
-from tierctl.service import analytics, pressure_view
+from tierctl.service import analytics
 from tierctl.service.contract import API_VERSION
+from tierctl.service.cycle_log import CycleLog
+from tierctl.service.discovery import Discovery
 from tierctl.service.events import EventLog
 from tierctl.service.kernel_loop import LoopConfig
 from tierctl.service.metrics import CycleTimes, ReloadCounts
 from tierctl.service.mutations import OverrideEditor
-from tierctl.service.outcomes import ALL, PAUSED, Goal, MoveTap, OutcomeBook, Placement, cycle_facts
+from tierctl.service.outcomes import ALL
 from tierctl.service.overrides import Overrides, OverrideStore
 from tierctl.service.platform import KernelPlatform, Platform
-from tierctl.service.pressure import PressureConfig, PressureControl, ProcessHooks
-from tierctl.service.pressure_wake import PressureWake
-from tierctl.service.quotas import operator_quota_pages, quota_view, resolve_quotas
+from tierctl.service.pressure import PressureControl
+from tierctl.service.pressure_driver import PressureDriver
+from tierctl.service.quotas import quota_view, resolve_quotas
+from tierctl.service.requests import Requests
 
 DEFAULT_STATE_DIR = Path("/var/lib/tierctl")  # the unit's StateDirectory=; tierctl knobs looks here
 
@@ -85,8 +87,8 @@ class Service:
         self.wall = wall  # event time stamps
         self.started = clock()
         self.profiles: ProfileSet = load_profiles([cfg.profiles_dir])  # ProfileError: refuse to start
-        self._cycle_log = _open_log(cfg.cycle_log) if cfg.cycle_log is not None else None
         self.events = EventLog(wall)
+        self._cycle_log = CycleLog(cfg.cycle_log, wall, self._event) if cfg.cycle_log is not None else None
         self.pods = PodResolver.from_config(
             kubelet.driver(cfg.kubelet_cgroup_driver), cfg.node_name, cfg.kubeconfig
         )  # docs/pods.md
@@ -97,9 +99,11 @@ class Service:
         self.cgroupfs = self.platform.cgroups
         self.procfs = self.platform.procs
         self.topo = self.platform.topology
-        self.matches: dict[str, str] = {}  # cgroup -> profile name
+        self.discovery = Discovery(
+            self.cgroupfs, cfg.scope, lambda path: self.pods.pod(path), lambda: self.profiles
+        )
         self.loop = self.platform.make_loop(
-            self._targets,
+            self.discovery.targets,
             LoopConfig(
                 dry_run=cfg.dry_run,
                 rate_mbps=cfg.rate_mbps,
@@ -114,14 +118,16 @@ class Service:
             ),
         )
         # what each override or action did: the mover's plan and report of every cycle, judged
-        self.outcomes = OutcomeBook(wall, self._event)
-        self._tap = MoveTap(self.loop.controller.mover)
-        self.loop.controller.mover = self._tap
-        self._force_decision = False  # migrate_now: the next cycle decides whatever the gate says
-        self.pressure = self._pressure_control(cfg)
-        self._wake: PressureWake | None = None  # set by start()
-        self._pressure_at: float | None = None  # clock() of the last ladder step
-        self._early_steps = False  # whether the last ladder step was an early one
+        self.requests = Requests(
+            self.loop,
+            lambda: self.overrides,
+            self._topology,
+            dry_run=cfg.dry_run,
+            wall=wall,
+            emit=self._event,
+        )
+        self.outcomes = self.requests.book
+        self.ladder = self.make_ladder(cfg)
 
         self.last_cycle_s = 0.0
         self.last_cycle_at: float | None = None  # clock() when cycle() last returned (paused too)
@@ -135,16 +141,9 @@ class Service:
 
     # ---- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
-        if self.pressure is not None and self._pressure_io is not None:
-            # the kernel's own OOM kills, attributed to cgroups, and reclaim stalls per cgroup. Started
-            # first, in this thread: bcc captures the process's stderr while it compiles, so a compile
-            # beside the loop would swallow what the daemon logs meanwhile
-            self.pressure.cgroup_path = self._pressure_io.cgroup_path
-            try:
-                self.pressure.stalls = self._pressure_io.stall_source(self.loop.guard)
-            except TierctlError as e:  # the ladder works without OOM attribution
-                self._event("stall_sampler", message=f"no reclaim-stall source: {e}")
-            self._wake = self._pressure_io.wake()
+        # the pressure ladder's stall source first, in this thread: bcc captures the process's stderr
+        # while it compiles, so a compile beside the loop would swallow what the daemon logs meanwhile
+        self.ladder.start(self.loop.guard)
         for line in self.loop.restored_at_start:
             self._event("knobs", message=f"left set by an earlier run, restored: {line}")
         why = self.loop.hint_reason
@@ -157,10 +156,7 @@ class Service:
 
     def stop(self) -> None:
         try:
-            if self._wake is not None:
-                self._wake.close()
-            if self.pressure is not None:
-                self.pressure.close()
+            self.ladder.close()
             self.pods.stop()
             self.loop.stop()
         finally:
@@ -168,21 +164,27 @@ class Service:
             if self._cycle_log is not None:
                 self._cycle_log.close()
 
-    def _pressure_control(self, cfg: DaemonConfig) -> PressureControl | None:
-        io = self._pressure_io = self.platform.pressure_io() if cfg.pressure != "off" else None
-        if io is None:
-            return None
-        limits = Limits(target_ratio=cfg.memory_target, critical_ratio=max(cfg.memory_target, 0.98))
-        pcfg = PressureConfig(mode=cfg.pressure, limits=limits, own_cgroup=io.own_cgroup())
-        return PressureControl(pcfg, io, io, ProcessHooks(), self._event)
+    def make_ladder(self, cfg: DaemonConfig) -> PressureDriver:
+        """The pressure ladder by ``cfg`` (mode, target, cycle) on this Service's platform."""
+        io = self.platform.pressure_io() if cfg.pressure != "off" else None
+        return PressureDriver(
+            cfg.pressure, cfg.memory_target, cfg.cycle_s, io, self._event, self.clock, self.wall
+        )
+
+    @property
+    def pressure(self) -> PressureControl | None:
+        """The ladder itself (None: off, or nothing to run it with on this platform)."""
+        return self.ladder.control
+
+    @property
+    def matches(self) -> dict[str, str]:
+        """Managed cgroup path -> its profile's name ("-": none), as of the last discovery."""
+        return self.discovery.matches
 
     def wait_pressure(self, timeout_s: float) -> bool:
         """Sleep at most ``timeout_s`` between cycles (without the lock), woken early by a PSI
         trigger; True when the ladder should take a step now (``pressure_step``, with the lock)."""
-        if self._wake is None or self.pressure is None or self.cfg.pressure == "off":
-            time.sleep(timeout_s)
-            return False
-        return self._wake.wait(timeout_s, self.pressure.cfg.limits.target_ratio) is not None
+        return self.ladder.wait(timeout_s)
 
     def pressure_step(self) -> None:
         """A ladder step between cycles (placement waits for its cycle)."""
@@ -190,37 +192,22 @@ class Service:
 
     def _pressure_cycle(self, *, early: bool = False) -> None:
         """The ladder (docs/pressure.md) over the managed cgroups, by their profiles' [pressure]."""
-        if self.pressure is None:
+        if self.ladder.control is None:
             return
-        now = self.clock()
-        last, self._pressure_at = self._pressure_at, now
-        # trims are paced by the cycle; once early steps have run, by the time since the last step
-        step_s = self.cfg.cycle_s
-        if last is not None and (early or self._early_steps):
-            step_s = max(0.0, min(self.cfg.cycle_s, now - last))
-        self._early_steps = early
         by_name = {p.name: p for p in self.profiles}
         policies = {
             path: (by_name[m].pressure if m in by_name else PressurePolicy())
             for path, m in self.matches.items()
         }
+        self.ladder.step(policies, self._cold_share, early=early)
 
-        def cold_share() -> dict[str, float]:
-            out = {}
-            for path, c in self._per_cgroup().items():
-                total = c["fast_bytes"] + c["slow_bytes"]
-                out[path] = 1.0 - c["hot_bytes"] / total if total else 0.0
-            return out
-
-        if self._wake is not None and not early:
-            self._wake.sync(policies)
-            for note in self._wake.notes:
-                self._event("psi_trigger", message=note)
-            self._wake.notes.clear()
-        try:
-            self.pressure.cycle(self.wall(), step_s, policies, cold_share, early=early)
-        except TierctlError as e:  # the machine's facts could not be read: say so, keep placing
-            self._event("pressure_failed", action="read", message=str(e))
+    def _cold_share(self) -> dict[str, float]:
+        """Per managed cgroup, the share of its present memory that is not hot (what trims take)."""
+        out = {}
+        for path, c in self._per_cgroup().items():
+            total = c["fast_bytes"] + c["slow_bytes"]
+            out[path] = 1.0 - c["hot_bytes"] / total if total else 0.0
+        return out
 
     def cycle(self) -> None:
         self.platform.advance()  # a simulated machine plays its next epoch; the kernel runs by itself
@@ -232,7 +219,7 @@ class Service:
             return
         quotas = self._quotas()
         self.loop.controller.quotas = quotas
-        rep = self._loop_cycle()
+        rep = self.loop.cycle()
         self._report_refused()
         self.cycles += 1
         self.last_cycle_s = rep.seconds
@@ -253,104 +240,13 @@ class Service:
                 total["demoted"] += moved["demoted"]
             self._event("migrated", cycle=rep.now, promoted=rep.promoted, demoted=rep.demoted, cgroups=per)
         if self._cycle_log is not None:
-            self._log_cycle(rep)
+            self._cycle_log.write(
+                rep, int(self.loop.controller.heat.n_pages), self.loop.controller.policy.summary()
+            )
         for e in self.loop.watchdog_events:
             self._event("watchdog", message=e)
         self.loop.watchdog_events.clear()
-        self._judge_outcomes(rep, quotas)
-
-    def _loop_cycle(self) -> CycleReport:
-        """One loop cycle; after ``migrate_now`` its policy decides even without news."""
-        ctl = self.loop.controller
-        gate, force = ctl.gate, self._force_decision
-        self._force_decision = False
-        if gate is not None and force:
-            ctl.gate = lambda news, changed: gate(news, True)
-        try:
-            return self.loop.cycle()
-        finally:
-            ctl.gate = gate
-
-    def _judge_outcomes(self, rep: CycleReport, quotas: dict[int, Quota]) -> None:
-        st = self.loop.view.last
-        tapped = self._tap.take()
-        if st is None:
-            return
-        facts = cycle_facts(
-            st,
-            self.loop.view.cgroups,
-            tapped,
-            quotas,
-            self.overrides.pins,
-            decided=rep.decided,
-            budget_pages=self.loop.controller.budget_pages,
-            dry_run=self.cfg.dry_run,
-        )
-        self.outcomes.observe(facts)
-
-    def _placement(self, path: str) -> Placement:
-        """A cgroup's present pages by tier as of the last cycle (ALL: every managed cgroup's)."""
-        st = self.loop.view.last
-        if st is None:
-            return Placement()
-        mine = st.node >= 0
-        if path != ALL:
-            names = self.loop.view.cgroups
-            if path not in names:
-                return Placement()
-            mine &= st.cgroup == names.index(path)
-        n_fast = int(np.count_nonzero(mine & st.topology.fast_lut()[st.node + 1]))
-        return Placement(n_fast, int(np.count_nonzero(mine)) - n_fast)
-
-    def _log_cycle(self, rep: CycleReport) -> None:
-        assert self._cycle_log is not None
-        line: dict[str, Any] = {
-            "time": round(self.wall(), 3),
-            "cycle": rep.now,
-            "seconds": round(rep.seconds, 4),
-            "cpu_s": round(rep.cpu_s, 4),
-            "mover_cpu_s": round(rep.mover_cpu_s, 4),
-            "samples": rep.samples,
-            "decided": rep.decided,
-            "planned": [rep.planned_promotions, rep.planned_demotions],
-            "promoted": rep.promoted,
-            "demoted": rep.demoted,
-            "rate_limited": rep.rate_limited,
-            "tracked_pages": int(self.loop.controller.heat.n_pages),
-        }
-        summary = self.loop.controller.policy.summary()
-        if rep.decided and summary:  # scalar figures (counts, the target, a full evaluation or not)
-            line["policy"] = summary
-        try:
-            self._cycle_log.write(json.dumps(line) + "\n")
-        except OSError as e:
-            why = f"{self.cfg.cycle_log}: {e.strerror}; not logging cycles any more"
-            self._event("cycle_log", message=why)
-            self._cycle_log.close()
-            self._cycle_log = None
-
-    def _in_scope(self, path: str) -> bool:
-        return not self.cfg.scope or any(
-            path == s or path.startswith(s.rstrip("/") + "/") for s in self.cfg.scope
-        )
-
-    def _targets(self) -> list[tuple[int, str]]:
-        out, matches = [], {}
-        for path in self.cgroupfs.list():
-            norm = "/" + path.strip("/")
-            if not self._in_scope(norm):
-                continue
-            try:
-                pids = self.cgroupfs.pids(path)
-            except TierctlError:
-                continue  # vanished between list and read
-            if not pids:
-                continue
-            m = self.profiles.match(Workload(cgroup=norm, pod=self.pods.pod(norm)))
-            matches[norm] = m.profile.name if m else "-"
-            out += [(pid, norm) for pid in pids]
-        self.matches = matches
-        return out
+        self.requests.judge(rep, quotas)
 
     def _topology(self) -> Topology:
         last = self.loop.view.last  # the loop's latest snapshot already read the topology
@@ -404,16 +300,7 @@ class Service:
     def pressure_status(self) -> dict[str, Any]:
         """The memory-pressure ladder: the machine, its target, the episode, per cgroup its charge,
         memory by kind and node, PSI, working-set estimate and state, and the last actions."""
-        pc = self.pressure
-        if pc is None:
-            why = "off" if self.cfg.pressure == "off" else f"unavailable on the {self.platform.name} platform"
-            return {"mode": self.cfg.pressure, "active": False, "reason": why}
-        st = pressure_view.status(pc)
-        w = self._wake
-        # early ladder steps between cycles, by what woke them, and the PSI triggers armed
-        st["wakes"] = {} if w is None else dict(w.counts)
-        st["psi_triggers"] = [] if w is None or w.watcher is None else ["/" + k for k in w.watcher.keys]
-        return st
+        return self.ladder.status(self.platform.name)
 
     def tracked_pages(self) -> int:
         """Pages of the managed processes present in RAM, as of the last cycle."""
@@ -495,54 +382,15 @@ class Service:
         return norm
 
     def pin(self, path: str, tier: str) -> dict[str, Any]:
-        return self.editor.pin(path, tier, lambda p: self._pin_outcome(p, tier))
+        return self.editor.pin(path, tier, lambda p: self.requests.pin(p, tier))
 
     def unpin(self, path: str) -> dict[str, Any]:
-        return self.editor.pin(path, "auto", lambda p: self._pin_outcome(p, "auto"))
+        return self.editor.pin(path, "auto", lambda p: self.requests.pin(p, "auto"))
 
     def set_quota(self, path: str, fast_min: str | int | None, fast_max: str | int | None) -> dict[str, Any]:
         return self.editor.set_quota(
-            path, fast_min, fast_max, lambda p: self._quota_outcome(p, fast_min, fast_max)
+            path, fast_min, fast_max, lambda p: self.requests.quota(p, fast_min, fast_max)
         )
-
-    def _waiting(self) -> str:
-        return PAUSED if self.overrides.paused else "the next cycle"
-
-    def _pin_outcome(self, path: str, tier: str) -> dict[str, Any]:
-        now = self._placement(path).text()
-        if tier == "auto":
-            msg = f"unpin: the policy places it again from the next cycle; {now}"
-            return self.outcomes.start(
-                path, "unpin", "auto", Goal("policy"), msg, waiting_for=self._waiting()
-            )
-        msg = f"pin {tier}: accepted; {now}"
-        if path in self.overrides.quotas:
-            msg += "; its quota is inactive while pinned"
-        if self.cfg.dry_run:
-            msg += "; dry-run: nothing will move"
-        goal = Goal("fast" if tier == "fast" else "slow")
-        return self.outcomes.start(path, "pin", tier, goal, msg, waiting_for=self._waiting())
-
-    def _quota_outcome(self, path: str, lo: str | int | None, hi: str | int | None) -> dict[str, Any]:
-        """A quota's outcome; set while the cgroup is pinned it is stored, reported inactive (the pin
-        wins) and applies once unpinned."""
-        now = self._placement(path)
-        if lo is None and hi is None:
-            msg = f"quota dropped: the profile's quota applies from the next cycle; {now.text()}"
-            return self.outcomes.start(
-                path, "quota", "none", Goal("policy"), msg, waiting_for=self._waiting()
-            )
-        target = ", ".join(f"{k}={v}" for k, v in (("fast_min", lo), ("fast_max", hi)) if v is not None)
-        lo_p, hi_p = operator_quota_pages({"fast_min": lo, "fast_max": hi}, path, self._topology())
-        goal = Goal("range", lo_p, hi_p)
-        pin = self.overrides.pins.get(path)
-        if pin is not None:
-            why = f"a pin that wins over the quota (pinned to {pin}; unpin to apply it)"
-            msg = f"quota {target}: stored, inactive while pinned to {pin} (unpin to apply it)"
-            return self.outcomes.start(path, "quota", target, goal, msg, waiting_for=why)
-        want = f"{lo_p:,}" + ("" if hi_p is None else f"..{hi_p:,}")
-        msg = f"quota {target}: accepted; {now.fast:,} fast pages now, {want} wanted; {now.text()}"
-        return self.outcomes.start(path, "quota", target, goal, msg, waiting_for=self._waiting())
 
     def pause(self) -> dict[str, Any]:
         return self.editor.set_paused(True)
@@ -554,27 +402,13 @@ class Service:
         """Queue a placement pass: the next cycle's policy decides even without news; the outcome
         reports what that cycle moved for the cgroup (for a pinned one: until the pin is met)."""
         key = ALL if path is None else self._known(path)
-        target = "all" if path is None else key
-        pin, over = self.overrides.pins.get(key), self.overrides.quotas.get(key)
-        goal = Goal("pass")  # done once the pass moved what it planned
-        if pin is not None:  # ... or, for an override, once the override is met
-            goal = Goal("fast" if pin == "fast" else "slow")
-        elif over is not None:
-            goal = Goal("range", *operator_quota_pages(over, key, self._topology()))
-        self._force_decision = True
-        budget = self.loop.controller.budget_pages
-        msg = (
-            f"migrate {target}: a placement pass runs at the next cycle "
-            f"(budget {budget:,} pages/cycle{f', pinned to {pin}' if pin else ''}); "
-            f"{self._placement(key).text()} now"
-        )
-        outcome = self.outcomes.start(key, "migrate", target, goal, msg, waiting_for=self._waiting())
+        outcome = self.requests.migrate(key)
         self._event("migrate", cgroup=key, outcome=outcome)
         # "cycle" and "moved": as before the pass (the keys older clients read)
         return {
             "ok": True,
             "outcome": outcome,
-            "queued": target,
+            "queued": "all" if path is None else key,
             "cycle": self.cycles,
             "moved": dict(self.moved),
         }
@@ -616,10 +450,3 @@ class Service:
 
     def _event(self, kind: str, **info: Any) -> None:
         self.events.emit(kind, **info)
-
-
-def _open_log(path: Path) -> TextIO:
-    try:
-        return open(path, "a", buffering=1, encoding="utf-8")  # closed in stop()
-    except OSError as e:
-        raise InputError(f"cannot open for appending: {e.strerror}", str(path)) from None
