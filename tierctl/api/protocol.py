@@ -72,9 +72,21 @@ class Arg:
 
 
 @dataclass(frozen=True)
+class Cli:
+    """How ``tierctl`` offers an op as a subcommand of its own name (tierctl/cli/client_cmds.py adds
+    the op's arguments): ``help``, its line in ``tierctl --help`` (default: the op's help);
+    ``description``, the text of ``tierctl NAME --help`` (default: the help as a sentence); ``done``,
+    what a success prints when the answer has no outcome to follow (an op without arguments)."""
+
+    help: str = ""
+    description: str = ""
+    done: str = ""
+
+
+@dataclass(frozen=True)
 class OpSpec:
     """One operation of the API, declared once: the server dispatches it, the client and the TUI
-    name it, and a test checks it against ``ServiceContract``.
+    name it, the CLI offers it (``cli``), and tests check it against ``ServiceContract`` and the CLI.
 
     ``method``: the Service method that serves it, called with the ``args`` values in order (under
     the service lock); ``prepare``: a Service method called first *outside* the lock, whose result
@@ -89,6 +101,7 @@ class OpSpec:
     method: str = ""
     prepare: str | None = None
     shape: Callable[[Any], Any] | None = None
+    cli: Cli | None = None
 
 
 def _bad(where: str, message: str) -> RequestError:
@@ -173,10 +186,22 @@ def _events_result(got: tuple[int, list[dict[str, Any]]]) -> dict[str, Any]:
     return {"seq": seq, "events": events}
 
 
+def _filled(s: OpSpec) -> OpSpec:
+    """An explicit method, and a complete ``cli``: an op is served by the Service method of its own
+    name unless it names another; the CLI's texts default to the op's help."""
+    s = s if s.method else replace(s, method=s.name)
+    if s.cli is None:
+        return s
+    short = s.cli.help or s.help
+    return replace(s, cli=replace(s.cli, help=short, description=s.cli.description or _sentence(short)))
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
 def _declare(*specs: OpSpec) -> Mapping[str, OpSpec]:
-    """The ops by name; an op without an explicit method is served by the Service method of its
-    own name."""
-    return MappingProxyType({s.name: s if s.method else replace(s, method=s.name) for s in specs})
+    return MappingProxyType({s.name: _filled(s) for s in specs})
 
 
 OPS: Mapping[str, OpSpec] = _declare(
@@ -212,8 +237,25 @@ OPS: Mapping[str, OpSpec] = _declare(
         help="stream of events (default: from now on)",
         method="events_since",
     ),
-    OpSpec("pin", True, (Arg("path", check_path), Arg("tier", check_tier)), help="pin a cgroup to a tier"),
-    OpSpec("unpin", True, (Arg("path", check_path),), help="drop a cgroup's pin"),
+    # the mutations, in the order `tierctl --help` lists them
+    OpSpec(
+        "pin",
+        True,
+        (Arg("path", check_path), Arg("tier", check_tier)),
+        help="pin a cgroup's memory to a tier",
+        cli=Cli(
+            help="pin a cgroup's memory to a tier (needs root or the mutators group)",
+            description="Operator override: keep a cgroup's memory in the fast or slow tier, or let the "
+            "policy decide (auto). Persisted by the daemon across restarts.",
+        ),
+    ),
+    OpSpec(
+        "unpin",
+        True,
+        (Arg("path", check_path),),
+        help="drop a cgroup's pin",
+        cli=Cli(description="Drop a cgroup's pin override."),
+    ),
     OpSpec(
         "quota",
         True,
@@ -224,18 +266,37 @@ OPS: Mapping[str, OpSpec] = _declare(
         ),
         help="set a cgroup's fast-tier min/max",
         method="set_quota",
+        cli=Cli(
+            help="set or drop a cgroup's fast-tier min/max (needs root or the mutators group)",
+            description="Operator override of a cgroup's fast-tier quota: --fast-min and/or --fast-max "
+            "as bytes (4G, 512M) or a share of the fast tier (25%); --clear drops it (the profile's "
+            "applies). A quota set while the cgroup is pinned is stored and inactive until it is "
+            "unpinned.",
+        ),
     ),
-    OpSpec("pause", True, help="stop moving pages (sampling continues)"),
-    OpSpec("resume", True, help="resume after pause"),
     OpSpec(
         "migrate",
         True,
         (Arg("path", check_optional_path, required=False),),
         help="queue a migration pass for the next cycle (one cgroup or all); its outcome reports what moved",
         method="migrate_now",
+        cli=Cli(
+            help="run a placement pass at the next cycle (one cgroup or all; needs root or the mutators "
+            "group)",
+            description="Queue a placement pass: the next cycle decides even without news; the outcome "
+            "reports the pages it moved.",
+        ),
     ),
+    OpSpec("pause", True, help="stop moving pages (sampling continues)", cli=Cli(done="paused")),
+    OpSpec("resume", True, help="resume moving pages after pause", cli=Cli(done="resumed")),
     # the profiles are read and checked outside the lock: a slow parse never stalls the rest
-    OpSpec("reload", True, help="reload profiles transactionally", prepare="read_profiles"),
+    OpSpec(
+        "reload",
+        True,
+        help="reload profiles (all or nothing: a broken set keeps the running one)",
+        prepare="read_profiles",
+        cli=Cli(done="reloaded"),
+    ),
 )
 OP_OF_METHOD: Mapping[str, str] = MappingProxyType({s.method: s.name for s in OPS.values() if not s.stream})
 MUTATIONS = frozenset(name for name, s in OPS.items() if s.mutation)

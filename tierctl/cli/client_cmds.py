@@ -2,7 +2,11 @@
 
 Each talks to the socket API (``--socket PATH``, default ``$TIERCTL_SOCKET`` or
 /run/tierctl/tierctl.sock) and prints text, or the raw result with ``--json``. A daemon that is not
-running or a refused permission is one line on stderr and exit code 2.
+running is one line on stderr and exit code 3, a refused permission exit code 4.
+
+The mutations' subcommands are made from the API's declaration (``tierctl.api.protocol.OPS``: each
+op's ``cli`` names its help, description and what a plain success prints); this module adds only each
+one's arguments and how it runs (``MUTATION_CMDS``).
 
 ``pin``, ``unpin``, ``quota`` and ``migrate`` print the request's real outcome (``service.outcomes``:
 accepted, in progress and what it waits for, done with the pages moved, stuck, impossible);
@@ -15,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from tierctl.api.client import ApiClient, default_socket
-from tierctl.api.protocol import TIERS
+from tierctl.api.protocol import OPS, TIERS
 from tierctl.cli import args as args_
 from tierctl.cli.table import render
 from tierctl.errors import InputError
@@ -50,58 +55,14 @@ def register(sub: Any) -> None:
     common_options(p)
     p.set_defaults(func=run_top)
 
-    p = sub.add_parser(
-        "pin",
-        help="pin a cgroup's memory to a tier (needs root or the mutators group)",
-        description="Operator override: keep a cgroup's memory in the fast or slow tier, or let the "
-        "policy decide (auto). Persisted by the daemon across restarts.",
-    )
-    p.add_argument("cgroup", metavar="CGROUP", help="cgroup path below the cgroup root, e.g. /app.slice/db")
-    p.add_argument("--tier", required=True, choices=TIERS, help="fast, slow or auto")
-    wait_option(p)
-    common_options(p)
-    p.set_defaults(func=run_pin)
-
-    p = sub.add_parser("unpin", help="drop a cgroup's pin", description="Drop a cgroup's pin override.")
-    p.add_argument("cgroup", metavar="CGROUP", help="cgroup path below the cgroup root")
-    wait_option(p)
-    common_options(p)
-    p.set_defaults(func=run_unpin)
-
-    p = sub.add_parser(
-        "quota",
-        help="set or drop a cgroup's fast-tier min/max (needs root or the mutators group)",
-        description="Operator override of a cgroup's fast-tier quota: --fast-min and/or --fast-max as "
-        "bytes (4G, 512M) or a share of the fast tier (25%%); --clear drops it (the profile's applies). "
-        "A quota set while the cgroup is pinned is stored and inactive until it is unpinned.",
-    )
-    p.add_argument("cgroup", metavar="CGROUP", help="cgroup path below the cgroup root")
-    p.add_argument("--fast-min", metavar="AMOUNT", help="fast-tier pages kept at least (4G, 25%%)")
-    p.add_argument("--fast-max", metavar="AMOUNT", help="fast-tier pages allowed at most (4G, 25%%)")
-    p.add_argument("--clear", action="store_true", help="drop the operator quota")
-    wait_option(p)
-    common_options(p)
-    p.set_defaults(func=run_quota)
-
-    p = sub.add_parser(
-        "migrate",
-        help="run a placement pass at the next cycle (one cgroup or all; needs root or the mutators group)",
-        description="Queue a placement pass: the next cycle decides even without news; the outcome "
-        "reports the pages it moved.",
-    )
-    p.add_argument("cgroup", metavar="CGROUP", nargs="?", help="cgroup path (default: every cgroup)")
-    wait_option(p)
-    common_options(p)
-    p.set_defaults(func=run_migrate)
-
-    for name, help_text in (
-        ("pause", "stop moving pages (sampling continues)"),
-        ("resume", "resume moving pages after pause"),
-        ("reload", "reload profiles (all or nothing: a broken set keeps the running one)"),
-    ):
-        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    for spec in OPS.values():
+        if spec.cli is None:
+            continue
+        p = sub.add_parser(spec.name, help=spec.cli.help, description=spec.cli.description)
+        add_args, run = MUTATION_CMDS.get(spec.name, (_no_arguments, run_simple))
+        add_args(p)
         common_options(p)
-        p.set_defaults(func=run_simple, op=name)
+        p.set_defaults(func=run, op=spec.name)
 
 
 def common_options(p: argparse.ArgumentParser) -> None:
@@ -357,6 +318,37 @@ FOLLOW_UNTIL = ("done", "impossible", "stuck")
 POLL_S = 0.5
 
 
+# ---- the arguments of each mutation (its name and texts: tierctl.api.protocol.OPS, Cli)
+
+
+def _no_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _pin_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cgroup", metavar="CGROUP", help="cgroup path below the cgroup root, e.g. /app.slice/db")
+    p.add_argument("--tier", required=True, choices=TIERS, help="fast, slow or auto")
+    wait_option(p)
+
+
+def _unpin_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cgroup", metavar="CGROUP", help="cgroup path below the cgroup root")
+    wait_option(p)
+
+
+def _quota_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cgroup", metavar="CGROUP", help="cgroup path below the cgroup root")
+    p.add_argument("--fast-min", metavar="AMOUNT", help="fast-tier pages kept at least (4G, 25%%)")
+    p.add_argument("--fast-max", metavar="AMOUNT", help="fast-tier pages allowed at most (4G, 25%%)")
+    p.add_argument("--clear", action="store_true", help="drop the operator quota")
+    wait_option(p)
+
+
+def _migrate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cgroup", metavar="CGROUP", nargs="?", help="cgroup path (default: every cgroup)")
+    wait_option(p)
+
+
 def run_pin(args: argparse.Namespace) -> int:
     result = _call(args, "pin", path=args.cgroup, tier=args.tier)
     return _reported(args, result, f"pinned {args.cgroup} to {args.tier}", args.cgroup)
@@ -382,6 +374,19 @@ def run_migrate(args: argparse.Namespace) -> int:
     result = _call(args, "migrate", path=args.cgroup)
     key = ALL if args.cgroup is None else args.cgroup
     return _reported(args, result, f"migration pass queued for {args.cgroup or 'every cgroup'}", key)
+
+
+AddArgs = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+# a mutation's own arguments and how it runs; one not listed takes none and prints its Cli.done
+MUTATION_CMDS: Mapping[str, tuple[AddArgs, Run]] = MappingProxyType(
+    {
+        "pin": (_pin_args, run_pin),
+        "unpin": (_unpin_args, run_unpin),
+        "quota": (_quota_args, run_quota),
+        "migrate": (_migrate_args, run_migrate),
+    }
+)
 
 
 def _amount(text: str | None) -> str | int | None:
@@ -459,9 +464,10 @@ def outcome_line(o: dict[str, Any]) -> str:
 
 
 def run_simple(args: argparse.Namespace) -> int:
+    """An op without arguments: what its declaration says a success prints."""
+    cli = OPS[args.op].cli
     result = _call(args, args.op)
-    verb = {"pause": "paused", "resume": "resumed", "reload": "reloaded"}[args.op]
-    return _done(args, result, verb)
+    return _done(args, result, cli.done if cli is not None and cli.done else args.op)
 
 
 def _done(args: argparse.Namespace, result: Any, text: str, *, detail: bool = True) -> int:
