@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tierctl.errors import UnavailableError
-from tierctl.kernel.knobs import KnobGuard
+from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard
 from tierctl.samplers.hint import NUMA_BALANCING, PROMOTE_RATE_LIMIT, SCAN, SETTINGS, HintFaults
 
 
@@ -61,3 +61,34 @@ def test_missing_required_knob_restores_and_says_which(tmp_path: Path) -> None:
         HintFaults(guard).apply()
     assert PROMOTE_RATE_LIMIT in str(err.value)
     assert read(tmp_path, NUMA_BALANCING) == "1" and guard.pending() == []
+
+
+def test_restore_leaves_the_other_knobs_of_a_shared_guard_set(tmp_path: Path) -> None:
+    """The daemon's one guard also holds the BPF host's sysctl (and tracefs mount): the hint-fault
+    sampler stopping (watchdog, failed apply, its own stop) must not restore them under the BPF samplers."""
+    tree(tmp_path)
+    stats = tmp_path / BPF_STATS_ENABLED.lstrip("/")
+    stats.write_text("0\n")
+    guard = KnobGuard(tmp_path / "state.json", root=tmp_path)
+    guard.set(BPF_STATS_ENABLED, 1)  # a BPF sampler's host, before the hint faults
+    hint = HintFaults(guard)
+    hint.apply()
+    out = hint.restore()
+    assert [r.knob for r in out] == [k for k, _, _ in reversed(SETTINGS)]
+    assert all(r.outcome == "restored" for r in out)
+    assert read(tmp_path, NUMA_BALANCING) == "1" and read(tmp_path, PROMOTE_RATE_LIMIT) == "65536"
+    assert stats.read_text() == "1\n"
+    assert [r.knob for r in guard.pending()] == [BPF_STATS_ENABLED]
+    guard.restore_all()
+    assert stats.read_text() == "0\n" and guard.pending() == []
+
+
+def test_a_failed_apply_leaves_the_other_knobs_of_a_shared_guard_set(tmp_path: Path) -> None:
+    tree(tmp_path, sysctl=False)
+    stats = tmp_path / BPF_STATS_ENABLED.lstrip("/")
+    stats.write_text("0\n")
+    guard = KnobGuard(tmp_path / "state.json", root=tmp_path)
+    guard.set(BPF_STATS_ENABLED, 1)
+    with pytest.raises(UnavailableError):
+        HintFaults(guard).apply()
+    assert stats.read_text() == "1\n" and [r.knob for r in guard.pending()] == [BPF_STATS_ENABLED]

@@ -2,9 +2,10 @@
 
 ``HintFaults.apply`` sets the knobs through a KnobGuard (originals recorded and
 persisted first, so they come back even after a crash), ``numa_balancing`` last;
-``restore`` puts everything back in reverse order. Scan tuning lives in debugfs:
-where debugfs is not mounted those knobs are skipped and said so — hint faults
-still come, only at the kernel's default scan pace.
+``restore`` puts those knobs back in reverse order, and only those: the guard may be
+shared (the daemon's one guard also records the BPF host's sysctl and tracefs mount).
+Scan tuning lives in debugfs: where debugfs is not mounted those knobs are skipped and
+said so — hint faults still come, only at the kernel's default scan pace.
 """
 
 from __future__ import annotations
@@ -66,4 +67,11 @@ class HintFaults:
         return self.notes
 
     def restore(self) -> list[Restored]:
-        return self.guard.restore_all()
+        """Restore the knobs of ``SETTINGS`` that are recorded, mode first; others the guard holds
+        (still in use by someone else) stay as they are."""
+        out: list[Restored] = []
+        for knob, _, _ in reversed(SETTINGS):
+            done = self.guard.restore(knob)
+            if done is not None:
+                out.append(done)
+        return out
