@@ -1,6 +1,7 @@
 """The operations are declared once (tierctl.api.protocol.OPS): the server dispatches by the
-declaration, the TUI's actions and the client's op names derive from it, and every declared op
-names a Service method that takes its arguments."""
+declaration, the TUI's actions derive from it (and its in-process source serves by it:
+tests/tui/test_source.py), the CLI's mutation commands too (tests/cli/test_client_ops.py), and every
+declared op names a Service method that takes its arguments."""
 
 from __future__ import annotations
 

@@ -420,6 +420,21 @@ def test_enter_opens_detail_escape_returns_and_click_opens(synthetic: Synth) -> 
     run_app(src, body)
 
 
+def test_the_detail_screen_shows_the_summary_line_once_composed(synthetic: Synth) -> None:
+    """The screen says when its widgets exist (DetailScreen.Composed): its summary line is there
+    before the next collection."""
+    svc, src = synthetic
+
+    async def body(app: TierctlApp, pilot: Pilot[None]) -> None:
+        await start(app, pilot, src)
+        screen = DetailScreen(svc.paths[0])
+        await app.push_screen(screen)  # no collection follows
+        await pilot.pause()
+        assert "synthetic" in screen_text(app) and app.screen is screen
+
+    run_app(src, body)
+
+
 def test_pin_from_the_detail_screen(synthetic: Synth) -> None:
     svc, src = synthetic
 

@@ -23,7 +23,8 @@ from tierctl.tui import pressure_model as pm
 from tierctl.tui.app import TierctlApp
 from tierctl.tui.layout import PATH_WANT, table_layout
 from tierctl.tui.model import visible_rows
-from tierctl.tui.pressure_view import KIND_STYLE, cgroups_text, kind_bar, machine_text
+from tierctl.tui.pressure_pieces import KIND_STYLE, kind_bar
+from tierctl.tui.pressure_view import cgroups_text, machine_text
 from tierctl.tui.source import NO_PRESSURE_OP, LocalSource, SocketSource
 from tierctl.tui.table import CgroupTable
 

@@ -133,6 +133,9 @@ class GoneSource:
     def act(self, action: str, **args: Any) -> Any:
         raise AssertionError("not used")
 
+    def cgroup_detail(self, path: str) -> dict[str, Any]:
+        raise AssertionError("not used")
+
     def start(self) -> None:
         pass
 

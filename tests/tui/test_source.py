@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.tui.synthetic import SyntheticService
+from tierctl.api.protocol import OPS
 from tierctl.api.server import ApiServer, Limits
 from tierctl.errors import InputError, PermissionDeniedError, UnavailableError
 from tierctl.tui.source import GONE, LocalSource, SocketSource
@@ -163,3 +166,65 @@ def test_local_source_reports_a_failing_cycle_and_recovers() -> None:
     svc.cycle = real  # type: ignore[method-assign]
     src.step()
     assert src.poll().message == "" and svc.cycles == 1
+
+
+# ---- one declaration: the sources speak the API's ops (tierctl.api.protocol.OPS) --------------------
+
+
+def test_both_sources_read_the_same_frame(sockdir: Path, sources: list[SocketSource]) -> None:
+    """The in-process source serves each op as the daemon does: the same service gives the same frame
+    through either source."""
+    svc = SyntheticService(3, wall=lambda: 1.0)
+    svc.cycle()
+    svc.pin(svc.paths[1], "slow")
+    local = LocalSource(svc, period_s=None)
+    with serve(svc, sockdir / "s.sock"):
+        remote = SocketSource(sockdir / "s.sock")
+        sources.append(remote)
+        for detail in (svc.paths[0], "/nope", None):
+            assert local.poll(detail) == remote.poll(detail), detail
+        assert local.seq == remote.seq == svc.seq
+        assert local.cgroup_detail(svc.paths[2]) == remote.cgroup_detail(svc.paths[2])
+
+
+def test_poll_is_written_once_over_call() -> None:
+    """Neither source names an op in its poll: the reads are read_frame's, over the source's call."""
+    for cls in (LocalSource, SocketSource):
+        text = inspect.getsource(cls.poll)
+        assert "read_frame(self.call" in text, cls.__name__
+        for op in OPS:
+            assert f'"{op}"' not in text, (cls.__name__, op)
+
+
+def test_local_source_checks_arguments_as_the_daemon_does() -> None:
+    svc = SyntheticService(2, wall=lambda: 1.0)
+    src = LocalSource(svc, period_s=None)
+    with pytest.raises(InputError) as e:
+        src.call("pin", path=svc.paths[0], tier="warm")
+    assert e.value.where == "args.tier" and svc.pins == {}
+    with pytest.raises(InputError, match="unknown argument of unpin"):
+        src.act("unpin", path=svc.paths[0], tier="fast")
+    with pytest.raises(InputError, match="unknown op"):
+        src.call("subscribe")  # a stream is the socket's alone
+    src.act("pause")
+    assert src.call("events", since=0) == {"seq": 1, "events": list(svc.events)}  # the declared shape
+
+
+def test_local_reload_prepares_outside_the_lock() -> None:
+    svc = SyntheticService(2, wall=lambda: 1.0)
+    src = LocalSource(svc, period_s=None)
+    seen: list[tuple[bool, Any]] = []
+    real_reload = svc.reload
+
+    def read_profiles() -> Any:
+        seen.append((src.lock._is_owned(), "read"))  # type: ignore[attr-defined]
+        return "prepared"
+
+    def reload(prepared: Any = None) -> dict[str, Any]:
+        seen.append((src.lock._is_owned(), prepared))  # type: ignore[attr-defined]
+        return real_reload(prepared)
+
+    svc.read_profiles = read_profiles  # type: ignore[method-assign]
+    svc.reload = reload  # type: ignore[method-assign]
+    src.act("reload")
+    assert seen == [(False, "read"), (True, "prepared")]

@@ -176,7 +176,7 @@ class TierctlApp(App[None]):
         self.main_view(Summary).show(*args)
         d = self._detail_screen()
         if d is not None:
-            with contextlib.suppress(NoMatches):  # not composed yet: it asks (DetailScreen.on_mount)
+            with contextlib.suppress(NoMatches):  # not composed yet: it says when (DetailScreen.Composed)
                 d.query_one(Summary).show(*args)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -207,6 +207,10 @@ class TierctlApp(App[None]):
     @on(CgroupTable.Opened)
     def _opened(self, event: CgroupTable.Opened) -> None:
         self.open_detail(event.path)
+
+    @on(DetailScreen.Composed)
+    def _detail_composed(self, event: DetailScreen.Composed) -> None:
+        self.show_summary()
 
     def open_detail(self, path: str) -> None:
         while len(self.screen_stack) > 1:
@@ -286,14 +290,11 @@ class TierctlApp(App[None]):
         """The dialog shows what is in force: the detail's ``quota`` (profile or override) when the
         service reports it, else the override alone."""
         current = (self._overrides().get("quotas") or {}).get(path)
-        info = None
-        fetch = getattr(self.source, "cgroup_detail", None)
-        if fetch is not None:
-            try:
-                detail = await asyncio.to_thread(fetch, path)
-                info = detail.get("quota") if isinstance(detail, dict) else None
-            except Exception:  # an older or gone daemon: the override alone
-                info = None
+        try:
+            detail = await asyncio.to_thread(self.source.cgroup_detail, path)
+            info = detail.get("quota")
+        except Exception:  # an older or gone daemon: the override alone
+            info = None
 
         def chosen(q: Quota | None) -> None:
             if q is not None:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
@@ -16,7 +17,8 @@ from tierctl import fmt
 from tierctl.tui.keybar import KeyBar
 from tierctl.tui.keys import DETAIL_KEYS, bindings
 from tierctl.tui.model import blocks, edge_label, fmt_bytes, fmt_ratio, fmt_time
-from tierctl.tui.pressure_view import Fit, PressurePanel
+from tierctl.tui.pressure_panel import PressurePanel
+from tierctl.tui.pressure_pieces import Fit
 from tierctl.tui.rowinfo import outcome_of, outcome_text, pod_label
 from tierctl.tui.views import Summary
 
@@ -35,6 +37,9 @@ HEAT = (
 
 class DetailScreen(Screen[None]):
     BINDINGS = bindings(DETAIL_KEYS)
+
+    class Composed(Message):
+        """The screen's widgets exist: the app may show its summary line in it."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -72,9 +77,7 @@ class DetailScreen(Screen[None]):
         procs.border_title = "processes: pages per node"
         # the Service's migration events count pages for the whole machine, not per cgroup (yet)
         self.query_one("#migrations", Static).border_title = "recent migrations of this cgroup"
-        show_summary = getattr(self.app, "show_summary", None)
-        if show_summary is not None:
-            show_summary()
+        self.post_message(self.Composed())  # the app fills the summary line it could not before
 
     def show(
         self,

@@ -13,6 +13,8 @@ from typing import Any
 
 from rich.text import Text
 
+from tierctl.tui.model import NodeUse
+
 LIVE_SAMPLER = frozenset({"running", "active"})
 STALE_AFTER_S = 5.0  # data older than this (and than three collections) is marked stale
 LOUD = "bold white on red"
@@ -33,12 +35,12 @@ def no_sampler(status: Mapping[str, Any]) -> bool:
     return not any(isinstance(s, Mapping) and s.get("state") in LIVE_SAMPLER for s in samplers)
 
 
-def one_tier(nodes: Sequence[Any]) -> bool:
+def one_tier(nodes: Sequence[NodeUse]) -> bool:
     """A topology with nodes but no slow tier (one node, or every node in the top tier)."""
-    return bool(nodes) and not any(getattr(n, "tier", "") == "slow" for n in nodes)
+    return bool(nodes) and not any(n.tier == "slow" for n in nodes)
 
 
-def alerts(status: Mapping[str, Any], nodes: Sequence[Any]) -> list[str]:
+def alerts(status: Mapping[str, Any], nodes: Sequence[NodeUse]) -> list[str]:
     out = []
     if no_sampler(status):
         out.append("no sampler running")

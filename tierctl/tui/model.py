@@ -15,6 +15,7 @@ from typing import Any
 
 from tierctl.fmt import fmt_bytes as fmt_bytes  # re-exported: the views format bytes from here
 from tierctl.tui.layout import TEXT_SORTS  # the table's columns and layout: tierctl.tui.layout
+from tierctl.tui.source import Frame
 
 SPARK_POINTS = 60
 
@@ -215,9 +216,8 @@ def edge_label(x: float) -> str:
 
 @dataclass(frozen=True)
 class FrameContext:
-    """What a view may show: the latest frame (a tierctl.tui.source.Frame) and what the app derived
-    from it."""
+    """What a view may show: the latest frame and what the app derived from it."""
 
-    frame: Any
+    frame: Frame
     nodes: list[NodeUse]
     rates: Rates

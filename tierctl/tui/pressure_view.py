@@ -1,293 +1,33 @@
-"""The pressure views: the Pressure tab (the machine against its target, system PSI, the ladder, the
-cgroups by pressure) and the cgroup detail's pressure panel (memory by kind and node, PSI, working
-set, memory.events, the ladder's state and last actions for the cgroup).
+"""The Pressure tab: the machine against its target and the system PSI, the ladder's actions, the
+cgroups by pressure (the detail's panel: tierctl.tui.pressure_panel).
 
 Bars and sparklines are drawn at the width the box gets (``Fit``); the rules are in pressure_model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Mapping
 from typing import Any
 
-from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tierctl.tui.model import FrameContext, fmt_bytes, fmt_time
-from tierctl.tui.pressure_model import (
-    EVENTS,
-    FILE_PARTS,
-    active,
-    cgroup_pressure,
-    dict_of,
-    fmt_pct,
-    history,
-    kind_sizes,
-    ladder_line,
-    num,
-    psi_full,
-    psi_some,
-    scale,
-    spark,
-    split_cells,
-    whole,
-    working_set,
+from tierctl.tui.pressure_model import active, dict_of, fmt_pct, num, psi_full, psi_some, whole, working_set
+from tierctl.tui.pressure_pieces import (
+    LABEL,
+    RUNGS,
+    STATE_STYLE,
+    Fit,
+    action_line,
+    actions_for,
+    label,
+    ladder_text,
+    psi_lines,
+    target_bar,
 )
-
-LABEL = 7  # "kinds  ", "PSI    ": the panel's label column
-LEVEL_STYLE: Mapping[str, str] = MappingProxyType(
-    {"ok": "bold green", "dry": "bold magenta", "off": "bold yellow", "missing": "bold yellow"}
-)
-KIND_STYLE: Mapping[str, tuple[str, str]] = MappingProxyType(
-    {  # glyph and colour of each kind in the bar and its legend (a glyph each: readable without colour)
-        "anon": ("█", "green"),
-        "file": ("▓", "blue"),
-        "shmem": ("▒", "cyan"),
-        "kernel": ("░", "magenta"),
-        "sock": ("▞", "yellow"),
-        "swap": ("▚", "red"),
-        "zswap": ("▖", "dark_orange"),
-    }
-)
-STATE_STYLE: Mapping[str, str] = MappingProxyType(
-    {
-        "ok": "green",
-        "trimming": "yellow",
-        "notified": "bold magenta",
-        "killed": "bold red",
-        "protected": "cyan",
-    }
-)
-RUNGS = ("trim", "notify", "kill")  # the ladder's order
-ACTION_STYLE: Mapping[str, str] = MappingProxyType(
-    {"trim": "yellow", "notify": "magenta", "kill": "bold red"}
-)
-
-
-class Fit:
-    """A renderable drawn at the width it is given (bars and sparklines fill the line)."""
-
-    def __init__(self, draw: Callable[[int], Text]) -> None:
-        self.draw = draw
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield self.draw(max(options.max_width, 20))
-
-
-# ---- pieces --------------------------------------------------------------------------------------
-
-
-def ladder_text(pressure: Mapping[str, Any] | None) -> Text:
-    line, level = ladder_line(pressure)
-    return Text(line, LEVEL_STYLE[level])
-
-
-def label(name: str) -> Text:
-    return Text(f"{name:<{LABEL}}", "bold")
-
-
-def target_bar(used: int, total: int, target: float, width: int) -> Text:
-    """``[████████┃···]``: used memory (red above the target), ┃ the target, · free."""
-    inner = max(width - 2, 1)
-    u = scale(used, total, inner)
-    mark = min(scale(target * total, total, inner), inner - 1)
-    above = total > 0 and used > target * total
-    t = Text("[")
-    for i in range(inner):
-        if i == mark:
-            t.append("┃", "bold yellow")
-        elif i < u:
-            t.append("█", "bold red" if above else "green")
-        else:
-            t.append("·", "dim")
-    return t.append("]")
-
-
-def kind_bar(kinds: Mapping[str, Any], width: int) -> Text:
-    """One line stacking the kinds in proportion to their bytes (kind_sizes), each its glyph and colour."""
-    parts = kind_sizes(kinds)
-    inner = max(width - 2, 1)
-    cells = split_cells([b for _, b in parts], inner)
-    t = Text("[")
-    for (k, _), n in zip(parts, cells, strict=True):
-        glyph, style = KIND_STYLE[k]
-        t.append(glyph * n, style)
-    rest = inner - sum(cells)
-    return t.append("·" * rest, "dim").append("]")
-
-
-def flow(items: Iterable[Text], width: int, indent: int = LABEL, sep: str = "  ") -> Text:
-    """Items on lines of ``width``, continuation lines indented."""
-    t, col = Text(), indent
-    for item in items:
-        if col > indent and col + len(sep) + len(item) > width:
-            t.append("\n" + " " * indent)
-            col = indent
-        elif col > indent:
-            t.append(sep)
-            col += len(sep)
-        t.append_text(item)
-        col += len(item)
-    return t
-
-
-def kind_legend(kinds: Mapping[str, Any], width: int) -> Text:
-    items = []
-    for k, b in kind_sizes(kinds):
-        glyph, style = KIND_STYLE[k]
-        items.append(Text(glyph, style).append(f" {k} {fmt_bytes(b)}"))
-    for k in FILE_PARTS:
-        v = whole(kinds.get(k))
-        if v is not None:
-            items.append(Text(f"{k} {fmt_bytes(v)}", "dim"))
-    return flow(items, width)
-
-
-def psi_lines(entry: Mapping[str, Any] | None, width: int, what: str) -> Text:
-    """``PSI    some 1.2%  full 0.0%  avg10`` and below it the sparkline of ``psi_history``."""
-    t = label("PSI")
-    if not isinstance(dict_of(entry).get("psi"), dict):
-        return t.append(f"n/a: no memory pressure reading for {what}", "dim")
-    some, full = psi_some(entry), psi_full(entry)
-    t.append("some ").append(f"{fmt_pct(some)}%", "bold").append("  full ").append(
-        f"{fmt_pct(full)}%", "bold"
-    )
-    t.append("  avg10", "dim")
-    values = history(entry)
-    if not values:
-        return t.append("\n" + " " * LABEL).append("no history yet", "dim")
-    line, _ = spark(values, width - LABEL)
-    t.append(f" · last {len(line)} cycles, max {fmt_pct(max(values[-len(line) :]))}%", "dim")
-    return t.append("\n" + " " * LABEL).append(line, "bold red" if (some or 0) >= 10 else "cyan")
-
-
-def actions_for(pressure: Mapping[str, Any], path: str | None) -> list[dict[str, Any]]:
-    acts = [a for a in pressure.get("last_actions") or [] if isinstance(a, dict)]
-    return acts if path is None else [a for a in acts if a.get("cgroup") == path]
-
-
-def action_line(a: Mapping[str, Any], with_path: bool) -> Text:
-    kind = str(a.get("kind", "?"))
-    t = Text(f"{kind:<6}", ACTION_STYLE.get(kind, ""))
-    if with_path:
-        t.append(f" {a.get('cgroup', '?')}")
-    return t.append(f" {fmt_bytes(a.get('bytes'))}").append(f"  {a.get('reason', '')}".rstrip(), "dim")
-
-
-# ---- the cgroup detail's panel --------------------------------------------------------------------
-
-
-def wset_bar(current: int, wset: int | None, protect: int, width: int) -> Text:
-    """``[█████▒▒▒┃▒▒···]``: █ the working set, ▒ the charge above it, ┃ protected bytes."""
-    inner = max(width - 2, 1)
-    top = max(current, wset or 0, protect, 1)
-    w = scale(wset or 0, top, inner)
-    c = scale(current, top, inner)
-    mark = min(scale(protect, top, inner), inner - 1) if protect > 0 else -1
-    t = Text("[")
-    for i in range(inner):
-        if i == mark:
-            t.append("┃", "bold cyan")
-        elif i < min(w, c):
-            t.append("█", "green")
-        elif i < c:
-            t.append("▒", "yellow")
-        else:
-            t.append("·", "dim")
-    return t.append("]")
-
-
-def cgroup_text(pressure: Mapping[str, Any] | None, path: str, width: int) -> Text:
-    """Everything the ladder reports about one cgroup, at ``width`` columns."""
-    if not active(pressure):
-        return ladder_text(pressure)
-    assert pressure is not None
-    cg = cgroup_pressure(pressure, path)
-    if cg is None:
-        t = ladder_text(pressure).append("\n")
-        t.append("no [pressure] report for this cgroup (no profile's [pressure] table matches it)", "dim")
-        ws = working_set(pressure, path)
-        if ws is not None:
-            t.append("\n").append_text(label("wset")).append(fmt_bytes(ws))
-        return t
-    state = str(cg.get("state") or "?")
-    t = Text("state ", "bold").append(state, STATE_STYLE.get(state, "bold"))
-    t.append(f"  priority {cg.get('priority', '-')}  protect {fmt_bytes(whole(cg.get('protect')) or 0)}")
-    killable = cg.get("killable")
-    t.append("  killable ").append("yes" if killable else "no", "bold red" if killable else "")
-    if pressure.get("mode") == "dry-run":
-        t.append("  dry-run", "bold magenta")
-    current = whole(cg.get("current"))
-    ws = working_set(pressure, path)
-    t.append("\n").append_text(label("wset"))
-    if ws is None:
-        t.append("no estimate yet", "dim")
-    else:
-        t.append(fmt_bytes(ws), "bold")
-        if current:
-            t.append(f" = {100 * ws / current:.0f}% of the charge")
-    t.append(f"  charge {fmt_bytes(current)}")
-    if current is not None:
-        t.append("\n" + " " * LABEL).append_text(
-            wset_bar(current, ws, whole(cg.get("protect")) or 0, width - LABEL)
-        )
-        t.append("\n" + " " * LABEL).append("█ working set ▒ charged above it ┃ protect", "dim")
-    kinds = dict_of(cg.get("kinds"))
-    t.append("\n").append_text(label("kinds"))
-    if kind_sizes(kinds):
-        t.append_text(kind_bar(kinds, width - LABEL))
-        t.append("\n" + " " * LABEL).append_text(kind_legend(kinds, width))
-    else:
-        t.append("n/a: memory.stat not read", "dim")
-    nodes = dict_of(cg.get("nodes"))
-    t.append("\n").append_text(label("nodes"))
-    items = [
-        Text(f"node {n} ").append(fmt_bytes(nodes[n]), "bold")
-        for n in sorted(nodes, key=lambda n: (len(str(n)), str(n)))
-    ]
-    t.append_text(flow(items, width) if items else Text("n/a", "dim"))
-    t.append("\n").append_text(psi_lines(cg, width, "this cgroup"))
-    ev = dict_of(cg.get("events"))
-    items = []
-    for k in EVENTS:
-        v = whole(ev.get(k))
-        if v is not None:  # high: throttled at memory.high; max, oom, oom_kill: at the limit
-            bad = "yellow" if k == "high" else "bold red" if k in ("max", "oom", "oom_kill") else ""
-            items.append(Text(f"{k} ").append(str(v), bad if v else ""))
-    if whole(cg.get("refaults")) is not None:
-        items.append(Text(f"refaults {whole(cg.get('refaults'))}"))
-    t.append("\n").append_text(label("events")).append_text(
-        flow(items, width) if items else Text("n/a", "dim")
-    )
-    n = dict_of(dict_of(pressure.get("notified")).get(path))
-    if n:
-        t.append("\n").append_text(label("asked")).append(
-            f"shed {fmt_bytes(n.get('bytes'))} by {fmt_time(n.get('deadline'))}", "bold magenta"
-        )
-    acts = actions_for(pressure, path)
-    t.append("\n").append_text(label("last"))
-    if not acts:
-        t.append("no action of the ladder's last cycle", "dim")
-    for i, a in enumerate(acts[-4:]):
-        if i:
-            t.append("\n" + " " * LABEL)
-        t.append_text(action_line(a, with_path=False))
-    return t
-
-
-class PressurePanel(Static):
-    """The cgroup detail's pressure box (one plain line while the ladder does not run)."""
-
-    def show(self, pressure: Mapping[str, Any] | None, path: str) -> None:
-        self.set_class(not active(pressure), "inactive")
-        self.update(Fit(lambda w: cgroup_text(pressure, path, w)))
-
-
-# ---- the Pressure tab ------------------------------------------------------------------------------
 
 
 def machine_text(pressure: Mapping[str, Any] | None, width: int) -> Text:
@@ -371,7 +111,7 @@ class PressureView(VerticalScroll):
         self.show(None)
 
     def show_frame(self, ctx: FrameContext) -> None:
-        self.show(getattr(ctx.frame, "pressure", None))
+        self.show(ctx.frame.pressure)
 
     def show(self, pressure: Mapping[str, Any] | None) -> None:
         self.query_one("#pressure-machine", Static).update(Fit(lambda w: machine_text(pressure, w)))

@@ -1,23 +1,26 @@
 """Where the TUI's data comes from: one protocol, two implementations, no Textual.
 
-``LocalSource`` wraps an in-process Service (the simulated machine of ``tierctl tui --sim``): every call
-holds one lock, and ``start()`` runs ``service.cycle()`` on a period in a background thread.
-``SocketSource`` wraps the socket API client (``tierctl tui``): a lost daemon becomes a frame with
-``connected=False`` and the next poll reconnects.
+Both speak the API's ops (``call(op, **args)``, declared once in ``tierctl.api.protocol.OPS``):
+``LocalSource`` serves them from an in-process Service (the simulated machine of ``tierctl tui --sim``)
+as the daemon would — each op's method, arguments and result shape as declared — holding one lock, and
+``start()`` runs ``service.cycle()`` on a period in a background thread. ``SocketSource`` sends them to
+the daemon (``tierctl tui``): a lost daemon becomes a frame with ``connected=False`` and the next poll
+reconnects.
 
-``poll()`` returns a ``Frame``: everything every view needs, collected whatever the screen shows.
+``poll()`` returns a ``Frame``: everything every view needs, collected whatever the screen shows, by
+one function over ``call`` (``read_frame``) for both.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from tierctl.api.client import DEFAULT_SOCKET, ApiClient
-from tierctl.api.protocol import OP_OF_METHOD, OPS, RemoteError
+from tierctl.api.protocol import OP_OF_METHOD, OPS, RemoteError, RequestError, check_args
 from tierctl.errors import InputError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.service.contract import ServiceContract
 
@@ -44,6 +47,10 @@ class Frame:
     pressure: dict[str, Any] = field(default_factory=dict)
 
 
+Call = Callable[..., Any]
+"""``call(op, **args)``: one read or mutation of the API (``OPS``) and its result as the wire has it."""
+
+
 class Source(Protocol):
     label: str
 
@@ -53,9 +60,49 @@ class Source(Protocol):
         """Run one of ACTIONS (Service method names); raises the TierctlError the service raised."""
         ...
 
+    def cgroup_detail(self, path: str) -> dict[str, Any]:
+        """The ``cgroup`` op's answer for ``path`` alone (a dialog wants it now, not at the next poll)."""
+        ...
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+def read_frame(call: Call, seq: int, detail_path: str | None = None) -> tuple[Frame, int]:
+    """Every read a frame carries, one op each, and the newest event sequence number (the next
+    ``seq``). The reads' errors propagate — the source knows what a lost daemon is — except a detail
+    the service refuses (an InputError: no such cgroup), which is the frame's ``detail_error``."""
+    status = call("status")
+    topology = call("topology")
+    cgroups = call("cgroups")
+    ev = call("events", since=seq)
+    if int(ev.get("seq", 0)) < seq:  # a restarted daemon numbers events afresh
+        ev = call("events", since=0)
+    pressure = _pressure(call)
+    detail, detail_error = None, ""
+    if detail_path is not None:
+        try:
+            detail = call("cgroup", path=detail_path)
+        except InputError as e:
+            detail_error = str(e)
+    events = list(ev.get("events", []))
+    frame = Frame(True, "", status, topology, list(cgroups), events, detail, detail_error, pressure)
+    return frame, int(ev.get("seq", 0))
+
+
+def _pressure(call: Call) -> dict[str, Any]:
+    """The ``pressure`` op's answer; an older daemon without the op, or a refusal, is shown as such
+    (a pressure view without data), not as a daemon gone."""
+    try:
+        got = call("pressure")
+    except RemoteError as e:
+        if e.kind == "protocol" and "unknown op" in str(e):
+            return {"mode": "?", "active": False, "reason": NO_PRESSURE_OP}
+        raise
+    except InputError as e:
+        return {"mode": "?", "active": False, "reason": str(e)}
+    return got if isinstance(got, dict) else {"mode": "?", "active": False, "reason": "bad answer"}
 
 
 class CyclingService(ServiceContract, Protocol):
@@ -76,7 +123,7 @@ class LocalSource:
         self.service = service
         self.period_s = period_s
         self.label = label
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # a poll holds it over its reads, each read takes it again
         self.seq = 0
         self.problem = ""
         self._stop = threading.Event()
@@ -112,31 +159,38 @@ class LocalSource:
         self._thread = None
 
     def poll(self, detail_path: str | None = None) -> Frame:
-        with self.lock:
-            status = self.service.status()
-            topology = self.service.topology()
-            cgroups = self.service.cgroups()
-            self.seq, events = self.service.events_since(self.seq)
+        with self.lock:  # one consistent reading: no cycle between the reads
+            frame, self.seq = read_frame(self.call, self.seq, detail_path)
+        return replace(frame, message=self.problem)
+
+    def call(self, op: str, **args: Any) -> Any:
+        """Serve ``op`` as the daemon does (tierctl.api.server): its arguments checked as declared
+        (an InputError, as the socket client raises it), its ``prepare`` outside the lock, its method
+        under it, the result in the declared shape."""
+        spec = OPS.get(op)
+        if spec is None or spec.stream:
+            raise InputError(f"unknown op {op!r}", "tui")
+        try:
+            checked = check_args(spec, args)
+        except RequestError as e:
+            raise InputError(e.message, e.where) from None
+        values = [checked[a.name] for a in spec.args]
+        if spec.prepare is not None:  # its failure is the method's to report
             try:
-                pressure = self.service.pressure_status()
+                values.append(getattr(self.service, spec.prepare)())
             except TierctlError as e:
-                pressure = {"mode": "?", "active": False, "reason": str(e)}
-            detail, detail_error = None, ""
-            if detail_path is not None:
-                try:
-                    detail = self.service.cgroup_detail(detail_path)
-                except TierctlError as e:
-                    detail_error = str(e)
-        return Frame(True, self.problem, status, topology, cgroups, events, detail, detail_error, pressure)
+                values.append(e)
+        with self.lock:
+            result = getattr(self.service, spec.method)(*values)
+        return spec.shape(result) if spec.shape is not None else result
 
     def act(self, action: str, **args: Any) -> Any:
         _check_action(action)
-        with self.lock:
-            return getattr(self.service, action)(**args)
+        return self.call(OP_OF_METHOD[action], **args)
 
     def cgroup_detail(self, path: str) -> dict[str, Any]:
-        with self.lock:
-            return self.service.cgroup_detail(path)
+        got = self.call("cgroup", path=path)
+        return got if isinstance(got, dict) else {}
 
 
 class SocketSource:
@@ -154,7 +208,7 @@ class SocketSource:
         self.timeout = timeout
         self._factory = client_factory or (lambda p: ApiClient(p, timeout=self.timeout))
         self._client = self._factory(self.path)
-        self._lock = threading.Lock()  # one request at a time on the connection
+        self._lock = threading.RLock()  # one request at a time on the connection (a poll: all its reads)
         self.seq = 0
         self.reached = False  # whether any poll has succeeded
 
@@ -167,57 +221,27 @@ class SocketSource:
 
     def poll(self, detail_path: str | None = None) -> Frame:
         with self._lock:
-            c = self._client
             try:
-                status = c.call("status")
-                topology = c.call("topology")
-                cgroups = c.call("cgroups")
-                ev = c.call("events", since=self.seq)
-                if int(ev.get("seq", 0)) < self.seq:  # a restarted daemon numbers events afresh
-                    ev = c.call("events", since=0)
-                self.seq = int(ev.get("seq", 0))
-                pressure = self._pressure(c)
-                detail, detail_error = None, ""
-                if detail_path is not None:
-                    try:
-                        detail = c.call("cgroup", path=detail_path)
-                    except InputError as e:
-                        detail_error = str(e)
+                frame, self.seq = read_frame(self.call, self.seq, detail_path)
             except PermissionDeniedError as e:
-                c.close()
+                self._client.close()
                 return Frame(connected=False, message=str(e))
             except (UnavailableError, RemoteError) as e:
-                c.close()
+                self._client.close()
                 lost = GONE if self.reached else f"{NEVER} at {self.path}, retrying…"
                 return Frame(connected=False, message=f"{lost} ({e})")
         self.reached = True
-        return Frame(
-            True,
-            "",
-            status,
-            topology,
-            list(cgroups),
-            list(ev.get("events", [])),
-            detail,
-            detail_error,
-            pressure,
-        )
+        return frame
 
-    @staticmethod
-    def _pressure(c: ApiClient) -> dict[str, Any]:
-        """The ``pressure`` op's answer; an older daemon without the op is shown as such, not as gone."""
-        try:
-            got = c.call("pressure")
-        except RemoteError as e:
-            if e.kind == "protocol" and "unknown op" in str(e):
-                return {"mode": "?", "active": False, "reason": NO_PRESSURE_OP}
-            raise
-        return got if isinstance(got, dict) else {"mode": "?", "active": False, "reason": "bad answer"}
+    def call(self, op: str, **args: Any) -> Any:
+        """One request on the connection (reopened after the daemon went away)."""
+        with self._lock:
+            return self._client.call(op, **args)
 
     def cgroup_detail(self, path: str) -> dict[str, Any]:
         with self._lock:
             try:
-                got = self._client.call("cgroup", path=path)
+                got = self.call("cgroup", path=path)
             except (UnavailableError, RemoteError):
                 self._client.close()
                 raise
@@ -227,7 +251,7 @@ class SocketSource:
         _check_action(action)
         with self._lock:
             try:
-                return self._client.call(OP_OF_METHOD[action], **args)
+                return self.call(OP_OF_METHOD[action], **args)
             except (UnavailableError, RemoteError):
                 self._client.close()
                 raise

@@ -169,10 +169,9 @@ class CgroupTable(DataTable[Text]):
 
     # ---- data in -----------------------------------------------------------------------------------
     def show_frame(self, ctx: FrameContext) -> None:
-        status = getattr(ctx.frame, "status", {}) or {}
-        self.quotas = dict((status.get("overrides") or {}).get("quotas") or {})
+        self.quotas = dict((ctx.frame.status.get("overrides") or {}).get("quotas") or {})
         self.fast_capacity = sum(n.capacity for n in ctx.nodes if n.tier == "fast")
-        self.show(ctx.frame.cgroups, getattr(ctx.frame, "pressure", None))
+        self.show(ctx.frame.cgroups, ctx.frame.pressure)
 
     def show(self, cgroups: list[dict[str, Any]], pressure: dict[str, Any] | None = None) -> None:
         """``pressure``: the Service's pressure_status(); its columns show while it reports cgroups.

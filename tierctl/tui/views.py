@@ -12,7 +12,7 @@ from textual.widgets import Sparkline, Static
 from tierctl.tui.freshness import LOUD, PAUSED_BANNER, WARN, Piece, age_piece, alerts, assemble, is_paused
 from tierctl.tui.freshness import no_sampler as no_sampler_running
 from tierctl.tui.model import FrameContext, NodeUse, Rates, fmt_bytes, tier_totals
-from tierctl.tui.pressure_view import Fit
+from tierctl.tui.pressure_pieces import Fit
 from tierctl.tui.source import Frame
 
 BAR = 24  # the least width of a node's bar; it grows with the width
