@@ -419,4 +419,28 @@ def test_the_record_names_are_the_ones_the_bpf_host_writes(tmp_path: Path) -> No
     assert knobs_cmd._sampler_records(tmp_path / "run") == []
     guard.state_file.parent.mkdir()
     guard.state_file.write_text("{}")
-    assert knobs_cmd._sampler_records(tmp_path / "run") == [(guard.state_file, os.getpid())]
+    assert knobs_cmd._sampler_records(tmp_path / "run") == [(guard.state_file, "bpf", os.getpid())]
+
+
+def test_a_damon_samplers_record_is_listed_and_a_bad_one_refused(
+    tree: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-shot command's DAMON sampler keeps ``damon-knobs.PID.json`` (kind ``damon``: the kdamonds
+    it started); ``tierctl knobs`` lists it beside the BPF records, and refuses a damon record whose
+    kdamonds do not parse, naming the file and line."""
+    from tierctl.kernel.knobs import DAMON_KDAMONDS
+    from tierctl.samplers.damon import RECORD_PREFIX
+
+    gone = dead_pid()
+    entry = {"knob": DAMON_KDAMONDS, "original": "0", "expected": "1: vaddr 4242", "kind": "damon"}
+    record(tree["run"] / f"{RECORD_PREFIX}{gone}.json", [entry], pid=gone)
+    assert main(knobs(tree, "--json")) == 1
+    data = json.loads(capsys.readouterr().out)
+    (rec,) = data["records"]
+    assert (rec["label"], rec["pid"]) == (f"damon.{gone}", gone)
+    (k,) = rec["knobs"]
+    assert (k["knob"], k["expected"], k["state"]) == (DAMON_KDAMONDS, "1: vaddr 4242", "gone")  # no DAMON here
+    bad = record(tree["run"] / f"{RECORD_PREFIX}{gone}.json", [{**entry, "expected": "2: vaddr"}], pid=gone)
+    assert main(knobs(tree)) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:" in err and "entry 1" in err and "kdamonds" in err

@@ -46,16 +46,19 @@ from tierctl.kernel.knobs import (
     KnobRecord,
     Restored,
     boot_id,
-    check_knob,
+    check_record,
     current_value,
 )
 from tierctl.kernel.mounts import LibcMounts, Mounts
 from tierctl.kernel.roots import LIVE_ROOT
 from tierctl.kernel.statefile import pid_alive, read_capped
+from tierctl.samplers.damon import RECORD_PREFIX as DAMON_PREFIX
 from tierctl.service.service import DEFAULT_STATE_DIR
 
 DAEMON_STATE_DIR = DEFAULT_STATE_DIR  # the daemon's default --state-dir
 DAEMON_RECORD = "knobs.json"
+# the records of one-shot commands, one per process: (file name prefix, label in the table)
+PER_PROCESS = ((RECORD_PREFIX, "bpf"), (DAMON_PREFIX, "damon"))
 SOCKET_TIMEOUT_S = 2.0  # how long a daemon may take to answer before it counts as busy (still refused)
 COLUMNS = ("record", "kind", "knob", "original", "set to", "now", "state")
 
@@ -66,7 +69,8 @@ def register(sub: Any) -> None:
         help="list the kernel knobs tierctl changed and has not restored yet; --restore puts them back",
         description=(
             "List every kernel knob recorded by the daemon (STATE_DIR/knobs.json) or by a one-shot "
-            f"command's BPF sampler ({RUN_DIR}/{RECORD_PREFIX}PID.json) and not restored yet: its kind, "
+            f"command's BPF or DAMON sampler ({RUN_DIR}/{RECORD_PREFIX}PID.json, "
+            f"{DAMON_PREFIX}PID.json) and not restored yet: its kind, "
             "original value, the value tierctl set, the current value and whether it drifted. Exit "
             "status 0 when nothing is pending, 1 when something is. With --restore, write the originals "
             "back as the daemon does at start (root; refused while a daemon answers on its socket or a "
@@ -188,7 +192,7 @@ def survey(places: Places) -> Survey:
     """Every record still on disk, read without changing anything."""
     out = Survey()
     files = [(places.daemon_record, "daemon", None)]
-    files += [(f, f"bpf.{pid}", pid) for f, pid in _sampler_records(places.run_dir)]
+    files += [(f, f"{label}.{pid}", pid) for f, label, pid in _sampler_records(places.run_dir)]
     boot = boot_id(places.root)
     for path, label, pid in files:
         try:
@@ -199,7 +203,8 @@ def survey(places: Places) -> Survey:
         if rec is not None:
             out.records.append(rec)
     corrupt = [places.daemon_record.with_name(DAEMON_RECORD + ".corrupt")]
-    corrupt += _glob(places.run_dir, f"{RECORD_PREFIX}*.json.corrupt")
+    for prefix, _ in PER_PROCESS:
+        corrupt += _glob(places.run_dir, f"{prefix}*.json.corrupt")
     out.set_aside = [p for p in corrupt if p.is_file()]
     return out
 
@@ -215,13 +220,15 @@ def _glob(folder: Path, pattern: str) -> list[Path]:
         raise InputError(f"cannot list the folder: {e.strerror or e}", str(folder)) from None
 
 
-def _sampler_records(run_dir: Path) -> list[tuple[Path, int]]:
-    """The ``bpf-knobs.PID.json`` records (the names ``bpfhost.restore_leftovers`` considers)."""
+def _sampler_records(run_dir: Path) -> list[tuple[Path, str, int]]:
+    """The ``bpf-knobs.PID.json`` and ``damon-knobs.PID.json`` records (the names the samplers'
+    restore of dead processes' records considers), with their label."""
     out = []
-    for f in _glob(run_dir, f"{RECORD_PREFIX}*.json"):
-        pid = f.name[len(RECORD_PREFIX) : -len(".json")]
-        if pid.isdigit():
-            out.append((f, int(pid)))
+    for prefix, label in PER_PROCESS:
+        for f in _glob(run_dir, f"{prefix}*.json"):
+            pid = f.name[len(prefix) : -len(".json")]
+            if pid.isdigit():
+                out.append((f, label, int(pid)))
     return out
 
 
@@ -272,14 +279,14 @@ def _read_record(path: Path, label: str, pid: int | None, boot: str | None, plac
         line = entries[i] if i < len(entries) else keys.get("knobs")
         try:
             r = KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"]), str(k.get("kind", VALUE)))
-            check_knob(r.knob)
+            check_record(r)
         except (KeyError, TypeError, AttributeError) as e:
             why = f"no {e}" if isinstance(e, KeyError) else "not an object"
             raise _Corrupt(f"not a tierctl knob record (entry {i + 1}: {why})", line) from None
         except InputError as e:
             raise _Corrupt(f"not a tierctl knob record (entry {i + 1}: {e.message})", line) from None
-        if r.kind not in (VALUE, MOUNT):
-            raise _Corrupt(f"not a tierctl knob record (entry {i + 1}: unknown kind {r.kind!r})", line)
+        except ValueError as e:
+            raise _Corrupt(f"not a tierctl knob record (entry {i + 1}: {e})", line) from None
         recs.append(r)
     if pid is None and isinstance(data.get("pid"), int) and not isinstance(data.get("pid"), bool):
         pid = data["pid"]
@@ -516,7 +523,9 @@ def describe(found: Survey, places: Places, width: int | None = None) -> str:
 
 
 def _checked(places: Places) -> str:
-    return f"{places.daemon_record}, {places.run_dir / (RECORD_PREFIX + '*.json')}"
+    return ", ".join(
+        [str(places.daemon_record), *(str(places.run_dir / f"{p}*.json") for p, _ in PER_PROCESS)]
+    )
 
 
 def _count_records(found: Survey) -> str:
