@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 import tracemalloc
 from typing import Any
@@ -123,7 +124,7 @@ def run(sizes: list[int]) -> dict[str, Any]:
     """Each size on one thread (the target is per core), then with the block passes on threads."""
     from tierctl.core.census import default_workers
 
-    threads = default_workers()
+    threads = default_workers(os.cpu_count())
     rows = []
     for n in sizes:
         r = measure(n, threads=1)

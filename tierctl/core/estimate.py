@@ -59,7 +59,7 @@ class RateEstimator:
         if not 0 <= hazard < 1:
             raise InputError(f"must be in [0, 1), got {hazard}", "estimate.hazard")
         self.region_pages = region_pages
-        self.workers = workers  # threads for the block passes (None: census.default_workers())
+        self.workers = workers  # threads for the block passes (None: one; callers size it)
         self.level_half_life = level_half_life
         self.hazard = hazard
         # per region, between decisions: long-horizon heat sum then, short-horizon level now
