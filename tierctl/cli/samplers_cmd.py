@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tierctl.cli import args as args_
-from tierctl.cli.kernel_args import pid_arg
+from tierctl.cli.kernel_args import add_roots, pid_arg
 from tierctl.cli.table import render
 from tierctl.errors import InputError, NoSuchProcessError, TierctlError
 from tierctl.kernel.cgroupfs import CgroupFS
@@ -22,7 +22,7 @@ from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Availability, Health, Targets
 from tierctl.samplers.chain import SamplerChain
-from tierctl.samplers.registry import SAMPLERS, make_sampler, make_samplers
+from tierctl.samplers.registry import SAMPLERS, Roots, make_sampler, make_samplers
 
 PAGE_SHIFT = 12
 
@@ -56,6 +56,7 @@ def register(sub: Any) -> None:
     )
     q.add_argument("--regions", action="store_true", help="aggregate per 2 MiB region instead of per page")
     q.add_argument("--cgroup-root", type=Path, default=LIVE_CGROUP, help=argparse.SUPPRESS)
+    add_roots(q)
     q.add_argument(
         "--print-bpf",
         action="store_true",
@@ -63,6 +64,11 @@ def register(sub: Any) -> None:
     )
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_sample)
+
+
+def _roots(args: argparse.Namespace) -> Roots:
+    """The kernel's interfaces where the (hidden) root flags put them: the live places by default."""
+    return Roots(proc=args.proc_root, sys=args.sys_root, cgroup=args.cgroup_root)
 
 
 def _probe_all() -> list[tuple[str, Availability]]:
@@ -96,10 +102,10 @@ def run_samplers(args: argparse.Namespace) -> int:
 def _targets(args: argparse.Namespace) -> tuple[Targets, list[int], str]:
     if args.pid is not None:
         pid = pid_arg(args.pid)
-        if not ProcFS().exists(pid):
+        if not ProcFS(args.proc_root).exists(pid):
             raise NoSuchProcessError(f"no process {pid}", "--pid")
         return Targets(pids=(pid,)), [pid], f"pid {pid}"
-    fs = CgroupFS(args.cgroup_root)
+    fs = CgroupFS(args.cgroup_root, proc_root=args.proc_root)
     pids = fs.pids(args.cgroup)
     if not pids:
         raise InputError("the cgroup has no processes to sample", args.cgroup)
@@ -109,7 +115,7 @@ def _targets(args: argparse.Namespace) -> tuple[Targets, list[int], str]:
 
 def run_sample(args: argparse.Namespace) -> int:
     if args.print_bpf:
-        from tierctl.samplers.bpf_loader import PROGRAMS, print_bpf
+        from tierctl.samplers.bpf_compile import PROGRAMS, print_bpf
 
         names = [args.source] if args.source else [aliases[0] for aliases in PROGRAMS.values()]
         for name in names:
@@ -122,7 +128,8 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise InputError(f"must be > 0, got {args.seconds}", "--seconds")
     targets, pids, what = _targets(args)
-    samplers = make_samplers([args.source] if args.source else list(SAMPLERS))
+    # a one-shot command: its own BPF host (record under /run/tierctl), below the roots
+    samplers = make_samplers([args.source] if args.source else list(SAMPLERS), roots=_roots(args))
     chain = SamplerChain(samplers, max_running=1)
     chain.start(targets)
     if not chain.running:

@@ -11,6 +11,10 @@ keeps its record in ``<run_dir>/bpf-knobs.<pid>.json`` (created only when someth
 ``restore_leftovers`` restores the records of processes that are gone. ``/run`` is the right place:
 a reboot resets the sysctl and the mount too. Paths are parameters with the real ones as defaults, so
 tests use fake trees, a fake mount table and a fake BPF_ENABLE_STATS.
+
+One host per process: its use counts decide when the sysctl and the mount go back, so two hosts over
+one guard would undo them under each other's samplers. The daemon's loop makes the host and hands it to
+every BPF user (page samplers, the stall sampler); a one-shot command makes its own.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from tierctl.errors import TierctlError, UnavailableError
+from tierctl.errors import InputError, TierctlError, UnavailableError
 from tierctl.kernel.cgroupfs import CgroupTree
 from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard, Restored
-from tierctl.kernel.mounts import Mounts
+from tierctl.kernel.mounts import LibcMounts, Mounts
 from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.roots import LIVE_PROC, LIVE_ROOT
 from tierctl.kernel.statefile import pid_alive
 
 TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
@@ -39,11 +44,12 @@ CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
 # ------------------------------------------------------------------------------------ tracefs
 class Tracefs:
-    """Where tracefs is mounted (the candidates, below ``root``) and which tracepoints it lists."""
+    """Where tracefs is mounted (the candidates, below ``root``) and which tracepoints it lists;
+    ``proc``: /proc/filesystems (default: the procfs below ``root``)."""
 
-    def __init__(self, root: Path = Path("/"), proc: ProcFS | None = None) -> None:
+    def __init__(self, root: Path = LIVE_ROOT, proc: ProcFS | None = None) -> None:
         self.root = Path(root)
-        self.proc = proc if proc is not None else ProcFS()
+        self.proc = proc if proc is not None else ProcFS(_below(self.root, LIVE_PROC))
 
     def candidates(self) -> list[Path]:
         return [self.root / str(p).lstrip("/") for p in TRACEFS_MOUNTS]
@@ -66,14 +72,10 @@ class Tracefs:
         return False, f"the kernel has no tracepoint {category}:{event} ({missing} missing)"
 
 
-def tracefs_dir(mounts: tuple[Path, ...] = TRACEFS_MOUNTS) -> Path | None:
-    """The mounted tracefs of this machine (for checks from outside a host)."""
-    return next((p for p in mounts if (p / "events").is_dir()), None)
-
-
-def tracepoint_available(category: str, event: str) -> tuple[bool, str]:
-    """``Tracefs().tracepoint`` on this machine."""
-    return Tracefs().tracepoint(category, event)
+def tracefs_dir(root: Path = LIVE_ROOT) -> Path | None:
+    """``Tracefs(root).dir()``: the host BPF tests compare the live machine's before and after with it
+    (to go once they call ``Tracefs().dir()`` themselves)."""
+    return Tracefs(root).dir()
 
 
 class TracefsMount:
@@ -195,45 +197,78 @@ class BpfHost:
     BPF run-time stats (on while any of them runs), the cgroup v2 tree, privileges. The service makes
     one and hands it to each sampler; a sampler made without one gets its own.
 
-    ``knobs``: the guard that records what the host changes (default: its own, in ``run_dir``);
-    ``root``: where the tracefs mount points and the sysctl are (a fake tree in tests), ``proc``: the
-    procfs adapter for capabilities, fdinfo, mountinfo and /proc/filesystems."""
+    ``knobs``: the guard that records what the host changes (default: its own, in ``run_dir``, below
+    ``root`` like a given guard's); ``root``: where the tracefs mount points and the sysctl are (a fake
+    tree in tests; a given guard's root when not given); ``proc``: the procfs adapter for capabilities,
+    fdinfo, mountinfo and /proc/filesystems (default: the one below ``root``); ``mounts``: the mount
+    table of the host's own guard (default: a given guard's, else the real one read through ``proc``);
+    ``cgroup_root``: where the cgroup hierarchy is (v2 there or at its ``unified`` folder; default: where
+    ``proc``'s mountinfo says cgroup2 is mounted)."""
 
     def __init__(
         self,
         knobs: KnobGuard | None = None,
         *,
-        root: Path = Path("/"),
+        root: Path | None = None,
         proc: ProcFS | None = None,
         run_dir: Path = RUN_DIR,
         mounts: Mounts | None = None,
+        cgroup_root: Path | None = None,
         enable_stats: Callable[[], int] = enable_stats_fd,
     ) -> None:
+        if root is None:
+            root = knobs.root if knobs is not None else LIVE_ROOT
         self.root = Path(root)
-        self.proc = proc if proc is not None else ProcFS()
+        if knobs is not None and knobs.root != self.root:
+            raise InputError(
+                f"the knob guard writes below {knobs.root}, the host's tree is {self.root}", "BpfHost"
+            )
+        self.proc = proc if proc is not None else ProcFS(_below(self.root, LIVE_PROC))
         self.run_dir = Path(run_dir)
-        self._mounts = mounts
+        if mounts is None:
+            mounts = knobs.mounts if knobs is not None else LibcMounts(self.proc.root)
+        self.mounts: Mounts = mounts
+        self.cgroup_root = None if cgroup_root is None else Path(cgroup_root)
         self._knobs = knobs
         self._cgroups: CgroupTree | None = None
+        self._leftovers_done = False
         self.tracefs_fs = Tracefs(self.root, self.proc)
         self.tracefs = TracefsMount(self.knobs, self.tracefs_fs)
         self.stats = BpfStats(self.knobs, enable_stats)
-        self.restored_at_start: list[Restored] = []  # set by whoever ran restore_leftovers for it
+        self.restored_at_start: list[Restored] = []  # what restore_leftovers() restored
+
+    @property
+    def guard(self) -> KnobGuard | None:
+        """The guard given, or the host's own once made; None before."""
+        return self._knobs
 
     def knobs(self) -> KnobGuard:
         """The guard (made on first use: nothing is written until something is changed)."""
         if self._knobs is None:
             state = self.run_dir / f"{RECORD_PREFIX}{os.getpid()}.json"
-            self._knobs = KnobGuard(state, self.root, mounts=self._mounts)
+            self._knobs = KnobGuard(state, self.root, mounts=self.mounts)
         return self._knobs
+
+    def restore_leftovers(self) -> list[Restored]:
+        """Restore what the hosts of processes that are gone left changed (their records in this host's
+        ``run_dir``, below its ``root``, through its mount table); once per host, kept in
+        ``restored_at_start`` for the samplers' health notes."""
+        if not self._leftovers_done:
+            self._leftovers_done = True
+            self.restored_at_start = restore_leftovers(self.run_dir, root=self.root, mounts=self.mounts)
+        return self.restored_at_start
 
     def tracepoint(self, category: str, event: str) -> tuple[bool, str]:
         return self.tracefs_fs.tracepoint(category, event)
 
     def cgroups(self) -> CgroupTree | None:
-        """The mounted cgroup v2 hierarchy (looked up once), None when there is none."""
+        """The cgroup v2 hierarchy at (or, hybrid, below) ``cgroup_root``, else the mounted one; looked
+        up once, None when there is none."""
         if self._cgroups is None:
-            self._cgroups = CgroupTree.mounted(self.proc)
+            if self.cgroup_root is not None:
+                self._cgroups = CgroupTree.below(self.cgroup_root, self.proc)
+            else:
+                self._cgroups = CgroupTree.mounted(self.proc)
         return self._cgroups
 
     def effective_caps(self) -> int | None:
@@ -263,10 +298,14 @@ class BpfHost:
 
 
 def restore_leftovers(
-    run_dir: Path = RUN_DIR, *, root: Path = Path("/"), mounts: Mounts | None = None
+    run_dir: Path = RUN_DIR, *, root: Path = LIVE_ROOT, mounts: Mounts | None = None
 ) -> list[Restored]:
     """Restore what BPF hosts of processes that are gone (crashed, killed) left changed: the records
-    ``<run_dir>/bpf-knobs.<pid>.json`` of dead pids. A record that restores completely is removed."""
+    ``<run_dir>/bpf-knobs.<pid>.json`` of dead pids, below ``root``, unmounting through ``mounts``
+    (default: the real mount table read from the procfs below ``root``). A record that restores
+    completely is removed."""
+    if mounts is None:
+        mounts = LibcMounts(_below(Path(root), LIVE_PROC))
     out: list[Restored] = []
     try:
         files = sorted(run_dir.glob(f"{RECORD_PREFIX}*.json"))
@@ -281,3 +320,8 @@ def restore_leftovers(
         except TierctlError as e:
             out.append(Restored(str(f), "", "failed", e.message))
     return out
+
+
+def _below(root: Path, live: Path) -> Path:
+    """Where the live path ``live`` is in the tree at ``root`` (``live`` itself at the live root)."""
+    return root / live.relative_to(LIVE_ROOT)

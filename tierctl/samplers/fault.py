@@ -16,7 +16,6 @@ import numpy as np
 
 from tierctl.errors import TierctlError, UnavailableError
 from tierctl.kernel.knobs import KnobGuard
-from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.thp import KpageflagsHugeResolver
 from tierctl.samplers import bpf_layout as L
 from tierctl.samplers.base import Targets
@@ -41,11 +40,11 @@ class FaultSampler(BccSampler):
         """``hint_faults``: a KnobGuard to turn on NUMA hint faults on slow-tier pages with (see
         tierctl/samplers/hint.py) while sampling; the knobs are restored by stop(); ``keep_locality``:
         see HintFaults. ``huge``: where
-        huge pages start and how big they are (default: kpageflags, as root), so that a fault on a
-        THP counts for each of its base pages (tierctl/samplers/huge.py)."""
+        huge pages start and how big they are (default: kpageflags in the host's procfs, as root), so
+        that a fault on a THP counts for each of its base pages (tierctl/samplers/huge.py)."""
         super().__init__(**kw)  # type: ignore[arg-type]
         if huge is None and os.geteuid() == 0:
-            huge = KpageflagsHugeResolver(ProcFS()).units
+            huge = KpageflagsHugeResolver(self.host.proc).units
         self._huge = huge
         self.want_migrations = migrations
         self.with_migrations = False

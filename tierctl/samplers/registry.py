@@ -2,18 +2,30 @@
 
 An immutable table of import paths: a sampler module is imported only when used,
 so a host without bcc never imports the BPF ones.
+
+Every sampler is made below the same :class:`Roots` (the live mount points by default, fake trees in
+tests), and the BPF ones of a process share one ``BpfHost``: its use counts decide when the BPF stats
+sysctl and a tracefs mount go back, so a second host over the same guard would undo them under the
+first one's samplers.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tierctl.errors import UnavailableError
+from tierctl.kernel.bpfhost import RUN_DIR, BpfHost
+from tierctl.kernel.damon import DAMON_ADMIN
+from tierctl.kernel.pmu import EVENT_SOURCES
+from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC, LIVE_ROOT, LIVE_SYS
 from tierctl.registry import pick
 from tierctl.samplers.base import Availability, Health, SourceSampler, Targets, empty_raw
 
@@ -30,6 +42,55 @@ SAMPLERS: Mapping[str, str] = MappingProxyType(
 )
 
 
+@dataclass(frozen=True)
+class Roots:
+    """Where the kernel's interfaces are: the live mount points by default, fake trees in tests.
+
+    ``root``: knobs are written (and tracefs mounted) below it; ``proc``, ``sys``, ``cgroup``: procfs,
+    sysfs and the cgroup hierarchy; ``run``: where a BPF host without a guard keeps its knob record and
+    finds those of crashed processes."""
+
+    root: Path = LIVE_ROOT
+    proc: Path = LIVE_PROC
+    sys: Path = LIVE_SYS
+    cgroup: Path = LIVE_CGROUP
+    run: Path = RUN_DIR
+
+    @classmethod
+    def under(cls, root: Path) -> Roots:
+        """Every interface at its usual place below ``root`` (the live roots for ``/``)."""
+        root = Path(root)
+        return cls(
+            root, *(root / p.relative_to(LIVE_ROOT) for p in (LIVE_PROC, LIVE_SYS, LIVE_CGROUP, RUN_DIR))
+        )
+
+    def in_sys(self, live: Path) -> Path:
+        """A sysfs path as the kernel documents it (``/sys/...``), below ``sys``."""
+        return self.sys / live.relative_to(LIVE_SYS)
+
+
+def _idle(r: Roots) -> dict[str, Any]:
+    return {"sys_root": r.sys, "proc_root": r.proc, "cgroup_root": r.cgroup}
+
+
+def _damon(r: Roots) -> dict[str, Any]:
+    return {"damon_root": r.in_sys(DAMON_ADMIN), "proc_root": r.proc, "cgroup_root": r.cgroup}
+
+
+def _perf(r: Roots) -> dict[str, Any]:
+    return {"event_sources": r.in_sys(EVENT_SOURCES)}
+
+
+def _none(r: Roots) -> dict[str, Any]:
+    return {}  # a BPF sampler reads the kernel through its host
+
+
+# the keyword options that put each sampler below the roots
+ROOT_OPTIONS: Mapping[str, Callable[[Roots], dict[str, Any]]] = MappingProxyType(
+    {"bpf-perf": _perf, "bpf-fault": _none, "damon": _damon, "idle": _idle}
+)
+
+
 def make_sampler(name: str, **options: Any) -> SourceSampler:
     """The sampler called ``name``; a module that cannot even be loaded (a missing dependency, a
     broken install) gives a stand-in whose probe says so, so callers treat it like any other
@@ -42,21 +103,44 @@ def make_sampler(name: str, **options: Any) -> SourceSampler:
     return factory(**options)  # type: ignore[no-any-return]
 
 
-def make_samplers(names: Sequence[str], *, knobs: KnobGuard | None = None) -> list[SourceSampler]:
-    """Samplers for ``names``; the BPF ones share one BpfHost (tracefs mount, BPF stats). ``knobs``: the
-    guard that records what that host changes (default: the host's own record under /run/tierctl)."""
-    host = None
+def bpf_host(roots: Roots | None = None, knobs: KnobGuard | None = None) -> BpfHost:
+    """A BpfHost below ``roots`` (default: the usual places below the guard's root, else the live
+    ones); ``knobs``: the guard recording what it changes, whose mount table it uses (default: the
+    host's own record in ``roots.run``). A guard writing below another root than ``roots.root`` is
+    refused (InputError)."""
+    if roots is None:
+        roots = Roots.under(knobs.root) if knobs is not None else Roots()
+    return BpfHost(
+        knobs, root=roots.root, proc=ProcFS(roots.proc), run_dir=roots.run, cgroup_root=roots.cgroup
+    )
+
+
+def sampler_options(name: str, roots: Roots | None = None, host: BpfHost | None = None) -> dict[str, Any]:
+    """The keyword options that make sampler ``name`` below ``roots`` (and, a BPF one, on ``host``)."""
+    opts = ROOT_OPTIONS.get(name, _none)(roots or Roots())
+    if name.startswith("bpf-") and host is not None:
+        opts["host"] = host
+    return opts
+
+
+def make_samplers(
+    names: Sequence[str],
+    *,
+    knobs: KnobGuard | None = None,
+    host: BpfHost | None = None,
+    roots: Roots | None = None,
+) -> list[SourceSampler]:
+    """Samplers for ``names``, below ``roots`` (default: the live ones); the BPF ones share ``host``,
+    the process's one BpfHost (tracefs mount, BPF stats) — made here when not given, recording what it
+    changes with ``knobs`` (default: the host's own record in ``roots.run``). Before the first BPF
+    sampler, the host restores what crashed tierctl processes left in its run folder."""
     out = []
     for name in names:
         if name.startswith("bpf-"):
             if host is None:
-                from tierctl.kernel.bpfhost import BpfHost, restore_leftovers
-
-                host = BpfHost(knobs)
-                host.restored_at_start = restore_leftovers()  # what crashed tierctl processes left
-            out.append(make_sampler(name, host=host))
-        else:
-            out.append(make_sampler(name))
+                host = bpf_host(roots, knobs)
+            host.restore_leftovers()  # once per host
+        out.append(make_sampler(name, **sampler_options(name, roots, host)))
     return out
 
 

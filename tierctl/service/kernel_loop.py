@@ -5,6 +5,12 @@ pages of the target processes), the sampler chain (and, when asked, NUMA hint
 faults through a KnobGuard), the policy and the mover. ``stop()`` detaches every
 sampler and restores every knob that was changed.
 
+Every adapter, the knob guard and its mount table are made below ``LoopConfig.roots`` (the live
+places by default, fake trees in tests). The loop makes the process's one ``BpfHost`` (``bpf_host``,
+recording through the loop's guard): every BPF user shares it, the page samplers and — handed in by
+the platform — the pressure ladder's stall source, so its use counts decide when the BPF stats sysctl
+and a tracefs mount go back.
+
 CPU budget: each cycle's own CPU time (the mover's excluded: the bandwidth cap bounds it) is
 charged to a token bucket (``cpu_share`` of a core, ``cpu_burst_s`` at once). A cycle re-reads
 every tracked page at most every ``refresh_s`` and runs the policy only when there is something
@@ -31,15 +37,17 @@ from tierctl.core.topology import Topology
 from tierctl.errors import InputError, TierctlError
 from tierctl.kernel.knobs import KnobGuard
 from tierctl.kernel.memview import KernelMemoryView, Target
+from tierctl.kernel.mounts import LibcMounts
 from tierctl.kernel.mover import KernelMover
 from tierctl.kernel.numa import NumaSyscalls
+from tierctl.kernel.pmu import EVENT_SOURCES
 from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.thp import KpageflagsHugeResolver
 from tierctl.kernel.topology import SysfsTopology
-from tierctl.samplers.base import SharesBpfHost, SourceSampler, Targets
+from tierctl.samplers.base import SourceSampler, Targets
 from tierctl.samplers.bridge import ChainSampler
 from tierctl.samplers.chain import Budget, SamplerChain, SamplerStatus
-from tierctl.samplers.registry import SAMPLERS, make_samplers
+from tierctl.samplers.registry import SAMPLERS, Roots, bpf_host, make_samplers
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,9 @@ class LoopConfig:
     # with a knob record: "on", "off", or "auto" = on where there is a slow tier, no PMU samples data
     # addresses (PEBS, IBS) and NUMA balancing is off (see _hint_reason)
     hint_faults: str = "auto"
-    knob_root: Path = Path("/")  # knobs are written below this (a fake tree in tests)
+    # where the kernel's interfaces are (knobs written below roots.root; fake trees in tests); None:
+    # the platform's (KernelPlatform.make_loop fills them in), for a loop made alone the live ones
+    roots: Roots | None = None
     quotas: dict[int, Quota] = field(default_factory=dict)
     cpu_share: float = 0.5  # of one core for sampling, re-reading and deciding (long run cap)
     cpu_burst_s: float = 5.0  # CPU seconds a shift may use at once
@@ -90,15 +100,22 @@ class KernelLoop:
         self.cfg = cfg
         self.targets = targets
         self.clock = clock
-        self.procfs = procfs or ProcFS()
+        self.roots = roots = cfg.roots if cfg.roots is not None else Roots()
+        self.procfs = procfs or ProcFS(roots.proc)
         numa = numa or NumaSyscalls()
-        topology = topology or SysfsTopology()
+        topology = topology or SysfsTopology(roots.sys, roots.proc)
         # one guard for every knob the loop changes; the ones a killed run left set come back first:
         # "auto" must see the machine's own settings
-        self.guard = KnobGuard(cfg.knob_state, cfg.knob_root) if cfg.knob_state is not None else None
+        mounts = LibcMounts(roots.proc)
+        self.guard = (
+            KnobGuard(cfg.knob_state, roots.root, mounts=mounts) if cfg.knob_state is not None else None
+        )
         self.restored_at_start = _restore_leftovers(self.guard)
-        nodes, self.hint_reason = _hint_decision(cfg, topology)
-        samplers = self._with_hint_faults(make_samplers(list(cfg.samplers), knobs=self.guard), nodes)
+        # the process's one BPF host: every BPF sampler and the stall source share it (and its counts)
+        self.bpf_host = bpf_host(roots, self.guard)
+        nodes, self.hint_reason = _hint_decision(cfg, topology, roots)
+        samplers = make_samplers(list(cfg.samplers), knobs=self.guard, host=self.bpf_host, roots=roots)
+        samplers = self._with_hint_faults(samplers, nodes)
         self.view = KernelMemoryView(self.procfs, numa, topology, targets)
         self.chain = SamplerChain(samplers, max_running=cfg.max_running, budget=cfg.sampler_budget)
         self.gate = CycleGate(CpuBudget(cfg.cpu_share, cfg.cpu_burst_s), cfg.refresh_s, cfg.full_read_share)
@@ -124,15 +141,14 @@ class KernelLoop:
         return self.guard is not None and not self.hint_reason
 
     def _with_hint_faults(self, samplers: list[SourceSampler], nodes: Topology | None) -> list[SourceSampler]:
-        """With NUMA hint faults on, the fault sampler that turns them on leads the chain (sharing a
-        BPF host with the others) and replaces a plain ``bpf-fault``."""
+        """With NUMA hint faults on, the fault sampler that turns them on leads the chain (on the
+        loop's BPF host, like the others) and replaces a plain ``bpf-fault``."""
         if not self.hint_faults_on or self.guard is None or nodes is None:
             return samplers
         from tierctl.samplers.fault import FaultSampler
 
-        host = next((s.host for s in samplers if isinstance(s, SharesBpfHost) and s.host), None)
         cpu_nodes = sum(1 for n in nodes.nodes if n.cpus)
-        hint = FaultSampler(hint_faults=self.guard, keep_locality=cpu_nodes > 1, host=host)
+        hint = FaultSampler(hint_faults=self.guard, keep_locality=cpu_nodes > 1, host=self.bpf_host)
         return [hint] + [s for s in samplers if s.name != "bpf-fault"]
 
     def _mover(self, numa: NumaSyscalls) -> Mover:
@@ -203,16 +219,16 @@ def _restore_leftovers(guard: KnobGuard | None) -> list[str]:
     return out
 
 
-def _hint_decision(cfg: LoopConfig, topology: SysfsTopology) -> tuple[Topology | None, str]:
+def _hint_decision(cfg: LoopConfig, topology: SysfsTopology, roots: Roots) -> tuple[Topology | None, str]:
     """The machine's tiers, and why NUMA hint faults stay off ("" = they go on)."""
     try:
         found = topology.read()
     except TierctlError as e:
         return None, f"no topology: {e}"
-    return found.topology, _hint_reason(cfg, found.topology, found.knobs.get("numa_balancing"))
+    return found.topology, _hint_reason(cfg, found.topology, found.knobs.get("numa_balancing"), roots)
 
 
-def _hint_reason(cfg: LoopConfig, nodes: Topology, mode: object) -> str:
+def _hint_reason(cfg: LoopConfig, nodes: Topology, mode: object, roots: Roots) -> str:
     """Why NUMA hint faults stay off ("" = they go on). ``auto`` turns them on only where nothing
     else shows accesses to resident pages: no PMU sampling, and NUMA balancing off (when it is on,
     the machine's own setting stays, and its hint faults reach the page-fault samplers)."""
@@ -228,7 +244,8 @@ def _hint_reason(cfg: LoopConfig, nodes: Topology, mode: object) -> str:
             )
         from tierctl.samplers.perf_addr import hardware_sampling
 
-        pmu = hardware_sampling()
+        events = roots.in_sys(EVENT_SOURCES)  # the PMU list in sysfs
+        pmu = hardware_sampling() if events == EVENT_SOURCES else hardware_sampling(events)
         if pmu is not None:
             return f"not needed: {pmu} samples data addresses"
     return ""

@@ -9,20 +9,25 @@ whether the controller is paused or not.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tierctl.core.controller import Controller
+from tierctl.errors import InputError
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.memview import Target
 from tierctl.kernel.procfs import ProcFS
-from tierctl.kernel.roots import LIVE_CGROUP
 from tierctl.kernel.topology import KernelTopology, SysfsTopology
 from tierctl.samplers.chain import SamplerStatus
+from tierctl.samplers.registry import Roots
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 from tierctl.service.pressure import Actuators, Facts, Stalls
 from tierctl.service.pressure_wake import PressureWake
+
+if TYPE_CHECKING:
+    from tierctl.service.pressure_kernel import KernelPressureIO
 
 
 class Cgroups(Protocol):
@@ -104,22 +109,39 @@ class Platform(Protocol):
 
 
 class KernelPlatform:
-    """The running kernel, through the adapters in ``tierctl.kernel``."""
+    """The running kernel, through the adapters in ``tierctl.kernel``, every one made below ``roots``
+    (default: the live places; ``cgroup_root``, when given, replaces ``roots.cgroup``). The loop runs
+    below the same roots and makes the process's one BpfHost, which the pressure IO's stall source
+    shares: make the loop before the pressure IO."""
 
     name = "kernel"
 
-    def __init__(self, cgroup_root: Path = LIVE_CGROUP) -> None:
-        self.cgroups = CgroupFS(cgroup_root)
-        self.procs = ProcFS()
-        self.topology = SysfsTopology()
+    def __init__(self, cgroup_root: Path | None = None, *, roots: Roots | None = None) -> None:
+        roots = roots if roots is not None else Roots()
+        if cgroup_root is not None:
+            roots = dataclasses.replace(roots, cgroup=Path(cgroup_root))
+        self.roots = roots
+        self.procs = ProcFS(roots.proc)
+        self.cgroups = CgroupFS(roots.cgroup, proc_root=roots.proc)
+        self.topology = SysfsTopology(roots.sys, roots.proc)
+        self.loop: KernelLoop | None = None  # the loop made last (its BPF host is the stall source's)
 
-    def make_loop(self, targets: Callable[[], Sequence[Target]], cfg: LoopConfig) -> Loop:
-        return KernelLoop(targets, cfg, procfs=self.procs, topology=self.topology)
+    def make_loop(self, targets: Callable[[], Sequence[Target]], cfg: LoopConfig) -> KernelLoop:
+        """The control loop below this platform's roots (a config naming other roots is refused)."""
+        if cfg.roots is None:
+            cfg = dataclasses.replace(cfg, roots=self.roots)
+        elif cfg.roots != self.roots:
+            raise InputError(f"the loop's roots {cfg.roots} are not the platform's {self.roots}", "roots")
+        self.loop = KernelLoop(targets, cfg, procfs=self.procs, topology=self.topology)
+        return self.loop
 
     def advance(self) -> None:
         return None
 
-    def pressure_io(self) -> PressureIO | None:
+    def pressure_io(self) -> KernelPressureIO:
+        """The ladder's facts and actuators; its stall source runs on the loop's BPF host (one per
+        process: its use counts decide when the BPF stats sysctl and tracefs go back)."""
         from tierctl.service.pressure_kernel import KernelPressureIO
 
-        return KernelPressureIO(self.cgroups, self.procs)
+        host = self.loop.bpf_host if self.loop is not None else None
+        return KernelPressureIO(self.cgroups, self.procs, host=host, roots=self.roots)

@@ -1,20 +1,22 @@
 """The pressure ladder's facts and actuators on the running kernel, through tierctl/kernel adapters:
 /proc/meminfo and /proc/pressure/memory for the machine; per cgroup memory.current, memory.pressure,
 memory.stat (by kind, workingset refaults), memory.numa_stat and memory.events; memory.reclaim and
-cgroup.kill to act."""
+cgroup.kill to act. The stall source's BPF sampler runs on the process's one BpfHost (the daemon loop's,
+handed in by the platform), so its tracefs mount and BPF stats are counted with the page samplers'."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tierctl.core.ladder import Machine
-from tierctl.errors import TierctlError
+from tierctl.errors import InputError, TierctlError
 from tierctl.kernel.cgroupfs import CgroupFS, CgroupTree, Pressure, ReclaimIncompleteError
 from tierctl.kernel.memstat import MemStat
 from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.psi import PsiWatcher
 from tierctl.samplers.base import Targets
+from tierctl.samplers.registry import Roots, bpf_host
 from tierctl.service.pressure import CgroupFacts, PsiFigures
 from tierctl.service.pressure_wake import PressureWake
 
@@ -34,13 +36,23 @@ def _psi(p: Pressure) -> PsiFigures | None:
 
 
 if TYPE_CHECKING:
+    from tierctl.kernel.bpfhost import BpfHost
+    from tierctl.kernel.knobs import KnobGuard
     from tierctl.samplers.stall_fallback import StallChain
 
 
 class KernelPressureIO:
-    def __init__(self, cgroups: CgroupFS, procs: ProcFS) -> None:
+    """``host``: the process's BpfHost (the daemon loop's) for the stall source; ``roots``: where a
+    host made here (no ``host``) writes knobs and keeps its record (default: the live places, with
+    ``procs``'s procfs and ``cgroups``'s cgroup root)."""
+
+    def __init__(
+        self, cgroups: CgroupFS, procs: ProcFS, *, host: BpfHost | None = None, roots: Roots | None = None
+    ) -> None:
         self.cgroups = cgroups
         self.procs = procs
+        self.host = host
+        self.roots = roots if roots is not None else Roots(proc=procs.root, cgroup=cgroups.root)
         self.stat = MemStat(cgroups)
         self._tree: CgroupTree | None = None
 
@@ -94,12 +106,21 @@ class KernelPressureIO:
     def kill(self, path: str) -> None:
         self.cgroups.kill(path.strip("/"))
 
-    def stall_source(self, knobs: Any = None) -> StallChain:
-        """Reclaim stalls and OOM victims: BPF on stable tracepoints, else memory.events and PSI."""
-        from tierctl.kernel.bpfhost import BpfHost
+    def stall_source(self, knobs: KnobGuard | None = None, *, host: BpfHost | None = None) -> StallChain:
+        """Reclaim stalls and OOM victims: BPF on stable tracepoints, else memory.events and PSI.
+        ``host``: the process's BpfHost (default: the one given at construction, else one made below
+        ``roots`` recording with ``knobs``); ``knobs``: the daemon's guard, which must be that host's."""
         from tierctl.samplers.stall_fallback import StallChain
 
-        chain = StallChain.default(host=BpfHost(knobs), cgfs=self.cgroups)
+        host = host or self.host
+        if host is None:
+            host = bpf_host(self.roots, knobs)
+        elif knobs is not None and host.guard is not knobs:
+            raise InputError(
+                "the knob guard given is not the BPF host's: one guard per process", "stall source"
+            )
+        host.restore_leftovers()  # once per host
+        chain = StallChain.default(host=host, cgfs=self.cgroups)
         chain.start(Targets())  # every cgroup: victims are attributed by their id
         return chain
 
