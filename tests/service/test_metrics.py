@@ -302,6 +302,12 @@ class _FakeService:
     def cgroups(self):
         return self._cgroups
 
+    def pressure_status(self):
+        return {}
+
+    def metrics_facts(self):
+        return m.MetricsFacts()
+
 
 def test_snapshot_from_service_maps_the_contract():
     ct = m.CycleTimes()
@@ -391,27 +397,22 @@ def test_docs_table_matches_the_declarations():
         assert cells[1:] == [spec.kind, spec.unit or "—", ", ".join(spec.labels) or "—", spec.help], spec.name
 
 
-def test_snapshot_from_service_falls_back_to_the_loop_counters():
-    """The Service of today: samplers without health, moved without outcomes, State enums."""
-    import enum
-    import types
+def test_the_real_service_is_a_metrics_source(tmp_path):
+    """The Service's typed reads are what the snapshot takes (no attribute probing): a simulated
+    daemon's samplers, outcomes and cycle period arrive whole."""
+    from tierctl.data import profiles_dir
+    from tierctl.sim.live import sim_service
 
-    class State(enum.Enum):
-        RUNNING = "running"
-
-    health = types.SimpleNamespace(samples=12, dropped=2, cpu_seconds=0.25, bpf_run_ns=500_000_000)
-    chain = types.SimpleNamespace(status=lambda: [types.SimpleNamespace(name="bpf-fault", health=health)])
-    totals = types.SimpleNamespace(outcomes={"moved": 4, "gone": 1})
-    svc = _FakeService(
-        {"state": "running", "cycle": 1, "moved": {"promoted": 3, "demoted": 1},
-         "samplers": [{"name": "bpf-fault", "state": State.RUNNING, "reason": ""}]},
-        [{"path": "/a", "profile": "-", "override": "auto"}],
-    )  # fmt: skip
-    svc.loop = types.SimpleNamespace(controller=types.SimpleNamespace(totals=totals), chain=chain)
+    svc = sim_service("multi-cgroup", state_dir=tmp_path, profiles_dir=profiles_dir(), epochs=6)
+    for _ in range(4):
+        svc.cycle()
+    facts = svc.metrics_facts()
+    assert isinstance(facts, m.MetricsFacts) and set(facts.heat) == {c["path"] for c in svc.cgroups()}
+    assert (facts.knobs_set, facts.knobs_drifted, facts.knobs_unrestored) == (0, 0, 0)  # no knobs here
     s = m.snapshot_from_service(svc)
-    assert dict(s.outcomes) == {"moved": 4, "gone": 1}
-    assert s.samplers == (m.SamplerSample("bpf-fault", True, 12, 2, 0.5, 0.25, "running"),)
-    assert s.cgroups[0].pin == "auto"
+    assert s.samplers and all(x.up for x in s.samplers) and s.samplers[0].samples > 0
+    assert sum(s.outcomes.values()) == svc.status()["moved"]["promoted"] + svc.status()["moved"]["demoted"]
+    assert s.cycle_period_s == svc.cfg.cycle_s
 
 
 def test_a_flood_of_idle_connections_cannot_grow_threads_or_wedge_scrapes(

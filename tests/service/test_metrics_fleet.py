@@ -73,6 +73,16 @@ class _Svc:
     def cgroups(self) -> list[dict]:
         return self.rows
 
+    def pressure_status(self) -> dict:
+        return {}
+
+    def metrics_facts(self) -> m.MetricsFacts:
+        if self.loop is None:
+            return m.MetricsFacts()
+        guard = getattr(self.loop, "guard", None)
+        n_set, drifted, unrestored = m.knob_counts(guard, getattr(self.loop, "restored_at_start", []))
+        return m.MetricsFacts(knobs_set=n_set, knobs_drifted=drifted, knobs_unrestored=unrestored)
+
 
 def test_pod_rows_map_by_the_contract() -> None:
     rows = [
@@ -174,6 +184,9 @@ class _Events(_Svc):
     def __init__(self, kinds: list[str]) -> None:
         super().__init__([])
         self.events = [{"seq": i, "kind": k} for i, k in enumerate(kinds, 1)]
+
+    def metrics_facts(self) -> m.MetricsFacts:
+        return m.MetricsFacts(last_reload_ok=m.last_reload_ok(self.events))
 
 
 def test_reloads_by_trigger_and_the_last_result() -> None:

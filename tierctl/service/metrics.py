@@ -71,7 +71,14 @@ from tierctl.service.metrics_http import (
     MetricsServer,
     parse_listen,
 )
-from tierctl.service.metrics_service import loop_heat, snapshot_from_service
+from tierctl.service.metrics_service import (
+    MetricsFacts,
+    MetricsSource,
+    heat_by_tier,
+    knob_counts,
+    last_reload_ok,
+    snapshot_from_service,
+)
 from tierctl.service.metrics_snapshot import (
     CONTROLLER_STATES,
     CYCLE_BUCKETS,
@@ -124,8 +131,10 @@ __all__ = [
     "Kind",
     "Labels",
     "MetricSpec",
+    "MetricsFacts",
     "MetricsServer",
     "MetricsSnapshot",
+    "MetricsSource",
     "PodInfo",
     "ReloadCounts",
     "Rows",
@@ -133,7 +142,9 @@ __all__ = [
     "SnapshotCollector",
     "Verdict",
     "build_table",
-    "loop_heat",
+    "heat_by_tier",
+    "knob_counts",
+    "last_reload_ok",
     "parse_listen",
     "render",
     "snapshot_from_service",

@@ -1,15 +1,19 @@
-"""The snapshot of a running Service: :func:`snapshot_from_service` (the mapping is in metrics.py)."""
+"""The snapshot of a running Service: :func:`snapshot_from_service` (the mapping is in metrics.py),
+over the Service's API reads and its typed :class:`MetricsFacts`."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
+from tierctl.core.policy import MemoryState
 from tierctl.errors import TierctlError
+from tierctl.kernel.knobs import KnobGuard
 from tierctl.service.metrics_snapshot import (
     CgroupSample,
     CycleHistogram,
@@ -50,10 +54,9 @@ def _pod(d: Any) -> PodInfo | None:
     )
 
 
-def _sampler(d: Mapping[str, Any], health: Mapping[str, Any]) -> SamplerSample:
-    h = d.get("health") or health.get(str(d.get("name")), {})
-    state = d.get("state", "")
-    state = str(getattr(state, "value", state))  # a samplers.chain.State enum, or its value
+def _sampler(d: Mapping[str, Any]) -> SamplerSample:
+    h = d.get("health") or {}
+    state = str(d.get("state", ""))
     return SamplerSample(
         name=str(d.get("name", "?")),
         up=state == "running",
@@ -73,56 +76,54 @@ def _histogram(d: Any) -> CycleHistogram:
     )
 
 
-def _loop_counters(service: Any) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
-    """Mover outcomes and sampler health from the Service's KernelLoop, for a status() without them."""
-    loop = getattr(service, "loop", None)
-    totals = getattr(getattr(loop, "controller", None), "totals", None)
-    outcomes = dict(getattr(totals, "outcomes", None) or {})
-    health: dict[str, dict[str, Any]] = {}
-    chain = getattr(loop, "chain", None)
-    if chain is not None and callable(getattr(chain, "status", None)):
-        for s in chain.status():
-            h = s.health
-            health[s.name] = {
-                "samples": h.samples,
-                "dropped": h.dropped,
-                "cpu_seconds": h.cpu_seconds,
-                "bpf_run_ns": h.bpf_run_ns,
-            }
-    return outcomes, health
+@dataclass(frozen=True)
+class MetricsFacts:
+    """What a snapshot needs beyond the API's reads (``status``, ``cgroups``, ``pressure_status``),
+    from the Service's own parts (``Service.metrics_facts``)."""
+
+    heat: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # path -> (fast, slow) heat
+    knobs_set: int = 0
+    knobs_drifted: int | None = 0  # None: they could not be read
+    knobs_unrestored: int = 0  # knobs an earlier run left set that could not be written back
+    last_reload_ok: bool | None = None  # the newest reload in the event log; None: none kept
+    cycle_period_s: float = 1.0
 
 
-def loop_heat(service: Any) -> dict[str, tuple[float, float]]:
+class MetricsSource(Protocol):
+    """What :func:`snapshot_from_service` reads: the Service, or a stand-in with the same reads."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def cgroups(self) -> list[dict[str, Any]]: ...
+
+    def pressure_status(self) -> dict[str, Any]: ...
+
+    def metrics_facts(self) -> MetricsFacts: ...
+
+
+def heat_by_tier(st: MemoryState, names: Sequence[str], heat: np.ndarray) -> dict[str, tuple[float, float]]:
     """Per cgroup path, the heat of its present pages in the fast and in the slow tier, from the loop's
-    latest memory state and heat model — the weights of ``est_fast_hit_ratio`` (``analytics.per_cgroup``:
-    the fast pages' share of the cgroup's heat), so hit ratios aggregate as a ratio of sums."""
-    loop = getattr(service, "loop", None)
-    view = getattr(loop, "view", None)
-    st = getattr(view, "last", None)
-    heat_model = getattr(getattr(loop, "controller", None), "heat", None)
-    if st is None or heat_model is None:
-        return {}
-    names = list(view.cgroups)
+    latest memory state and the heat model's per-page heat — the weights of ``est_fast_hit_ratio``
+    (``analytics.per_cgroup``: the fast pages' share of the cgroup's heat), so hit ratios aggregate as
+    a ratio of sums."""
     present = st.node >= 0
-    heat = np.asarray(heat_model.heat, dtype=np.float64)
-    if heat.shape[0] != present.shape[0]:  # the heat model has not caught up with a re-indexing
-        heat = np.zeros(present.shape[0])
+    weights = np.asarray(heat, dtype=np.float64)
+    if weights.shape[0] != present.shape[0]:  # the heat model has not caught up with a re-indexing
+        weights = np.zeros(present.shape[0])
     fast = st.topology.fast_lut()[st.node + 1].astype(bool)
     owner = st.cgroup.astype(np.int64)
     ok = present & (owner >= 0) & (owner < len(names))
     n = len(names)
-    fast_heat = np.bincount(owner[ok & fast], weights=heat[ok & fast], minlength=n)
-    slow_heat = np.bincount(owner[ok & ~fast], weights=heat[ok & ~fast], minlength=n)
+    fast_heat = np.bincount(owner[ok & fast], weights=weights[ok & fast], minlength=n)
+    slow_heat = np.bincount(owner[ok & ~fast], weights=weights[ok & ~fast], minlength=n)
     pages = np.bincount(owner[ok], minlength=n)
     return {names[i]: (float(fast_heat[i]), float(slow_heat[i])) for i in range(n) if pages[i]}
 
 
-def _knobs(service: Any) -> tuple[int, int | None, int]:
-    """(knobs set, knobs drifted or None when they could not be read, leftovers not restored)."""
-    loop = getattr(service, "loop", None)
-    leftovers = getattr(loop, "restored_at_start", None) or []
+def knob_counts(guard: KnobGuard | None, leftovers: Sequence[str]) -> tuple[int, int | None, int]:
+    """(knobs set, knobs drifted or None when they could not be read, leftovers not restored);
+    ``leftovers``: the lines ``KernelLoop.restored_at_start`` wrote for what a killed run left."""
     unrestored = sum(1 for line in leftovers if _FAILED_RESTORE.match(str(line)))
-    guard = getattr(loop, "guard", None)
     if guard is None:
         return 0, 0, unrestored
     try:
@@ -131,6 +132,22 @@ def _knobs(service: Any) -> tuple[int, int | None, int]:
         log.warning("metrics: cannot verify the kernel knobs: %s", e)
         drifted = None
     return len(guard.records), drifted, unrestored
+
+
+def last_reload_ok(events: Iterable[Mapping[str, Any]]) -> bool | None:
+    """The result of the newest reload the event log holds (``reloaded`` / ``reload_failed``, whatever
+    triggered it: signal, directory watch or API); None when it holds none."""
+    kinds: list[Any] = []
+    for _ in range(3):  # read without the Service lock: a cycle may append meanwhile
+        try:
+            kinds = [e.get("kind") for e in reversed(list(events))]
+            break
+        except RuntimeError:  # deque mutated during iteration
+            kinds = []
+    for k in kinds:
+        if k in ("reloaded", "reload_failed"):
+            return k == "reloaded"
+    return None
 
 
 def _count(x: Any) -> int | None:
@@ -178,21 +195,18 @@ def _cgroup(c: Mapping[str, Any], heat: Mapping[str, tuple[float, float]]) -> Cg
 
 
 def snapshot_from_service(
-    service: Any, *, cycle_times: CycleTimes | None = None, reloads: ReloadCounts | None = None
+    service: MetricsSource, *, cycle_times: CycleTimes | None = None, reloads: ReloadCounts | None = None
 ) -> MetricsSnapshot:
-    """A snapshot from ``service.status()`` and ``service.cgroups()`` (see the module docstring);
-    ``reloads``: the daemon's count of the reloads it ran (SIGHUP, the directory watch)."""
+    """A snapshot from ``service.status()``, ``cgroups()``, ``pressure_status()`` and
+    ``metrics_facts()``; ``reloads``: the daemon's count of the reloads it ran (SIGHUP, the watch)."""
     st: Mapping[str, Any] = service.status()
     cgs: list[Mapping[str, Any]] = service.cgroups()
-    heat = loop_heat(service)
+    facts = service.metrics_facts()
     moved = st.get("moved") or {}
-    loop_outcomes, loop_health = _loop_counters(service)
-    knobs_set, knobs_drifted, knobs_unrestored = _knobs(service)
-    pr: Mapping[str, Any] = service.pressure_status() if hasattr(service, "pressure_status") else {}
+    pr: Mapping[str, Any] = service.pressure_status()
     machine = pr.get("machine") or {}
     age = _num(st.get("last_cycle_age_s"), None)
     counted, last_counted = reloads.snapshot() if reloads is not None else ({}, None)
-    last_ok = _last_reload_ok(service)
     return MetricsSnapshot(
         memory_used=int(machine["used"]) if "used" in machine else None,
         memory_target=int(machine["total"] * pr["target_ratio"]) if "total" in machine else None,
@@ -208,17 +222,17 @@ def snapshot_from_service(
         cycles=int(_num(st.get("cycle"))),
         reload_failures=int(_num(st.get("reload_failures"))),
         reloads=counted,
-        last_reload_ok=last_counted if last_ok is None else last_ok,
+        last_reload_ok=last_counted if facts.last_reload_ok is None else facts.last_reload_ok,
         tracked_pages=int(_num(st.get("tracked_pages"))),
         promoted_pages=int(_num(moved.get("promoted"))),
         demoted_pages=int(_num(moved.get("demoted"))),
-        outcomes={str(k): int(_num(v)) for k, v in (moved.get("outcomes") or loop_outcomes).items()},
-        samplers=tuple(_sampler(d, loop_health) for d in st.get("samplers") or () if isinstance(d, Mapping)),
+        outcomes={str(k): int(_num(v)) for k, v in (moved.get("outcomes") or {}).items()},
+        samplers=tuple(_sampler(d) for d in st.get("samplers") or () if isinstance(d, Mapping)),
         cycle_seconds=cycle_times.snapshot() if cycle_times else _histogram(st.get("cycle_seconds")),
-        cgroups=tuple(_cgroup(c, heat) for c in cgs),
-        knobs_set=knobs_set,
-        knobs_drifted=knobs_drifted,
-        knobs_unrestored=knobs_unrestored,
-        cycle_period_s=float(_num(getattr(getattr(service, "cfg", None), "cycle_s", None), 1.0)),
+        cgroups=tuple(_cgroup(c, facts.heat) for c in cgs),
+        knobs_set=facts.knobs_set,
+        knobs_drifted=facts.knobs_drifted,
+        knobs_unrestored=facts.knobs_unrestored,
+        cycle_period_s=facts.cycle_period_s,
         last_cycle_age_s=None if age is None else float(age),
     )

@@ -37,6 +37,7 @@ from tierctl.service.discovery import Discovery
 from tierctl.service.events import EventLog
 from tierctl.service.kernel_loop import LoopConfig
 from tierctl.service.metrics import CycleTimes, ReloadCounts
+from tierctl.service.metrics_service import MetricsFacts, heat_by_tier, knob_counts, last_reload_ok
 from tierctl.service.mutations import OverrideEditor
 from tierctl.service.outcomes import ALL
 from tierctl.service.overrides import Overrides, OverrideStore
@@ -301,6 +302,14 @@ class Service:
         """The memory-pressure ladder: the machine, its target, the episode, per cgroup its charge,
         memory by kind and node, PSI, working-set estimate and state, and the last actions."""
         return self.ladder.status(self.platform.name)
+
+    def metrics_facts(self) -> MetricsFacts:
+        """What the metrics need beyond the reads above: the heat of each cgroup's pages by tier, the
+        knobs set and drifted, the last reload's result and the cycle period."""
+        st = self.loop.view.last
+        heat = {} if st is None else heat_by_tier(st, self.loop.view.cgroups, self.loop.controller.heat.heat)
+        knobs = knob_counts(self.loop.guard, self.loop.restored_at_start)
+        return MetricsFacts(heat, *knobs, last_reload_ok(self.events), self.cfg.cycle_s)
 
     def tracked_pages(self) -> int:
         """Pages of the managed processes present in RAM, as of the last cycle."""
