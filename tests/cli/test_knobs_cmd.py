@@ -439,7 +439,8 @@ def test_a_damon_samplers_record_is_listed_and_a_bad_one_refused(
     (rec,) = data["records"]
     assert (rec["label"], rec["pid"]) == (f"damon.{gone}", gone)
     (k,) = rec["knobs"]
-    assert (k["knob"], k["expected"], k["state"]) == (DAMON_KDAMONDS, "1: vaddr 4242", "gone")  # no DAMON here
+    # no DAMON below this root: the kdamonds it records are gone
+    assert (k["knob"], k["expected"], k["state"]) == (DAMON_KDAMONDS, "1: vaddr 4242", "gone")
     bad = record(tree["run"] / f"{RECORD_PREFIX}{gone}.json", [{**entry, "expected": "2: vaddr"}], pid=gone)
     assert main(knobs(tree)) == 2
     err = capsys.readouterr().err

@@ -154,24 +154,6 @@ def _count(x: Any) -> int | None:
     return None if _num(x, None) is None else int(x)
 
 
-def _last_reload_ok(service: Any) -> bool | None:
-    """The result of the newest reload the Service's event log holds (``reloaded`` / ``reload_failed``,
-    whatever triggered it: signal, directory watch or API); None when it holds none."""
-    events = getattr(service, "events", None)
-    if events is None:
-        return None
-    for _ in range(3):  # read without the Service lock: a cycle may append meanwhile
-        try:
-            kinds = [e.get("kind") for e in reversed(list(events))]
-            break
-        except (RuntimeError, TypeError, AttributeError):  # deque mutated during iteration, or no log
-            kinds = []
-    for k in kinds:
-        if k in ("reloaded", "reload_failed"):
-            return k == "reloaded"
-    return None
-
-
 def _cgroup(c: Mapping[str, Any], heat: Mapping[str, tuple[float, float]]) -> CgroupSample:
     path = str(c["path"])
     fast_heat, slow_heat = heat.get(path, (None, None))
