@@ -5,6 +5,7 @@ are looked for in the roots' run folder, never in the live /run/tierctl."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,9 @@ def test_every_sampler_is_made_below_the_roots(tmp_path: Path) -> None:
     assert made["idle"].proc.root == roots.proc  # type: ignore[attr-defined]
     assert made["damon"].fs.root == roots.sys / "kernel/mm/damon/admin"  # type: ignore[attr-defined]
     assert made["damon"].proc.root == roots.proc  # type: ignore[attr-defined]
+    assert made["damon"].knob_root == roots.root and made["damon"].run_dir == roots.run  # type: ignore[attr-defined]
+    own = made["damon"].knobs()  # type: ignore[attr-defined]  # no guard given: its own record, rooted
+    assert own.root == roots.root and own.state_file == roots.run / f"damon-knobs.{os.getpid()}.json"
     opts = sampler_options("bpf-perf", roots, host)
     assert opts == {"event_sources": roots.sys / "bus/event_source/devices", "host": host}
 
@@ -74,12 +78,14 @@ def test_crashed_runs_records_are_restored_from_the_roots_run_folder(tmp_path: P
     assert knob.read_text() == "0\n" and list(roots.run.iterdir()) == []
 
 
-def test_a_guard_alone_puts_the_host_below_its_tree(tmp_path: Path) -> None:
+def test_a_guard_alone_puts_the_samplers_below_its_tree(tmp_path: Path) -> None:
     root = tmp_path / "root"
     guard = KnobGuard(tmp_path / "knobs.json", root)
-    (host_of,) = make_samplers(["bpf-fault"], knobs=guard)
+    host_of, damon = make_samplers(["bpf-fault", "damon"], knobs=guard)
     host = host_of.host  # type: ignore[attr-defined]
     assert host.guard is guard and host.root == root and host.mounts is guard.mounts
     assert host.proc.root == root / "proc" and host.run_dir == root / "run/tierctl"
+    assert damon.knobs() is guard  # type: ignore[attr-defined]  # the kdamonds in the same record
+    assert damon.fs.root == root / "sys/kernel/mm/damon/admin"  # type: ignore[attr-defined]
     with pytest.raises(InputError, match="the knob guard writes below"):
         make_samplers(["bpf-fault"], knobs=guard, roots=Roots())  # the live tree, a fake guard

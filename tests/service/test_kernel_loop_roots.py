@@ -61,6 +61,15 @@ def test_the_guard_and_every_adapter_are_below_the_roots(tmp_path: Path, roots: 
     assert [s.name for s in samplers] == ["bpf-fault", "bpf-perf"]  # the hint-fault one leads
     assert all(s.host is host for s in samplers)  # type: ignore[attr-defined]
     assert samplers[1].sources.root == roots.sys / "bus/event_source/devices"  # type: ignore[attr-defined]
+    assert kl.guard.damon(roots.sys / "kernel/mm/damon/admin").proc_root == roots.proc
+
+
+def test_damon_records_its_kdamonds_with_the_loops_guard(tmp_path: Path, roots: Roots) -> None:
+    kl = loop(tmp_path, roots, samplers=["damon", "idle"], hint_faults="off")
+    damon, idle = (e.sampler for e in kl.chain._entries)
+    assert damon.knobs() is kl.guard  # type: ignore[attr-defined]
+    assert damon.fs.root == roots.sys / "kernel/mm/damon/admin"  # type: ignore[attr-defined]
+    assert idle.bitmap_path == roots.sys / "kernel/mm/page_idle/bitmap"  # type: ignore[attr-defined]
 
 
 def test_the_pmu_check_reads_the_roots_sysfs(tmp_path: Path, roots: Roots) -> None:

@@ -28,15 +28,14 @@ from pathlib import Path
 
 from tierctl.errors import InputError, TierctlError, UnavailableError
 from tierctl.kernel.cgroupfs import CgroupTree
-from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard, Restored
+from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard, Restored, restore_dead_records
 from tierctl.kernel.mounts import LibcMounts, Mounts
 from tierctl.kernel.procfs import ProcFS
-from tierctl.kernel.roots import LIVE_PROC, LIVE_ROOT
-from tierctl.kernel.statefile import pid_alive
+from tierctl.kernel.roots import LIVE_PROC, LIVE_ROOT, LIVE_RUN
 
 TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 BPF_STATS_SYSCTL = Path(BPF_STATS_ENABLED)
-RUN_DIR = Path("/run/tierctl")  # default home of the host's own knob records (tmpfs)
+RUN_DIR = LIVE_RUN / "tierctl"  # default home of the host's own knob records (tmpfs)
 RECORD_PREFIX = "bpf-knobs."
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
@@ -306,20 +305,7 @@ def restore_leftovers(
     completely is removed."""
     if mounts is None:
         mounts = LibcMounts(_below(Path(root), LIVE_PROC))
-    out: list[Restored] = []
-    try:
-        files = sorted(run_dir.glob(f"{RECORD_PREFIX}*.json"))
-    except OSError:
-        return out
-    for f in files:
-        pid = f.name[len(RECORD_PREFIX) : -len(".json")]
-        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
-            continue
-        try:
-            out += KnobGuard(f, root, mounts=mounts).restore_all()
-        except TierctlError as e:
-            out.append(Restored(str(f), "", "failed", e.message))
-    return out
+    return restore_dead_records(Path(run_dir), RECORD_PREFIX, root=Path(root), mounts=mounts)
 
 
 def _below(root: Path, live: Path) -> Path:

@@ -22,7 +22,6 @@ import numpy as np
 
 from tierctl.errors import UnavailableError
 from tierctl.kernel.bpfhost import RUN_DIR, BpfHost
-from tierctl.kernel.damon import DAMON_ADMIN
 from tierctl.kernel.pmu import EVENT_SOURCES
 from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC, LIVE_ROOT, LIVE_SYS
@@ -74,7 +73,14 @@ def _idle(r: Roots) -> dict[str, Any]:
 
 
 def _damon(r: Roots) -> dict[str, Any]:
-    return {"damon_root": r.in_sys(DAMON_ADMIN), "proc_root": r.proc, "cgroup_root": r.cgroup}
+    # knob_root, run_dir: where its own record of the kdamonds is kept (without the daemon's guard)
+    return {
+        "sys_root": r.sys,
+        "proc_root": r.proc,
+        "cgroup_root": r.cgroup,
+        "knob_root": r.root,
+        "run_dir": r.run,
+    }
 
 
 def _perf(r: Roots) -> dict[str, Any]:
@@ -89,6 +95,8 @@ def _none(r: Roots) -> dict[str, Any]:
 ROOT_OPTIONS: Mapping[str, Callable[[Roots], dict[str, Any]]] = MappingProxyType(
     {"bpf-perf": _perf, "bpf-fault": _none, "damon": _damon, "idle": _idle}
 )
+# the samplers that record what they set up in a knob guard (``knobs=``, the daemon's when given)
+GUARDED = frozenset({"damon"})
 
 
 def make_sampler(name: str, **options: Any) -> SourceSampler:
@@ -115,11 +123,18 @@ def bpf_host(roots: Roots | None = None, knobs: KnobGuard | None = None) -> BpfH
     )
 
 
-def sampler_options(name: str, roots: Roots | None = None, host: BpfHost | None = None) -> dict[str, Any]:
-    """The keyword options that make sampler ``name`` below ``roots`` (and, a BPF one, on ``host``)."""
-    opts = ROOT_OPTIONS.get(name, _none)(roots or Roots())
+def sampler_options(
+    name: str, roots: Roots | None = None, host: BpfHost | None = None, knobs: KnobGuard | None = None
+) -> dict[str, Any]:
+    """The keyword options that make sampler ``name`` below ``roots`` (and, a BPF one, on ``host``; one
+    that records its own changes, with ``knobs``)."""
+    if roots is None:
+        roots = Roots.under(knobs.root) if knobs is not None else Roots()
+    opts = ROOT_OPTIONS.get(name, _none)(roots)
     if name.startswith("bpf-") and host is not None:
         opts["host"] = host
+    if name in GUARDED and knobs is not None:
+        opts["knobs"] = knobs
     return opts
 
 
@@ -130,17 +145,18 @@ def make_samplers(
     host: BpfHost | None = None,
     roots: Roots | None = None,
 ) -> list[SourceSampler]:
-    """Samplers for ``names``, below ``roots`` (default: the live ones); the BPF ones share ``host``,
-    the process's one BpfHost (tracefs mount, BPF stats) — made here when not given, recording what it
-    changes with ``knobs`` (default: the host's own record in ``roots.run``). Before the first BPF
-    sampler, the host restores what crashed tierctl processes left in its run folder."""
+    """Samplers for ``names``, below ``roots`` (default: the usual places below the guard's root, else
+    the live ones); the BPF ones share ``host``, the process's one BpfHost (tracefs mount, BPF stats) —
+    made here when not given, recording what it changes with ``knobs`` (default: the host's own record
+    in ``roots.run``); ``damon`` records its kdamonds with ``knobs`` too (else in its own record there).
+    Before the first BPF sampler, the host restores what crashed tierctl processes left there."""
     out = []
     for name in names:
         if name.startswith("bpf-"):
             if host is None:
                 host = bpf_host(roots, knobs)
             host.restore_leftovers()  # once per host
-        out.append(make_sampler(name, **sampler_options(name, roots, host)))
+        out.append(make_sampler(name, **sampler_options(name, roots, host, knobs)))
     return out
 
 

@@ -20,6 +20,7 @@ debt; the sampler chain's watchdog lowers or detaches samplers over their own bu
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from tierctl.core.policies import make_policy
 from tierctl.core.policy import Quota
 from tierctl.core.topology import Topology
 from tierctl.errors import InputError, TierctlError
+from tierctl.kernel.damon import DamonSysfs
 from tierctl.kernel.knobs import KnobGuard
 from tierctl.kernel.memview import KernelMemoryView, Target
 from tierctl.kernel.mounts import LibcMounts
@@ -107,8 +109,11 @@ class KernelLoop:
         # one guard for every knob the loop changes; the ones a killed run left set come back first:
         # "auto" must see the machine's own settings
         mounts = LibcMounts(roots.proc)
+        damon = functools.partial(DamonSysfs, proc_root=roots.proc)  # a damon record's kdamonds
         self.guard = (
-            KnobGuard(cfg.knob_state, roots.root, mounts=mounts) if cfg.knob_state is not None else None
+            KnobGuard(cfg.knob_state, roots.root, mounts=mounts, damon=damon)
+            if cfg.knob_state is not None
+            else None
         )
         self.restored_at_start = _restore_leftovers(self.guard)
         # the process's one BPF host: every BPF sampler and the stall source share it (and its counts)
