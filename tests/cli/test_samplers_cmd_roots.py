@@ -11,7 +11,7 @@ import pytest
 
 from tierctl.cli import samplers_cmd
 from tierctl.errors import InputError, NoSuchProcessError
-from tierctl.samplers.registry import Roots
+from tierctl.kernel.roots import Roots
 
 
 def parse(*argv: str) -> argparse.Namespace:

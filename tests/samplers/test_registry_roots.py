@@ -14,7 +14,8 @@ import pytest
 
 from tierctl.errors import InputError
 from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard
-from tierctl.samplers.registry import SAMPLERS, Roots, bpf_host, make_samplers, sampler_options
+from tierctl.kernel.roots import Roots
+from tierctl.samplers.registry import SAMPLERS, bpf_host, make_samplers, sampler_options
 
 
 def fake_roots(tmp_path: Path) -> Roots:

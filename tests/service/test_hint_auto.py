@@ -55,7 +55,7 @@ def test_auto_turns_hint_faults_on_only_where_nothing_else_shows_accesses(
 
 
 def test_a_pmu_with_address_sampling_makes_them_unneeded(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(perf_addr, "hardware_sampling", lambda: "Intel PEBS cpu/mem-loads/")
+    monkeypatch.setattr(perf_addr, "hardware_sampling", lambda *_: "Intel PEBS cpu/mem-loads/")
     kl = loop(tmp_path, machine(tmp_path, "guest-two-tier", 0))
     assert kl.hint_reason == "not needed: Intel PEBS cpu/mem-loads/ samples data addresses"
 

@@ -14,7 +14,7 @@ import pytest
 from tierctl.errors import InputError
 from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard
 from tierctl.kernel.mounts import LibcMounts
-from tierctl.samplers.registry import Roots
+from tierctl.kernel.roots import Roots
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 from tierctl.service.platform import KernelPlatform
 

@@ -19,10 +19,10 @@ from tierctl.errors import InputError, NoSuchProcessError, TierctlError
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.procfs import ProcFS
-from tierctl.kernel.roots import LIVE_CGROUP
+from tierctl.kernel.roots import LIVE_CGROUP, Roots
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Availability, Health, Targets
 from tierctl.samplers.chain import SamplerChain
-from tierctl.samplers.registry import SAMPLERS, Roots, make_sampler, make_samplers
+from tierctl.samplers.registry import SAMPLERS, make_sampler, make_samplers
 
 PAGE_SHIFT = 12
 

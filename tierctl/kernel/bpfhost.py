@@ -31,11 +31,11 @@ from tierctl.kernel.cgroupfs import CgroupTree
 from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard, Restored, restore_dead_records
 from tierctl.kernel.mounts import LibcMounts, Mounts
 from tierctl.kernel.procfs import ProcFS
-from tierctl.kernel.roots import LIVE_PROC, LIVE_ROOT, LIVE_RUN
+from tierctl.kernel.roots import LIVE_PROC, LIVE_ROOT, RUN_DIR
 
 TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 BPF_STATS_SYSCTL = Path(BPF_STATS_ENABLED)
-RUN_DIR = LIVE_RUN / "tierctl"  # default home of the host's own knob records (tmpfs)
+
 RECORD_PREFIX = "bpf-knobs."
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39

@@ -58,7 +58,7 @@ from tierctl.kernel.cgroupfs import CGROUP_ROOT
 from tierctl.kernel.damon import DamonSession, DamonSysfs, KdamondSpec, MonitoringAttrs
 from tierctl.kernel.knobs import DAMON_KDAMONDS, KnobGuard, Restored, restore_dead_records
 from tierctl.kernel.procfs import LIVE_PROC, ProcFS, present
-from tierctl.kernel.roots import LIVE_ROOT, LIVE_RUN, LIVE_SYS
+from tierctl.kernel.roots import LIVE_ROOT, LIVE_SYS, RUN_DIR
 from tierctl.samplers.base import Availability, Health, Targets, empty_raw
 from tierctl.samplers.bpf_layout import SampleFlag
 from tierctl.samplers.targets import SPECIAL_VMAS, TargetResolver, make_rows
@@ -96,7 +96,7 @@ def clip_regions(
 
 BUCKET_BYTES = 2 << 20
 MAX_EVERY = 8
-RUN_DIR = LIVE_RUN / "tierctl"  # as bpfhost.RUN_DIR: a sampler without a guard keeps its record there
+
 RECORD_PREFIX = "damon-knobs."  # <RUN_DIR>/damon-knobs.<pid>.json
 
 

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tierctl.errors import UnavailableError
-from tierctl.kernel.bpfhost import RUN_DIR, BpfHost
+from tierctl.kernel.bpfhost import BpfHost
 from tierctl.kernel.pmu import EVENT_SOURCES
 from tierctl.kernel.procfs import ProcFS
-from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC, LIVE_ROOT, LIVE_SYS
+from tierctl.kernel.roots import Roots
 from tierctl.registry import pick
 from tierctl.samplers.base import Availability, Health, SourceSampler, Targets, empty_raw
 
@@ -39,33 +37,6 @@ SAMPLERS: Mapping[str, str] = MappingProxyType(
         "idle": "tierctl.samplers.idle:IdlePageSampler",
     }
 )
-
-
-@dataclass(frozen=True)
-class Roots:
-    """Where the kernel's interfaces are: the live mount points by default, fake trees in tests.
-
-    ``root``: knobs are written (and tracefs mounted) below it; ``proc``, ``sys``, ``cgroup``: procfs,
-    sysfs and the cgroup hierarchy; ``run``: where a BPF host without a guard keeps its knob record and
-    finds those of crashed processes."""
-
-    root: Path = LIVE_ROOT
-    proc: Path = LIVE_PROC
-    sys: Path = LIVE_SYS
-    cgroup: Path = LIVE_CGROUP
-    run: Path = RUN_DIR
-
-    @classmethod
-    def under(cls, root: Path) -> Roots:
-        """Every interface at its usual place below ``root`` (the live roots for ``/``)."""
-        root = Path(root)
-        return cls(
-            root, *(root / p.relative_to(LIVE_ROOT) for p in (LIVE_PROC, LIVE_SYS, LIVE_CGROUP, RUN_DIR))
-        )
-
-    def in_sys(self, live: Path) -> Path:
-        """A sysfs path as the kernel documents it (``/sys/...``), below ``sys``."""
-        return self.sys / live.relative_to(LIVE_SYS)
 
 
 def _idle(r: Roots) -> dict[str, Any]:

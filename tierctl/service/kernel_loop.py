@@ -44,12 +44,13 @@ from tierctl.kernel.mover import KernelMover
 from tierctl.kernel.numa import NumaSyscalls
 from tierctl.kernel.pmu import EVENT_SOURCES
 from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.roots import Roots
 from tierctl.kernel.thp import KpageflagsHugeResolver
 from tierctl.kernel.topology import SysfsTopology
 from tierctl.samplers.base import SourceSampler, Targets
 from tierctl.samplers.bridge import ChainSampler
 from tierctl.samplers.chain import Budget, SamplerChain, SamplerStatus
-from tierctl.samplers.registry import SAMPLERS, Roots, bpf_host, make_samplers
+from tierctl.samplers.registry import SAMPLERS, bpf_host, make_samplers
 
 
 @dataclass(frozen=True)
@@ -249,8 +250,7 @@ def _hint_reason(cfg: LoopConfig, nodes: Topology, mode: object, roots: Roots) -
             )
         from tierctl.samplers.perf_addr import hardware_sampling
 
-        events = roots.in_sys(EVENT_SOURCES)  # the PMU list in sysfs
-        pmu = hardware_sampling() if events == EVENT_SOURCES else hardware_sampling(events)
+        pmu = hardware_sampling(roots.in_sys(EVENT_SOURCES))  # the PMU list in sysfs
         if pmu is not None:
             return f"not needed: {pmu} samples data addresses"
     return ""

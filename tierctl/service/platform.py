@@ -19,9 +19,9 @@ from tierctl.errors import InputError
 from tierctl.kernel.cgroupfs import CgroupFS
 from tierctl.kernel.memview import Target
 from tierctl.kernel.procfs import ProcFS
+from tierctl.kernel.roots import Roots
 from tierctl.kernel.topology import KernelTopology, SysfsTopology
 from tierctl.samplers.chain import SamplerStatus
-from tierctl.samplers.registry import Roots
 from tierctl.service.kernel_loop import KernelLoop, LoopConfig
 from tierctl.service.pressure import Actuators, Facts, Stalls
 from tierctl.service.pressure_wake import PressureWake

@@ -15,8 +15,9 @@ from tierctl.kernel.cgroupfs import CgroupFS, CgroupTree, Pressure, ReclaimIncom
 from tierctl.kernel.memstat import MemStat
 from tierctl.kernel.procfs import ProcFS
 from tierctl.kernel.psi import PsiWatcher
+from tierctl.kernel.roots import Roots
 from tierctl.samplers.base import Targets
-from tierctl.samplers.registry import Roots, bpf_host
+from tierctl.samplers.registry import bpf_host
 from tierctl.service.pressure import CgroupFacts, PsiFigures
 from tierctl.service.pressure_wake import PressureWake
 
