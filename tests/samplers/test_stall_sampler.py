@@ -41,7 +41,7 @@ from tierctl.samplers.stall import (
     StallReport,
     StallSampler,
 )
-from tierctl.samplers.stall_fallback import StallChain, StallFallback, memory_events
+from tierctl.samplers.stall_fallback import StallChain, StallFallback
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "cgroupfs"
 STALL_FIX = FIX / "stall-v2"
@@ -436,34 +436,6 @@ def test_fallback_needs_cgroup_v2(tmp_path: Path) -> None:
     )
     with pytest.raises(UnavailableError, match="hybrid layout"):
         fb.start(Targets())
-
-
-def test_memory_events_reader(tmp_path: Path) -> None:
-    fs, root = _tree(tmp_path)
-    assert memory_events(fs, "work") == {
-        "low": 0, "high": 0, "max": 40, "oom": 1, "oom_kill": 1, "oom_group_kill": 0
-    }  # fmt: skip
-    (root / "idle" / "memory.events").write_text("low 0\nhigh many\n")
-    with pytest.raises(KernelError) as ei:
-        memory_events(fs, "idle")
-    assert ei.value.where == f"{root / 'idle' / 'memory.events'}:2"
-    with pytest.raises(UnavailableError):
-        memory_events(fs, "nomem")
-    with pytest.raises(InputError, match="no such cgroup"):
-        memory_events(fs, "gone")
-
-    @dataclass(frozen=True)
-    class Events:
-        max: int
-        oom_kill: int
-        oom: int | None = None  # not on this layout
-        under_oom: bool = False
-
-    class WithAdapter:  # once CgroupFS has memory_events(path), it is used as is
-        def memory_events(self, path: str) -> Events:
-            return Events(7, 1)
-
-    assert memory_events(WithAdapter(), "x") == {"max": 7, "oom_kill": 1}
 
 
 # ---------------------------------------------------------------------------------- the chain

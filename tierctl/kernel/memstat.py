@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tierctl.errors import KernelError, UnavailableError
+from tierctl.kernel import cgroup_files as files
 from tierctl.kernel.cgroupfs import NUMA_STAT_EVENT_PREFIXES, CgroupFS
 
 # v2 memory.stat rows that make up "kernel" on kernels that do not print it (before 5.18/6.0)
@@ -93,7 +94,7 @@ class MemStat:
         """Event counters of the cgroup: v2 memory.events (including descendants) or, with
         ``local``, memory.events.local (the cgroup itself); v1 memory.oom_control. The root cgroup
         has no memory.events on v2 (UnavailableError)."""
-        d = self.fs._dir(self.fs.memory_root, path)
+        d = self.fs.memory_dir(path)
         if not self.fs.v2:
             if local:
                 raise UnavailableError("cgroup v1 has no memory.events.local", str(d / "memory.events.local"))
@@ -132,7 +133,7 @@ class MemStat:
 
     # -- plumbing -------------------------------------------------------------------------------
     def _v2_kinds(self, path: str, st: dict[str, int]) -> MemoryByKind:
-        f = self.fs._dir(self.fs.memory_root, path) / "memory.stat"
+        f = self.fs.memory_dir(path) / "memory.stat"
         _need(st, ("anon", "file"), str(f))
         slab = st.get("slab")
         if slab is None and "slab_reclaimable" in st:
@@ -159,7 +160,7 @@ class MemStat:
         )
 
     def _v1_kinds(self, path: str, st: dict[str, int]) -> MemoryByKind:
-        d = self.fs._dir(self.fs.memory_root, path)
+        d = self.fs.memory_dir(path)
 
         def get(key: str) -> int | None:
             return st.get(f"total_{key}", st.get(key))
@@ -186,16 +187,16 @@ class MemStat:
         )
 
     def _swap_current(self, path: str) -> int | None:
-        d = self.fs._dir(self.fs.memory_root, path)
+        d = self.fs.memory_dir(path)
         return self._opt_int(d / "memory.swap.current")
 
     def _opt_int(self, f: Path) -> int | None:
-        text = self.fs._read_opt(f)
-        return None if text is None else self.fs._int(f, text.strip())
+        text = files.read_opt(f)
+        return None if text is None else files.read_int(f, text.strip())
 
     def _pairs(self, f: Path) -> dict[str, int]:
         out: dict[str, int] = {}
-        for no, line in enumerate(self.fs._read(f).splitlines(), start=1):
+        for no, line in enumerate(files.read(f).splitlines(), start=1):
             if not line.strip():
                 continue
             parts = line.split()

@@ -1,7 +1,8 @@
 """Reclaim stalls without BPF, and the chain from ``bpf-stall`` to it.
 
 - ``StallFallback`` (``stall-fallback``): deltas of ``memory.events`` (``max`` + ``high`` = memcg
-  reclaim episodes, ``oom_kill``) and of the PSI ``full`` total per v2 cgroup, read through CgroupFS.
+  reclaim episodes, ``oom_kill``) and of the PSI ``full`` total per v2 cgroup, read through the
+  adapters (MemStat.memory_events, CgroupFS.pressure); cgroups and their ids from one CgroupTree walk.
   An estimate: no global direct reclaim, stall time is wall time with every task of the cgroup
   stalled, kills are counts without pids.
 - ``StallChain``: the first source that starts runs; one that fails (start, drain, health) or goes
@@ -13,55 +14,22 @@ Both speak the ``StallSource`` contract of tierctl/samplers/stall.py (``drain()`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from tierctl.errors import InputError, KernelError, TierctlError, UnavailableError
+from tierctl.errors import InputError, TierctlError, UnavailableError
 from tierctl.kernel.bpfhost import BpfHost
-from tierctl.kernel.cgroupfs import CgroupFS
+from tierctl.kernel.cgroupfs import CgroupFS, CgroupTree
+from tierctl.kernel.memstat import MemStat
 from tierctl.samplers.base import Availability, Health, Targets
 from tierctl.samplers.chain import Budget, SamplerStatus, State, over_budget, source_status, stop_source
 from tierctl.samplers.stall import CgroupStall, StallReport, StallSampler, StallSource
 
 
 # ------------------------------------------------------------------------------------ the fallback
-def memory_events(cgfs: Any, path: str) -> dict[str, int]:
-    """A v2 cgroup's ``memory.events`` (``low high max oom oom_kill oom_group_kill``, hierarchical).
-
-    Through ``cgfs.memory_events(path)`` when the object has it (a CgroupFS that grew the method, or
-    ``tierctl.kernel.memstat.MemStat``; dataclass or mapping answers, None fields dropped). Until the
-    adapter has it, this reads the file below ``cgfs.memory_root`` itself, with the adapter's error
-    rules — TEMPORARY: switch to the adapter.
-    """
-    reader = getattr(cgfs, "memory_events", None)
-    if callable(reader):
-        got = reader(path)
-        items = dataclasses.asdict(got) if dataclasses.is_dataclass(got) else dict(got)
-        # counters only: a None (not on this layout) or a flag (under_oom, local) is no count
-        return {str(k): v for k, v in items.items() if isinstance(v, int) and not isinstance(v, bool)}
-    if not cgfs.exists(path):
-        raise InputError("no such cgroup", str(Path(cgfs.memory_root) / path))
-    f = Path(cgfs.memory_root) / path.strip("/") / "memory.events"
-    try:
-        text = f.read_text()
-    except FileNotFoundError:
-        raise UnavailableError("not provided (memory controller not enabled here?)", str(f)) from None
-    except OSError as e:
-        raise KernelError(f"cannot read: {e.strerror or e}", str(f)) from None
-    out = {}
-    for no, line in enumerate(text.splitlines(), 1):
-        name, _, value = line.partition(" ")
-        if not value.strip().isdigit():
-            raise KernelError(f"not a 'name value' line: {line!r}", f"{f}:{no}")
-        out[name] = int(value)
-    return out
-
-
 @dataclass(frozen=True)
 class _Snap:
     cgroup_id: int
@@ -77,18 +45,11 @@ class StallFallback:
 
     name = "stall-fallback"
 
-    def __init__(
-        self,
-        cgfs: CgroupFS | None = None,
-        *,
-        max_cgroups: int = 4096,
-        events: Callable[[Any, str], Mapping[str, int]] = memory_events,
-    ) -> None:
+    def __init__(self, cgfs: CgroupFS | None = None, *, max_cgroups: int = 4096) -> None:
         if max_cgroups < 1:
             raise InputError("max_cgroups must be positive", self.name)
         self._cgfs = cgfs
         self.max_cgroups = max_cgroups
-        self._events = events
         self._tops: list[str] | None = None  # None: not started
         self._prev: dict[str, _Snap] = {}
         self._health = Health()
@@ -120,7 +81,8 @@ class StallFallback:
         fs = self._fs()
         if targets.cgroup_ids:
             wanted = {int(c) for c in targets.cgroup_ids}
-            tops = [p for p in fs.list("") if p and fs.cgroup_id(p) in wanted]
+            found = self._tree().paths_of(wanted)  # one walk; the root has no memory.events
+            tops = sorted(p for p in found.values() if p)
             if len(tops) < len(wanted):
                 raise InputError(f"cgroup ids {sorted(wanted)} name only {len(tops)} cgroups", str(fs.root))
         else:
@@ -131,27 +93,32 @@ class StallFallback:
         self._last = time.monotonic()
         self._health.cpu_seconds += time.thread_time() - t0
 
+    def _tree(self) -> CgroupTree:
+        """The v2 hierarchy of ``cgfs`` (it starts only on a unified layout: its root)."""
+        fs = self._fs()
+        tree = fs.tree()
+        if tree is None:
+            raise UnavailableError("no cgroup v2 hierarchy", str(fs.root))
+        return tree
+
     def _snapshot(self) -> dict[str, _Snap]:
         fs = self._fs()
-        paths: set[str] = set()
+        stat, tree = MemStat(fs), self._tree()
+        ids: dict[str, int] = {}  # path -> id, from the walk (a target removed since: no rows)
         for top in self._tops or ():
-            with contextlib.suppress(InputError):  # a target removed since
-                paths.update(p for p in fs.list(top) if p)
-        if len(paths) > self.max_cgroups:
-            raise InputError(f"{len(paths)} cgroups: more than max_cgroups={self.max_cgroups}", str(fs.root))
+            ids.update((p, i) for p, i in tree.ids(top) if p)
+        if len(ids) > self.max_cgroups:
+            raise InputError(f"{len(ids)} cgroups: more than max_cgroups={self.max_cgroups}", str(fs.root))
         out = {}
-        for p in sorted(paths):
+        for p in sorted(ids):
             try:
-                ev = self._events(fs, p)
+                ev = stat.memory_events(p)
                 full = fs.pressure(p).full
-                out[p] = _Snap(
-                    fs.cgroup_id(p),
-                    ev.get("max", 0) + ev.get("high", 0),
-                    ev.get("oom_kill", 0),
-                    full.total_us if full else 0,
-                )
             except (InputError, UnavailableError):  # removed meanwhile, or no memory controller there
                 continue
+            out[p] = _Snap(
+                ids[p], (ev.max or 0) + (ev.high or 0), ev.oom_kill or 0, full.total_us if full else 0
+            )
         return out
 
     def drain(self) -> StallReport:

@@ -25,8 +25,9 @@ class TargetResolver:
         self.cgroup_root = Path(cgroup_root)
 
     def tree(self) -> CgroupTree | None:
-        """The v2 hierarchy (looked for on every call: it may be mounted or made after start)."""
-        return CgroupTree.below(self.cgroup_root, self.proc)
+        """The v2 hierarchy at or below ``cgroup_root`` (``CgroupTree.find``, the one way to find it;
+        looked for on every call: it may be mounted or made after start)."""
+        return CgroupTree.find(self.cgroup_root, self.proc)
 
     def v2_root(self) -> Path | None:
         """The cgroup v2 mount: ``cgroup_root`` itself, or its ``unified`` folder on hybrid hosts."""
