@@ -138,8 +138,7 @@ def test_the_cgroup_tree_is_the_one_below_the_given_cgroup_root(tmp_path: Path) 
     assert other is not None and other.root == Path("/fake/cgroup")
 
 
-def test_tracefs_dir_is_rooted_and_tracepoint_available_is_gone(root: Path) -> None:
-    assert bpfhost.tracefs_dir(root) is None
+def test_tracefs_is_found_below_the_root(root: Path) -> None:
+    assert bpfhost.Tracefs(root).dir() is None
     (root / TRACING.lstrip("/") / "events").mkdir()
-    assert bpfhost.tracefs_dir(root) == root / TRACING.lstrip("/")
-    assert not hasattr(bpfhost, "tracepoint_available")
+    assert bpfhost.Tracefs(root).dir() == root / TRACING.lstrip("/")

@@ -27,7 +27,6 @@ from tierctl.kernel.cgroupfs import CgroupTree, cgroup2_root, cgroup_id
 from tierctl.kernel.pmu import parse_event_terms
 from tierctl.samplers import bpf_bcc, bpf_compile, bpf_headers
 from tierctl.samplers import bpf_layout as L
-from tierctl.samplers import bpf_loader as BL
 from tierctl.samplers.base import RAW_SAMPLE_DTYPE, Availability, SourceSampler, Targets
 from tierctl.samplers.fault import FaultSampler
 from tierctl.samplers.perf_addr import PerfAddrSampler
@@ -193,7 +192,7 @@ def test_fault_sampler_counts_the_pages_a_child_touches_under_its_pid_and_cgroup
     # a hybrid (v1 memory controller + v2 "unified") host like this one
     tree = CgroupTree.mounted()
     assert tree is not None and tree.pid_dir(child.pid) == v2_cgroup
-    assert set(mine["cgroup"].tolist()) == {v2_cgroup.stat().st_ino} == {BL.pid_cgroup_id(child.pid)}
+    assert set(mine["cgroup"].tolist()) == {v2_cgroup.stat().st_ino} == {tree.pid_id(child.pid)}
     assert tree.path_of(int(mine["cgroup"][0])) == v2_cgroup
     want = L.SampleFlag.FAULT | L.SampleFlag.USER | L.SampleFlag.WRITE
     assert np.all(mine["flags"] & want == want)
@@ -321,7 +320,7 @@ def test_shipped_header_tree_compiles_even_when_kernel_headers_exist(child_facto
 @needs_bcc
 def test_stop_detaches_and_restores(child_factory) -> None:
     stats_before = bpfhost.BPF_STATS_SYSCTL.read_text() if bpfhost.BPF_STATS_SYSCTL.exists() else None
-    tracefs_before = bpfhost.tracefs_dir()
+    tracefs_before = bpfhost.Tracefs().dir()
     child = child_factory(200)
     fds_before = open_fds()
     s = FaultSampler()
@@ -332,7 +331,7 @@ def test_stop_detaches_and_restores(child_factory) -> None:
     s.stop()  # idempotent
     assert len(s.drain()) == 0
     assert open_fds() == fds_before  # programs, maps, perf fds all closed
-    assert bpfhost.tracefs_dir() == tracefs_before
+    assert bpfhost.Tracefs().dir() == tracefs_before
     if stats_before is not None:
         assert bpfhost.BPF_STATS_SYSCTL.read_text() == stats_before
 
@@ -482,7 +481,6 @@ def test_print_bpf_returns_the_generated_program() -> None:
     perf = bpf_compile.print_bpf("addr_sampler", {"TIERCTL_MAX_ENTRIES": 16})
     assert "ctx->addr" in perf and "-DTIERCTL_MAX_ENTRIES=16" in perf.splitlines()[0]
     assert bpf_compile.program_text("fault") in fault
-    assert BL.print_bpf is bpf_compile.print_bpf and "fault_sampler" in BL.PROGRAMS  # the re-exports
     with pytest.raises(InputError):
         bpf_compile.print_bpf("nope")
 
@@ -522,7 +520,7 @@ def test_cgroup_ids_resolve_to_directories() -> None:
     assert tree.path_of(cgroup_id(root)) == root
     assert tree.path_of(2**63 + 12345) is None
     mine = tree.pid_dir(os.getpid())
-    assert mine is not None and BL.pid_cgroup_id(os.getpid()) == tree.pid_id(os.getpid()) == cgroup_id(mine)
+    assert mine is not None and tree.pid_id(os.getpid()) == cgroup_id(mine)
     assert tree.descendant_ids(cgroup_id(root))[0] == cgroup_id(root)
 
 

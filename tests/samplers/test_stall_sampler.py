@@ -290,7 +290,7 @@ def test_an_oom_kill_is_a_victim_with_its_cgroup_and_comm(sampler: StallSampler)
 @needs_bcc
 def test_stop_detaches_and_restores() -> None:
     stats_before = bpfhost.BPF_STATS_SYSCTL.read_text() if bpfhost.BPF_STATS_SYSCTL.exists() else None
-    tracefs_before = bpfhost.tracefs_dir()
+    tracefs_before = bpfhost.Tracefs().dir()
     fds_before = open_fds()
     s = StallSampler()
     s.start(Targets(pids=(os.getpid(),)))
@@ -301,7 +301,7 @@ def test_stop_detaches_and_restores() -> None:
     s.stop()  # idempotent
     assert s.drain().cgroups == () and s.counters() == {}
     assert open_fds() == fds_before
-    assert bpfhost.tracefs_dir() == tracefs_before
+    assert bpfhost.Tracefs().dir() == tracefs_before
     if stats_before is not None:
         assert bpfhost.BPF_STATS_SYSCTL.read_text() == stats_before
 

@@ -71,12 +71,6 @@ class Tracefs:
         return False, f"the kernel has no tracepoint {category}:{event} ({missing} missing)"
 
 
-def tracefs_dir(root: Path = LIVE_ROOT) -> Path | None:
-    """``Tracefs(root).dir()``: the host BPF tests compare the live machine's before and after with it
-    (to go once they call ``Tracefs().dir()`` themselves)."""
-    return Tracefs(root).dir()
-
-
 class TracefsMount:
     """Mounts tracefs at /sys/kernel/tracing (through the guard) when nothing is mounted, for as long
     as someone needs it."""
@@ -264,10 +258,7 @@ class BpfHost:
         """The cgroup v2 hierarchy at (or, hybrid, below) ``cgroup_root``, else the mounted one; looked
         up once, None when there is none."""
         if self._cgroups is None:
-            if self.cgroup_root is not None:
-                self._cgroups = CgroupTree.below(self.cgroup_root, self.proc)
-            else:
-                self._cgroups = CgroupTree.mounted(self.proc)
+            self._cgroups = CgroupTree.find(self.cgroup_root, self.proc)
         return self._cgroups
 
     def effective_caps(self) -> int | None:

@@ -128,7 +128,7 @@ class KernelPressureIO:
     def cgroup_path(self, cgroup_id: int) -> str | None:
         """The path (below the v2 root) of a v2 cgroup id; None when it is gone or unknown."""
         if self._tree is None:
-            self._tree = CgroupTree.below(self.cgroups.root, self.procs)
+            self._tree = CgroupTree.find(self.cgroups.root, self.procs)
         if self._tree is None:
             return None
         try:
