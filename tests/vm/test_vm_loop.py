@@ -27,6 +27,14 @@ def test_loop_promotes_the_hot_set_and_leaves_the_cold_on_the_slow_node(
     try:
         assert main(["move", str(c.pid), "--to", "slow"]) == 0
         capsys.readouterr()
+        # the move took the child's interpreter (its heap, stack, libraries) to the slow node too:
+        # those pages are hot as well, and bringing them back is right
+        rss_kib = next(
+            int(ln.split()[1])
+            for ln in Path(f"/proc/{c.pid}/status").read_text().splitlines()
+            if ln.startswith("VmRSS:")
+        )
+        other = max(0, rss_kib * 1024 // PAGE - (64 << 20) // PAGE)
         state = tmp_path / "knobs.json"
         before = {k: KnobGuard(state).get(k) for k, _, _ in SETTINGS if Path(k).exists()}
         cfg = LoopConfig(samplers=["bpf-fault"], knob_state=state, hint_faults="on")
@@ -58,9 +66,11 @@ def test_loop_promotes_the_hot_set_and_leaves_the_cold_on_the_slow_node(
     record_property("cycles", len(reports))
     print(
         f"\nloop: hot set on DRAM {on_fast_hot:.1%}, cold {on_fast_cold:.1%}, promoted {promoted} "
-        f"in {len(reports)} cycles"
+        f"in {len(reports)} cycles ({other} interpreter pages were moved to slow with the child)"
     )
     assert on_fast_hot >= 0.9  # the hot 16 MiB is back in DRAM
     assert on_fast_cold <= 0.05  # the cold 48 MiB stayed on the slow node
-    assert promoted <= 1.1 * (16 << 20) // PAGE + 512  # no more than the hot set (+ a few stray pages)
+    record_property("interpreter_pages", other)
+    # no more than the hot set and the interpreter's own pages (a CI run promoted 5375: 4096 + 1279 of them)
+    assert promoted <= 1.1 * (16 << 20) // PAGE + other + 512
     assert {k: KnobGuard(state).get(k) for k in before} == before  # every knob restored
