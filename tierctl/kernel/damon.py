@@ -28,6 +28,12 @@ start, ``tierctl knobs --restore``) calls :meth:`DamonSysfs.release`: every kdam
 ``nr_kdamonds`` 0 — only while the tree still holds the recorded kdamonds (as many, each with the
 recorded target pid, or none written yet), so another user's kdamonds set up since are left alone.
 
+Modules: this one holds ``DamonSysfs`` (inspect, create, release; re-exporting every name it had);
+:mod:`~tierctl.kernel.damon_spec` the specs and constants, :mod:`~tierctl.kernel.damon_setup` the
+writes that set up one kdamond, :mod:`~tierctl.kernel.damon_session` ``DamonSession`` (the kdamonds'
+lifecycle), :mod:`~tierctl.kernel.damon_files` file access and its errors,
+:mod:`~tierctl.kernel.phys_ranges` ``node_phys_ranges`` (paddr regions of a node).
+
 Facts this adapter is built on (measured on Debian's 6.12 in the two-tier guest, see
 docs/samplers-nonbpf.md):
 
@@ -47,120 +53,39 @@ docs/samplers-nonbpf.md):
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from tierctl.errors import (
-    InputError,
-    KernelError,
-    NoSuchProcessError,
-    PermissionDeniedError,
-    TierctlError,
-    UnavailableError,
+from tierctl.errors import InputError, KernelError, PermissionDeniedError, UnavailableError
+from tierctl.kernel.damon_files import DamonBusyError, read_file, write_file
+from tierctl.kernel.damon_files import parse_int as _int
+from tierctl.kernel.damon_files import sysfs_error as _error  # noqa: F401 (tests/fixtures/damon imports it)
+from tierctl.kernel.damon_session import DamonSession
+from tierctl.kernel.damon_setup import write_kdamond
+from tierctl.kernel.damon_spec import (
+    DAMON_ADMIN,
+    DAMON_ADMIN_REL,
+    OPERATIONS,
+    REGION_DTYPE,
+    SCHEME_ACTIONS,
+    STAT_FILES,
+    UINT_MAX,
+    ULONG_MAX,
+    KdamondSpec,
+    KdamondState,
+    MonitoringAttrs,
 )
 from tierctl.kernel.knobs import DAMON_KDAMONDS, KnobGuard, format_kdamonds, parse_kdamonds
+from tierctl.kernel.phys_ranges import node_phys_ranges
 from tierctl.kernel.roots import LIVE_PROC, LIVE_SYS
 
-DAMON_ADMIN_REL = Path("kernel/mm/damon/admin")  # below the sysfs root
-DAMON_ADMIN = LIVE_SYS / DAMON_ADMIN_REL
-ULONG_MAX = (1 << 64) - 1
-UINT_MAX = (1 << 32) - 1
-OPERATIONS = ("vaddr", "fvaddr", "paddr")
-SCHEME_ACTIONS = ("stat",)  # the only action a monitoring adapter needs; others move or reclaim memory
-
-REGION_DTYPE = np.dtype(
-    [
-        ("start", np.uint64),  # address (virtual for vaddr, physical for paddr), inclusive
-        ("end", np.uint64),  # exclusive
-        ("nr_accesses", np.uint32),  # sampling intervals (of one aggregation) that saw an access
-        ("age", np.uint32),  # aggregation intervals the region kept its access level
-    ]
-)
-
-STAT_FILES = ("nr_tried", "sz_tried", "nr_applied", "sz_applied", "qt_exceeds")
-
-
-class DamonBusyError(UnavailableError):
-    """EBUSY: another kdamond runs (or one of ours is still finishing), so kdamonds cannot change now."""
-
-
-@dataclass(frozen=True)
-class MonitoringAttrs:
-    """``monitoring_attrs``: intervals in microseconds and the bounds of the region count."""
-
-    sample_us: int = 5_000
-    aggr_us: int = 100_000
-    update_us: int = 1_000_000  # vaddr: how often the target's mappings are re-read (kernel default 60 s)
-    min_nr_regions: int = 10
-    max_nr_regions: int = 1_000
-
-    def __post_init__(self) -> None:
-        for name in ("sample_us", "aggr_us", "update_us", "min_nr_regions", "max_nr_regions"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise InputError(f"must be an integer > 0, got {v!r}", f"damon.{name}")
-        if self.aggr_us < self.sample_us:
-            raise InputError(f"{self.aggr_us} < sample_us {self.sample_us}", "damon.aggr_us")
-        if self.min_nr_regions < 3:  # the kernel's damon_set_attrs() refuses fewer
-            raise InputError(f"must be >= 3, got {self.min_nr_regions}", "damon.min_nr_regions")
-        if self.max_nr_regions < self.min_nr_regions:
-            raise InputError(f"{self.max_nr_regions} < min_nr_regions", "damon.max_nr_regions")
-
-    @property
-    def max_nr_accesses(self) -> int:
-        """The largest ``nr_accesses`` a region can report (every sample of an aggregation saw it)."""
-        return self.aggr_us // self.sample_us
-
-
-@dataclass(frozen=True)
-class KdamondSpec:
-    """One kdamond: one context with one target, and a ``stat`` scheme (or none)."""
-
-    ops: str = "vaddr"
-    pid: int | None = None  # vaddr / fvaddr target
-    regions: tuple[tuple[int, int], ...] = ()  # initial regions: required for paddr and fvaddr
-    attrs: MonitoringAttrs = field(default_factory=MonitoringAttrs)
-    scheme: str | None = "stat"  # None: monitoring only (regions() is then unavailable)
-    min_accesses: int = 0  # the scheme tries (and regions() returns) only regions with this many
-
-    def __post_init__(self) -> None:
-        if self.ops not in OPERATIONS:
-            raise InputError(f"unknown operations {self.ops!r}; known: {', '.join(OPERATIONS)}", "damon.ops")
-        if self.ops in ("vaddr", "fvaddr"):
-            if isinstance(self.pid, bool) or not isinstance(self.pid, int) or self.pid < 1:
-                raise InputError(f"{self.ops} needs a target pid >= 1, got {self.pid!r}", "damon.pid")
-        elif self.pid is not None:
-            raise InputError("paddr monitors physical memory: no pid", "damon.pid")
-        if self.ops in ("paddr", "fvaddr") and not self.regions:
-            raise InputError(f"{self.ops} needs initial regions (DAMON sets none by itself)", "damon.regions")
-        prev_end = 0
-        for start, end in self.regions:
-            if not 0 <= start < end or start < prev_end:
-                raise InputError(
-                    f"regions must be ascending, non-empty, disjoint: {self.regions}", "damon.regions"
-                )
-            prev_end = end
-        if isinstance(self.min_accesses, bool) or not isinstance(self.min_accesses, int):
-            raise InputError(f"must be an integer, got {self.min_accesses!r}", "damon.min_accesses")
-        if not 0 <= self.min_accesses <= self.attrs.max_nr_accesses:
-            raise InputError(
-                f"must be in 0..{self.attrs.max_nr_accesses}, got {self.min_accesses}", "damon.min_accesses"
-            )
-        if self.scheme is not None and self.scheme not in SCHEME_ACTIONS:
-            raise InputError(f"unsupported scheme action {self.scheme!r} (only 'stat')", "damon.scheme")
-
-
-@dataclass(frozen=True)
-class KdamondState:
-    index: int
-    state: str  # "on" | "off"
-    pid: int | None  # the kdamond thread's pid while on
+__all__ = [
+    "DAMON_ADMIN", "DAMON_ADMIN_REL", "OPERATIONS", "REGION_DTYPE", "SCHEME_ACTIONS", "STAT_FILES",
+    "UINT_MAX", "ULONG_MAX", "DamonBusyError", "DamonSession", "DamonSysfs", "KdamondSpec",
+    "KdamondState", "MonitoringAttrs", "node_phys_ranges",
+]  # fmt: skip
 
 
 class DamonSysfs:
@@ -284,46 +209,7 @@ class DamonSysfs:
         kd = self.root / "kdamonds" / str(k)
         if not kd.is_dir():
             raise KernelError(f"writing nr_kdamonds did not create kdamond {k}", str(kd))
-        self._write(kd / "contexts" / "nr_contexts", "1")
-        ctx = kd / "contexts" / "0"
-        avail = self._read_opt(ctx / "avail_operations")
-        if avail is not None and spec.ops not in avail.split():
-            raise UnavailableError(
-                f"operations {spec.ops!r} not offered by this kernel (avail_operations: {avail.strip()})",
-                str(ctx / "avail_operations"),
-            )
-        self._write(ctx / "operations", spec.ops)
-        a = spec.attrs
-        iv = ctx / "monitoring_attrs" / "intervals"
-        self._write(iv / "sample_us", str(a.sample_us))
-        self._write(iv / "aggr_us", str(a.aggr_us))
-        self._write(iv / "update_us", str(a.update_us))
-        nr = ctx / "monitoring_attrs" / "nr_regions"
-        # max before min: the pair never reads min > max (the kernel checks them when the kdamond starts)
-        self._write(nr / "max", str(a.max_nr_regions))
-        self._write(nr / "min", str(a.min_nr_regions))
-        self._write(ctx / "targets" / "nr_targets", "1")
-        tgt = ctx / "targets" / "0"
-        if spec.pid is not None:
-            self._write(tgt / "pid_target", str(spec.pid))
-        if spec.regions:
-            self._write(tgt / "regions" / "nr_regions", str(len(spec.regions)))
-            for j, (start, end) in enumerate(spec.regions):
-                self._write(tgt / "regions" / str(j) / "start", str(start))
-                self._write(tgt / "regions" / str(j) / "end", str(end))
-        if spec.scheme is None:
-            return
-        self._write(ctx / "schemes" / "nr_schemes", "1")
-        sch = ctx / "schemes" / "0"
-        self._write(sch / "action", spec.scheme)
-        ap = sch / "access_pattern"
-        for name, lo, hi in (
-            ("sz", 0, ULONG_MAX),
-            ("nr_accesses", spec.min_accesses, UINT_MAX),
-            ("age", 0, UINT_MAX),
-        ):
-            self._write(ap / name / "max", str(hi))
-            self._write(ap / name / "min", str(lo))
+        write_kdamond(kd, spec, self._write, self._read_opt)
 
     # -- undo (a session's teardown, a guard's restore) -----------------------------------------
     def release(self, expected: str) -> None:
@@ -400,16 +286,7 @@ class DamonSysfs:
             )
 
     def _read(self, path: Path) -> str:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            raise _error(e, path, "read") from None
-        try:
-            return os.read(fd, 4096).decode("ascii", "replace")
-        except OSError as e:
-            raise _error(e, path, "read") from None
-        finally:
-            os.close(fd)
+        return read_file(path)
 
     def _read_opt(self, path: Path) -> str | None:
         try:
@@ -418,240 +295,4 @@ class DamonSysfs:
             return None
 
     def _write(self, path: Path, text: str) -> None:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-        except OSError as e:
-            raise _error(e, path, "write") from None
-        try:
-            os.write(fd, (text + "\n").encode())
-        except OSError as e:
-            raise _error(e, path, f"write {text!r} to") from None
-        finally:
-            os.close(fd)
-
-
-class DamonSession:
-    """The kdamonds one ``create()`` made (indices 0..n-1); ``teardown()`` removes them all (and the
-    ``guard``'s record of them, once they are gone)."""
-
-    def __init__(
-        self, fs: DamonSysfs, specs: tuple[KdamondSpec, ...], guard: KnobGuard | None = None
-    ) -> None:
-        self.fs = fs
-        self.specs = specs
-        self.guard = guard
-        self.closed = False
-        self._stopped_by_us: set[int] = set()
-
-    def __enter__(self) -> DamonSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.teardown()
-
-    def __len__(self) -> int:
-        return len(self.specs)
-
-    def kdamond_dir(self, k: int) -> Path:
-        if not 0 <= k < len(self.specs):
-            raise InputError(f"no kdamond {k} in this session (0..{len(self.specs) - 1})", "kdamond")
-        return self.fs.root / "kdamonds" / str(k)
-
-    def _scheme_dir(self, k: int) -> Path:
-        return self.kdamond_dir(k) / "contexts" / "0" / "schemes" / "0"
-
-    # -- run ------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Turn every kdamond on."""
-        self._need_open()
-        for k, spec in enumerate(self.specs):
-            state = self.kdamond_dir(k) / "state"
-            try:
-                self.fs._write(state, "on")
-            except KernelError as e:
-                if spec.pid is not None and not self._alive(spec.pid):
-                    raise NoSuchProcessError(
-                        f"no process {spec.pid}: kdamond {k} cannot start", str(state)
-                    ) from e
-                raise
-            self._stopped_by_us.discard(k)
-
-    def state(self, k: int) -> str:
-        return self.fs._read(self.kdamond_dir(k) / "state").strip()
-
-    def kdamond_pid(self, k: int) -> int | None:
-        text = self.fs._read_opt(self.kdamond_dir(k) / "pid")
-        pid = int(text) if text and text.strip().lstrip("-").isdigit() else -1
-        return pid if pid > 0 else None
-
-    def running(self, k: int) -> bool:
-        return self.state(k) == "on"
-
-    def regions(self, k: int) -> np.ndarray:
-        """The regions of kdamond ``k`` as of its next aggregation interval (REGION_DTYPE, by address).
-
-        Blocks up to about two aggregation intervals. Raises NoSuchProcessError when a vaddr kdamond
-        stopped because its target exited, KernelError when it is off for another reason.
-        """
-        self.update_regions(k)
-        return self.read_regions(k)
-
-    def update_regions(self, k: int) -> None:
-        """Ask kdamond ``k`` to refresh its tried regions; returns when it has (up to about two
-        aggregation intervals). Several kdamonds may be asked at once from several threads."""
-        self._need_open()
-        spec = self.specs[k]
-        if spec.scheme is None:
-            raise UnavailableError(
-                "kdamond has no scheme: sysfs shows regions only as tried regions", "damon"
-            )
-        state = self.kdamond_dir(k) / "state"
-        self._need_running(k)
-        try:
-            self.fs._write(state, "update_schemes_tried_regions")
-        except KernelError:
-            self._need_running(k)  # the target exited meanwhile: the clearer error
-            raise
-
-    def read_regions(self, k: int) -> np.ndarray:
-        """The tried regions of kdamond ``k`` as its last update left them (REGION_DTYPE, by address)."""
-        self._need_open()
-        tried = self._scheme_dir(k) / "tried_regions"
-        try:
-            names = os.listdir(tried)
-        except OSError as e:
-            raise _error(e, tried, "list") from None
-        idx = sorted(int(n) for n in names if n.isdigit())
-        out = np.zeros(len(idx), dtype=REGION_DTYPE)
-        for row, n in enumerate(idx):
-            d = tried / str(n)
-            out[row] = tuple(
-                _int(self.fs._read(d / f), d / f) for f in ("start", "end", "nr_accesses", "age")
-            )
-        if out.size and (np.any(out["end"] <= out["start"])):
-            raise KernelError("a tried region ends before it starts", str(tried))
-        return out[np.argsort(out["start"], kind="stable")]
-
-    def stats(self, k: int) -> dict[str, int]:
-        """The scheme's counters (``update_schemes_stats`` first): regions and bytes tried / applied."""
-        self._need_open()
-        if self.specs[k].scheme is None:
-            raise UnavailableError("kdamond has no scheme", "damon")
-        self._need_running(k)
-        self.fs._write(self.kdamond_dir(k) / "state", "update_schemes_stats")
-        d = self._scheme_dir(k) / "stats"
-        return {f: _int(self.fs._read(d / f), d / f) for f in STAT_FILES}
-
-    def stop(self) -> None:
-        """Turn every running kdamond off (a stopped one answers EPERM: ignored)."""
-        for k in range(len(self.specs)):
-            if self.closed:
-                return
-            if self.fs._turn_off(k):
-                self._stopped_by_us.add(k)
-
-    def teardown(self, *, quiet: bool = False) -> None:
-        """Stop, then write ``nr_kdamonds`` = 0 (retrying while EBUSY), then drop the guard's record;
-        idempotent. When the kdamonds could not be undone, the record stays for a later restore."""
-        if self.closed:
-            return
-        errors: list[TierctlError] = []
-        try:
-            self.stop()
-        except TierctlError as e:
-            errors.append(e)
-        try:
-            self.fs._clear()
-        except TierctlError as e:
-            errors.append(e)
-        self.closed = not errors or quiet
-        if not errors and self.guard is not None:
-            self.guard.drop(DAMON_KDAMONDS)
-        if errors and not quiet:
-            raise KernelError(f"teardown incomplete: {errors[-1]}", str(self.fs.nr_path))
-
-    # -- helpers --------------------------------------------------------------------------------
-    def _need_open(self) -> None:
-        if self.closed:
-            raise KernelError("the DAMON session was torn down", str(self.fs.nr_path))
-
-    def _need_running(self, k: int) -> None:
-        state_path = self.kdamond_dir(k) / "state"
-        if self.state(k) == "on":
-            return
-        spec = self.specs[k]
-        if k in self._stopped_by_us:
-            raise KernelError(f"kdamond {k} is off (stopped by this session)", str(state_path))
-        if spec.pid is not None and not self._alive(spec.pid):
-            raise NoSuchProcessError(
-                f"kdamond {k} stopped by itself: its target process {spec.pid} exited (DAMON stops a "
-                "vaddr kdamond when its targets exit; read regions before the process ends)",
-                str(state_path),
-            )
-        raise KernelError(f"kdamond {k} is off although this session did not stop it", str(state_path))
-
-    def _alive(self, pid: int) -> bool:
-        return (self.fs.proc_root / str(pid)).is_dir()
-
-
-def node_phys_ranges(node: int, sys_root: Path = LIVE_SYS) -> list[tuple[int, int]]:
-    """Physical address ranges [start, end) of the online memory blocks of ``node`` (for paddr regions).
-
-    From ``devices/system/memory/block_size_bytes`` (hex) and the ``memoryN`` links of
-    ``devices/system/node/nodeX``; consecutive blocks are merged.
-    """
-    mem = Path(sys_root) / "devices" / "system" / "memory"
-    bs_path = mem / "block_size_bytes"
-    try:
-        block = int(bs_path.read_text().strip(), 16)
-    except FileNotFoundError:
-        raise UnavailableError("no memory block information (CONFIG_MEMORY_HOTPLUG?)", str(bs_path)) from None
-    except (OSError, ValueError) as e:
-        raise KernelError(f"not a hex block size: {e}", str(bs_path)) from None
-    node_dir = Path(sys_root) / "devices" / "system" / "node" / f"node{node}"
-    try:
-        names = os.listdir(node_dir)
-    except FileNotFoundError:
-        raise InputError(f"no node {node}", str(node_dir)) from None
-    blocks = []
-    for n in names:
-        if n.startswith("memory") and n[6:].isdigit():
-            state = node_dir / n / "state"
-            if state.exists() and state.read_text().strip() != "online":
-                continue
-            blocks.append(int(n[6:]))
-    ranges: list[tuple[int, int]] = []
-    for b in sorted(blocks):
-        start, end = b * block, (b + 1) * block
-        if ranges and ranges[-1][1] == start:
-            ranges[-1] = (ranges[-1][0], end)
-        else:
-            ranges.append((start, end))
-    return ranges
-
-
-def _int(text: str, path: Path) -> int:
-    t = text.strip()
-    if not t.lstrip("-").isdigit():
-        raise KernelError(f"not an integer: {t!r}", str(path))
-    return int(t)
-
-
-def _error(e: OSError, path: Path, verb: str) -> TierctlError:
-    if e.errno == errno.EBUSY:
-        return DamonBusyError(
-            "busy: another kdamond is running (DAMON's sysfs interface refuses this while one runs)",
-            str(path),
-        )
-    # EPERM from a write is DAMON refusing a state change (``off`` to a stopped kdamond), not a privilege
-    if e.errno == errno.EACCES or (e.errno == errno.EPERM and verb == "read"):
-        return PermissionDeniedError(
-            f"permission denied: cannot {verb} (DAMON's sysfs needs root)", str(path)
-        )
-    if e.errno in (errno.ENOENT, errno.ENOTDIR):
-        return UnavailableError(
-            f"cannot {verb}: no such file (DAMON sysfs layout of another kernel?)", str(path)
-        )
-    return KernelError(
-        f"cannot {verb}: {e.strerror or e} ({errno.errorcode.get(e.errno or 0, e.errno)})", str(path)
-    )
+        write_file(path, text)
