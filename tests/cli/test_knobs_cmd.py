@@ -17,7 +17,7 @@ import pytest
 
 from tests.api.test_api import FAST, FakeService
 from tierctl.api import ApiServer
-from tierctl.cli import build_parser, docgen, knobs_cmd, main
+from tierctl.cli import build_parser, docgen, knobs_cmd, knobs_restore, knobs_survey, main
 from tierctl.errors import PermissionDeniedError
 from tierctl.kernel.knobs import KnobGuard
 
@@ -274,7 +274,7 @@ def test_restore_without_permission_to_rewrite_a_record_names_it(
     tree: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = daemon_record(tree, dead_pid())
-    monkeypatch.setattr(knobs_cmd, "_writable", lambda path: False)
+    monkeypatch.setattr(knobs_restore, "_writable", lambda path: False)
     before = snapshot(tree["state"])
     assert main(knobs(tree, "--restore")) == 4
     err = capsys.readouterr().err
@@ -290,7 +290,7 @@ def test_an_unreadable_record_is_permission_denied_naming_it(
     def denied(path: Path, limit: int) -> bytes | None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(knobs_cmd, "read_capped", denied)
+    monkeypatch.setattr(knobs_survey, "read_capped", denied)
     assert main(knobs(tree)) == 4
     err = capsys.readouterr().err
     assert err == f"tierctl: error: {state}: permission denied: cannot read the knob record (root needed)\n"
@@ -316,7 +316,7 @@ def test_restore_is_refused_while_a_daemon_answers(
 def test_restore_is_refused_while_something_listens_without_answering(
     tree: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(knobs_cmd, "SOCKET_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(knobs_restore, "SOCKET_TIMEOUT_S", 0.2)
     daemon_record(tree, dead_pid())
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(str(tree["sock"]))
@@ -416,10 +416,10 @@ def test_the_record_names_are_the_ones_the_bpf_host_writes(tmp_path: Path) -> No
 
     host = BpfHost(root=tmp_path, run_dir=tmp_path / "run")
     guard = host.knobs()
-    assert knobs_cmd._sampler_records(tmp_path / "run") == []
+    assert knobs_survey.sampler_records(tmp_path / "run") == []
     guard.state_file.parent.mkdir()
     guard.state_file.write_text("{}")
-    assert knobs_cmd._sampler_records(tmp_path / "run") == [(guard.state_file, "bpf", os.getpid())]
+    assert knobs_survey.sampler_records(tmp_path / "run") == [(guard.state_file, "bpf", os.getpid())]
 
 
 def test_a_damon_samplers_record_is_listed_and_a_bad_one_refused(
