@@ -221,3 +221,36 @@ def test_sys_root_places_the_admin_directory(m: Machine) -> None:
     fs = DamonSysfs(sys_root=m.root / "sys")
     assert fs.root == m.admin and fs.nr_path == m.root / DAMON_KDAMONDS.lstrip("/")
     assert DamonSysfs().nr_path == Path(DAMON_KDAMONDS)
+
+
+@pytest.mark.parametrize("busy_writes", [1, 10_000])
+def test_a_kdamond_busy_at_restore_is_retried_and_never_drops_the_record(
+    m: Machine, busy_writes: int
+) -> None:
+    """EBUSY on a kdamond's state (another sysfs user holds DAMON's lock) is retried for the settle
+    time; if it stays busy the restore fails and the record is kept, never reported gone and dropped
+    while the kdamond still runs."""
+    import errno
+
+    m.fs().create(SPECS, guard=m.guard()).start()  # ... and the daemon is killed
+
+    class Busy(FakeDamonSysfs):
+        left = busy_writes
+
+        def _write(self, path: Path, text: str) -> None:
+            if self.rel(path) == "kdamonds/0/state" and Busy.left > 0:
+                Busy.left -= 1
+                self.fail[self.rel(path)] = errno.EBUSY
+            super()._write(path, text)
+
+    def busy_fs(admin: Path) -> FakeDamonSysfs:
+        return Busy(admin, m.proc, clock=m.clock, sleep=m.clock.sleep)
+
+    done = KnobGuard(m.state, m.root, mounts=TableMounts(), damon=busy_fs).restore_all()
+    (r,) = done
+    if busy_writes == 1:
+        assert r.outcome == "restored" and m.record() == []
+        assert m.fs().nr_kdamonds() == 0
+    else:
+        assert r.outcome == "failed" and "busy" in (r.error or "")
+        assert m.record() != [] and (m.admin / "kdamonds/0/state").read_text().strip() == "on"

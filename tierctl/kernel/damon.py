@@ -53,12 +53,13 @@ docs/samplers-nonbpf.md):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tierctl.errors import InputError, KernelError, PermissionDeniedError, UnavailableError
+from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.kernel.damon_files import DamonBusyError, read_file, write_file
 from tierctl.kernel.damon_files import parse_int as _int
 from tierctl.kernel.damon_files import sysfs_error as _error  # noqa: F401 (tests/fixtures/damon imports it)
@@ -188,21 +189,24 @@ class DamonSysfs:
         if guard is not None and (why := self.guard_problem(guard)) is not None:
             raise InputError(why, str(self.nr_path))
         self.check_free(replace_idle=replace_idle)
-        if guard is not None:
-            guard.record_damon(DAMON_KDAMONDS, format_kdamonds([(s.ops, s.pid) for s in specs]))
-        try:
-            self._write(self.nr_path, str(len(specs)))
-        except BaseException:
-            if guard is not None:  # the kernel refused the write: nothing changed
-                guard.drop(DAMON_KDAMONDS)
-            raise
-        session = DamonSession(self, specs, guard)
-        try:
-            for k, spec in enumerate(specs):
-                self._configure(k, spec)
-        except BaseException:
-            session.teardown(quiet=True)
-            raise
+        # under the guard's lock: its verify (the metrics) never sees the kdamonds half set up
+        with guard.lock if guard is not None else contextlib.nullcontext():
+            if guard is not None:
+                guard.record_damon(DAMON_KDAMONDS, format_kdamonds([(s.ops, s.pid) for s in specs]))
+            try:
+                self._write(self.nr_path, str(len(specs)))
+            except BaseException:
+                if guard is not None:  # the kernel refused the write: nothing changed
+                    with contextlib.suppress(TierctlError):  # the kernel's error is the one to report
+                        guard.drop(DAMON_KDAMONDS)
+                raise
+            session = DamonSession(self, specs, guard)
+            try:
+                for k, spec in enumerate(specs):
+                    self._configure(k, spec)
+            except BaseException:
+                session.teardown(quiet=True)
+                raise
         return session
 
     def _configure(self, k: int, spec: KdamondSpec) -> None:
@@ -251,16 +255,25 @@ class DamonSysfs:
         return None
 
     def _turn_off(self, k: int) -> bool:
-        """Write ``off`` to kdamond ``k`` if it is on (a stopped one answers EPERM: fine); whether it was."""
+        """Write ``off`` to kdamond ``k`` if it is on (a stopped one answers EPERM: fine); whether it was.
+        EBUSY (another sysfs user holds DAMON's lock) is retried for ``settle_s``, then a KernelError:
+        never an UnavailableError, which a knob restore would take for "gone" and drop the record."""
         state = self.root / "kdamonds" / str(k) / "state"
-        try:
-            if self._read(state).strip() != "on":
-                return False
-            self._write(state, "off")
-        except KernelError:
-            if self._read(state).strip() == "on":
-                raise
-        return True
+        deadline = self.clock() + self.settle_s
+        while True:
+            try:
+                if self._read(state).strip() != "on":
+                    return False
+                self._write(state, "off")
+                return True
+            except DamonBusyError as e:
+                if self.clock() >= deadline:
+                    raise KernelError(f"still busy after {self.settle_s:g} s: {e.message}", str(state)) from e
+                self.sleep(0.05)
+            except KernelError:
+                if self._read(state).strip() == "on":
+                    raise
+                return True
 
     def _clear(self) -> None:
         """``nr_kdamonds`` = 0, retrying for ``settle_s`` while EBUSY (a kdamond thread still finishing
