@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.damon.fake_damon import FakeDamonSysfs, make_admin_tree
 from tests.kernel.test_knobs import TableMounts
-from tierctl.errors import InputError
+from tierctl.errors import InputError, TierctlError
 from tierctl.kernel.damon import DAMON_ADMIN, KdamondSpec
 from tierctl.kernel.knobs import (
     DAMON,
@@ -143,3 +143,27 @@ def test_the_records_of_dead_processes_are_restored_and_the_living_ones_kept(tmp
 
 def test_the_guard_defaults_to_the_live_root(tmp_path: Path) -> None:
     assert KnobGuard(tmp_path / "k.json").root == LIVE_ROOT
+
+
+def test_a_record_that_cannot_be_saved_is_not_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed save leaves the guard's records as they were: it never reports a knob it did not
+    record (the metrics' knobs_set, a drift) because the disk refused the record."""
+    from tierctl.kernel import knobs
+
+    guard = KnobGuard(tmp_path / "state" / "knobs.json", tmp_path, mounts=TableMounts())
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(knobs, "write_atomic", full)
+    with pytest.raises(TierctlError):
+        guard.record_damon(DAMON_KDAMONDS, "1: vaddr 4242")
+    assert guard.records == [] and guard.verify() == []
+    nb = tmp_path / NB.lstrip("/")
+    nb.parent.mkdir(parents=True)
+    nb.write_text("0\n")
+    with pytest.raises(TierctlError):
+        guard.set(NB, "2")
+    assert guard.records == [] and nb.read_text() == "0\n"  # not written either

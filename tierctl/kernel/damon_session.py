@@ -7,6 +7,7 @@ A ``vaddr`` kdamond stops by itself when its target exits: ``regions()`` then ra
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -148,17 +149,19 @@ class DamonSession:
         if self.closed:
             return
         errors: list[TierctlError] = []
-        try:
-            self.stop()
-        except TierctlError as e:
-            errors.append(e)
-        try:
-            self.fs._clear()
-        except TierctlError as e:
-            errors.append(e)
-        self.closed = not errors or quiet
-        if not errors and self.guard is not None:
-            self.guard.drop(DAMON_KDAMONDS)
+        # under the guard's lock: its verify (the metrics) never sees the kdamonds gone but recorded
+        with self.guard.lock if self.guard is not None else contextlib.nullcontext():
+            try:
+                self.stop()
+            except TierctlError as e:
+                errors.append(e)
+            try:
+                self.fs._clear()
+            except TierctlError as e:
+                errors.append(e)
+            self.closed = not errors or quiet
+            if not errors and self.guard is not None:
+                self.guard.drop(DAMON_KDAMONDS)
         if errors and not quiet:
             raise KernelError(f"teardown incomplete: {errors[-1]}", str(self.fs.nr_path))
 

@@ -37,14 +37,16 @@ Errors name the knob (``where``): :class:`UnavailableError` when the file does n
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tierctl import strict_json
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
@@ -115,8 +117,24 @@ class Restored:
     error: str = ""
 
 
+T = TypeVar("T")
+
+
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a KnobGuard method under its lock (the loop changes records while metrics verify them)."""
+
+    @functools.wraps(method)
+    def run(self: KnobGuard, *args: Any, **kwargs: Any) -> T:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 class KnobGuard:
-    """Writes knobs below ``root`` after recording their originals in ``state_file``."""
+    """Writes knobs below ``root`` after recording their originals in ``state_file``. Thread-safe:
+    every method runs under ``lock``, which a caller also holds across a change of several steps
+    (DAMON's create and teardown) so that ``verify`` never sees it half done."""
 
     def __init__(
         self,
@@ -133,6 +151,7 @@ class KnobGuard:
         self.mounts: Mounts = mounts if mounts is not None else LibcMounts()
         self.damon: Callable[[Path], DamonSysfs] = damon if damon is not None else _damon_sysfs
         self.problem: str | None = None  # set when an unusable record was set aside at load
+        self.lock = threading.RLock()
         self._records: list[KnobRecord] = self._load()
 
     # -- public API ---------------------------------------------------------------------------
@@ -140,6 +159,7 @@ class KnobGuard:
         """The knob's current value (the selected word of a ``[x]`` list)."""
         return normalise(self._read(knob))
 
+    @_locked
     def set(self, knob: str, value: str | int) -> str:
         """Record the original (once, persisted), then write ``value``; returns the value read back."""
         knob = check_knob(knob)
@@ -150,9 +170,8 @@ class KnobGuard:
         new = idx is None
         if idx is None:
             original = self.get(knob)
-            self._records.append(KnobRecord(knob, original, original))
+            self._save_or_keep([*self._records, KnobRecord(knob, original, original)])
             idx = len(self._records) - 1
-            self._save()
         try:
             self._write(knob, text)
         except TierctlError:
@@ -169,6 +188,7 @@ class KnobGuard:
         self._save()
         return actual
 
+    @_locked
     def mount(self, target: str, fstype: str, source: str | None = None) -> bool:
         """Mount ``fstype`` at ``target`` (below ``root``) after recording it; False (and nothing
         recorded) when a filesystem is mounted there already. The record makes ``restore``/``restore_all``
@@ -179,8 +199,7 @@ class KnobGuard:
             raise InputError("is recorded already", target)
         if self.mounts.is_mounted(path):
             return False
-        self._records.append(KnobRecord(target, "", fstype, MOUNT))
-        self._save()
+        self._save_or_keep([*self._records, KnobRecord(target, "", fstype, MOUNT)])
         try:
             self.mounts.mount(source or fstype, path, fstype)
         except TierctlError:
@@ -189,6 +208,7 @@ class KnobGuard:
             raise
         return True
 
+    @_locked
     def record_damon(self, knob: str, expected: str) -> None:
         """Record (persisted before returning) the kdamonds about to be set up at ``knob``
         (DAMON_KDAMONDS), ``expected`` as :func:`format_kdamonds` writes it. A previous damon record of
@@ -198,12 +218,14 @@ class KnobGuard:
         idx = self._index(rec.knob)
         if idx is not None and self._records[idx].kind != DAMON:
             raise InputError(f"is recorded as a {self._records[idx].kind}, not kdamonds", rec.knob)
+        records = list(self._records)
         if idx is None:
-            self._records.append(rec)
+            records.append(rec)
         else:
-            self._records[idx] = rec
-        self._save()
+            records[idx] = rec
+        self._save_or_keep(records)
 
+    @_locked
     def drop(self, knob: str) -> bool:
         """Forget the record of ``knob`` without restoring it (its owner undid the change itself, as a
         DAMON session's teardown does); False when it was not recorded."""
@@ -219,6 +241,7 @@ class KnobGuard:
         idx = self._index(check_knob(knob))
         return None if idx is None else self._records[idx]
 
+    @_locked
     def restore(self, knob: str) -> Restored | None:
         """Restore one knob (write its original back, unmount it, or turn its kdamonds off) and drop its
         record unless that failed; None when it is not recorded."""
@@ -232,6 +255,7 @@ class KnobGuard:
             self._save()
         return out
 
+    @_locked
     def restore_all(self) -> list[Restored]:
         """Restore every knob, last recorded first; keeps only the failures in the record."""
         out: list[Restored] = []
@@ -260,6 +284,7 @@ class KnobGuard:
             return Restored(rec.knob, rec.original, "failed", e.message)
         return Restored(rec.knob, rec.original, "restored")
 
+    @_locked
     def verify(self) -> list[Drift]:
         """Knobs whose current value differs from the value tierctl set (or that disappeared)."""
         drifts = []
@@ -373,6 +398,16 @@ class KnobGuard:
 
     def _boot_id(self) -> str | None:
         return boot_id(self.root)
+
+    def _save_or_keep(self, records: list[KnobRecord]) -> None:
+        """Make ``records`` the record, on disk first: when it cannot be saved the guard keeps what
+        it had (so it never counts a knob it did not record)."""
+        before, self._records = self._records, records
+        try:
+            self._save()
+        except TierctlError:
+            self._records = before
+            raise
 
     def _save(self) -> None:
         if not self._records:
