@@ -16,7 +16,7 @@ import pytest
 from tests.tui.synthetic import SyntheticService
 from tierctl.api.protocol import OPS
 from tierctl.api.server import ApiServer, Limits
-from tierctl.errors import InputError, PermissionDeniedError, UnavailableError
+from tierctl.errors import InputError, KernelError, PermissionDeniedError, UnavailableError
 from tierctl.tui.source import GONE, LocalSource, SocketSource
 
 FAST = Limits(service_timeout=5.0)
@@ -39,6 +39,25 @@ def sources() -> Iterator[list[SocketSource]]:
 
 def serve(svc: SyntheticService, path: Path, *, uid: int = 0) -> ApiServer:
     return ApiServer(svc, path, limits=FAST, credentials=lambda s: (os.getpid(), uid, uid), socket_group=None)
+
+
+def test_a_kernel_error_in_the_pressure_view_or_the_detail_is_shown_not_a_lost_frame() -> None:
+    """The pressure view and the detail are extras: when the in-process service cannot read them (a
+    KernelError from the machine, not a refusal of the arguments) the frame still comes, with the
+    error in their place."""
+
+    class Failing(SyntheticService):
+        def pressure_status(self) -> dict[str, Any]:
+            raise KernelError("cannot read memory.stat: Input/output error", "/sys/fs/cgroup/a")
+
+        def cgroup_detail(self, path: str) -> dict[str, Any]:
+            raise KernelError("cannot read numa_stat: Input/output error", path)
+
+    svc = Failing(3, wall=lambda: 1.0)
+    f = LocalSource(svc, period_s=None).poll(svc.paths[0])
+    assert f.connected and len(f.cgroups) == 3
+    assert f.pressure["active"] is False and "memory.stat" in f.pressure["reason"]
+    assert f.detail is None and "numa_stat" in f.detail_error
 
 
 def test_local_source_polls_steps_and_acts() -> None:

@@ -21,7 +21,13 @@ from typing import Any, Protocol
 
 from tierctl.api.client import DEFAULT_SOCKET, ApiClient
 from tierctl.api.protocol import OP_OF_METHOD, OPS, RemoteError, RequestError, check_args
-from tierctl.errors import InputError, PermissionDeniedError, TierctlError, UnavailableError
+from tierctl.errors import (
+    DaemonUnreachableError,
+    InputError,
+    PermissionDeniedError,
+    TierctlError,
+    UnavailableError,
+)
 from tierctl.service.contract import ServiceContract
 
 GONE = "daemon gone, reconnecting…"
@@ -71,8 +77,9 @@ class Source(Protocol):
 
 def read_frame(call: Call, seq: int, detail_path: str | None = None) -> tuple[Frame, int]:
     """Every read a frame carries, one op each, and the newest event sequence number (the next
-    ``seq``). The reads' errors propagate — the source knows what a lost daemon is — except a detail
-    the service refuses (an InputError: no such cgroup), which is the frame's ``detail_error``."""
+    ``seq``). The main reads' errors propagate — the source knows what a lost daemon is. The pressure
+    view and the detail are extras: an error the service answers for them (not a lost connection) is
+    shown in their place (the pressure view's reason, the frame's ``detail_error``)."""
     status = call("status")
     topology = call("topology")
     cgroups = call("cgroups")
@@ -84,7 +91,9 @@ def read_frame(call: Call, seq: int, detail_path: str | None = None) -> tuple[Fr
     if detail_path is not None:
         try:
             detail = call("cgroup", path=detail_path)
-        except InputError as e:
+        except DaemonUnreachableError:
+            raise
+        except TierctlError as e:
             detail_error = str(e)
     events = list(ev.get("events", []))
     frame = Frame(True, "", status, topology, list(cgroups), events, detail, detail_error, pressure)
@@ -99,8 +108,10 @@ def _pressure(call: Call) -> dict[str, Any]:
     except RemoteError as e:
         if e.kind == "protocol" and "unknown op" in str(e):
             return {"mode": "?", "active": False, "reason": NO_PRESSURE_OP}
+        return {"mode": "?", "active": False, "reason": str(e)}  # the daemon answered: it is there
+    except DaemonUnreachableError:
         raise
-    except InputError as e:
+    except TierctlError as e:  # the in-process service could not read the machine's pressure
         return {"mode": "?", "active": False, "reason": str(e)}
     return got if isinstance(got, dict) else {"mode": "?", "active": False, "reason": "bad answer"}
 
