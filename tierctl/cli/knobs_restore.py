@@ -64,7 +64,8 @@ def refusal(places: Places, found: Survey) -> str | None:
         )
     for r in found.records:
         if r.alive:
-            who = "the daemon" if r.label == "daemon" else "a tierctl command (its BPF sampler)"
+            kind = "DAMON" if r.label.startswith("damon.") else "BPF"
+            who = "the daemon" if r.label == "daemon" else f"a tierctl command (its {kind} sampler)"
             return (
                 f"{r.path} is in use by PID {r.pid} (alive): {who} holds these knobs and would fight "
                 "over them; stop it first (it restores them when it stops)"
