@@ -58,6 +58,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.kernel.damon_files import DamonBusyError, read_file, write_file
@@ -87,6 +88,9 @@ __all__ = [
     "UINT_MAX", "ULONG_MAX", "DamonBusyError", "DamonSession", "DamonSysfs", "KdamondSpec",
     "KdamondState", "MonitoringAttrs", "node_phys_ranges",
 ]  # fmt: skip
+
+
+T = TypeVar("T")
 
 
 class DamonSysfs:
@@ -256,38 +260,37 @@ class DamonSysfs:
 
     def _turn_off(self, k: int) -> bool:
         """Write ``off`` to kdamond ``k`` if it is on (a stopped one answers EPERM: fine); whether it was.
-        EBUSY (another sysfs user holds DAMON's lock) is retried for ``settle_s``, then a KernelError:
-        never an UnavailableError, which a knob restore would take for "gone" and drop the record."""
+        EBUSY (another sysfs user holds DAMON's lock) is retried as ``_while_busy`` does: never an
+        UnavailableError, which a knob restore would take for "gone" and drop the record."""
         state = self.root / "kdamonds" / str(k) / "state"
-        deadline = self.clock() + self.settle_s
-        while True:
+
+        def off() -> bool:
             try:
                 if self._read(state).strip() != "on":
                     return False
                 self._write(state, "off")
-                return True
-            except DamonBusyError as e:
-                if self.clock() >= deadline:
-                    raise KernelError(f"still busy after {self.settle_s:g} s: {e.message}", str(state)) from e
-                self.sleep(0.05)
-            except KernelError:
+            except KernelError:  # (DamonBusyError is not one: it reaches _while_busy)
                 if self._read(state).strip() == "on":
                     raise
-                return True
+            return True
+
+        return self._while_busy(off, state)
 
     def _clear(self) -> None:
-        """``nr_kdamonds`` = 0, retrying for ``settle_s`` while EBUSY (a kdamond thread still finishing
-        after ``off``); KernelError when it stays busy."""
+        """``nr_kdamonds`` = 0, retried as ``_while_busy`` does (a kdamond thread still finishing after
+        ``off``)."""
+        self._while_busy(lambda: self._write(self.nr_path, "0"), self.nr_path)
+
+    def _while_busy(self, step: Callable[[], T], path: Path) -> T:
+        """``step()``, retried every 50 ms for ``settle_s`` while DAMON answers EBUSY; then a KernelError
+        naming ``path``."""
         deadline = self.clock() + self.settle_s
         while True:
             try:
-                self._write(self.nr_path, "0")
-                return
+                return step()
             except DamonBusyError as e:
                 if self.clock() >= deadline:
-                    raise KernelError(
-                        f"still busy after {self.settle_s:g} s: {e.message}", str(self.nr_path)
-                    ) from e
+                    raise KernelError(f"still busy after {self.settle_s:g} s: {e.message}", str(path)) from e
                 self.sleep(0.05)
 
     # -- low-level I/O ------------------------------------------------------------------------
