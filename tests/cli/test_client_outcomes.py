@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from tests.api.test_api import run_cli as run
 from tierctl.api.server import ApiServer, Limits
 from tierctl.cli import client_cmds
-from tierctl.errors import TierctlError
 from tierctl.service.service import Service
 from tierctl.sim.live import sim_service
 
@@ -38,19 +37,6 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Service, Path]]:
             socket_group=None,
         ):
             yield svc, path
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="tierctl")
-    client_cmds.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        code = int(args.func(args) or 0)
-    except TierctlError as err:
-        print(f"tierctl: error: {err}", file=sys.stderr)
-        code = err.exit_code
-    out, err_text = capsys.readouterr()
-    return code, out, err_text
 
 
 def test_pin_prints_the_outcome_not_a_bare_pinned(

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kernel.test_kernel_bpfhost import no_enable_stats
 from tierctl.errors import InputError, UnavailableError
 from tierctl.kernel import bpfhost
 from tierctl.kernel.bpfhost import BpfHost, Tracefs
@@ -41,10 +41,6 @@ class FakeMounts:
 
     def is_mounted(self, target: Path) -> bool:
         return target in self.mounted
-
-
-def no_enable_stats() -> int:
-    return -errno.EINVAL  # no BPF_ENABLE_STATS: the sysctl is the switch
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.damon.fake_damon import FakeDamonSysfs, make_admin_tree
+from tests.kernel.test_kernel_damon import Clock
 from tests.kernel.test_knobs import TableMounts
 from tierctl.errors import InputError, KernelError, UnavailableError
 from tierctl.kernel.damon import DamonBusyError, DamonSysfs, KdamondSpec
@@ -15,17 +16,6 @@ from tierctl.kernel.knobs import DAMON, DAMON_KDAMONDS, Drift, KnobGuard, KnobRe
 
 SPECS = (KdamondSpec("vaddr", 100), KdamondSpec("vaddr", 200))
 EXPECTED = "2: vaddr 100, vaddr 200"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
 
 
 class Machine:

@@ -71,6 +71,6 @@ def test_loop_promotes_the_hot_set_and_leaves_the_cold_on_the_slow_node(
     assert on_fast_hot >= 0.9  # the hot 16 MiB is back in DRAM
     assert on_fast_cold <= 0.05  # the cold 48 MiB stayed on the slow node
     record_property("interpreter_pages", other)
-    # no more than the hot set and the interpreter's own pages (a CI run promoted 5375: 4096 + 1279 of them)
+    # no more than the hot set and the interpreter's own pages (one guest run promoted 4096 + 1279)
     assert promoted <= 1.1 * (16 << 20) // PAGE + other + 512
     assert {k: KnobGuard(state).get(k) for k in before} == before  # every knob restored
