@@ -101,17 +101,18 @@ def result_message(result: Any, fallback: str) -> tuple[str, str, str]:
 
 
 def _quota_max_bytes(q: Any, fast_capacity: int) -> int | None:
+    """A quota bound in bytes (a share of the fast tier's capacity), read by the one amount parser
+    (``values.amount``: bytes, a size, ``60%`` or a float share); None when there is none or it does
+    not read."""
+    from tierctl import values
     from tierctl.errors import InputError
-    from tierctl.fmt import parse_amount
 
     if q is None or q == "":
         return None
     try:
-        a = parse_amount(str(q)) if not isinstance(q, int) else None
+        a = values.amount(q, "fast_max")
     except InputError:
         return None
-    if a is None:
-        return int(q)
     return int(a.value * fast_capacity) if a.kind == "share" else int(a.value)
 
 
