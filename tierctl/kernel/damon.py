@@ -164,11 +164,7 @@ class DamonSysfs:
     def kdamonds_now(self) -> str:
         """The kdamonds set up now, as a damon knob record writes them (``2: vaddr 4242, vaddr 4243``;
         a kdamond without a context shows ``-``)."""
-        items = []
-        for ops, pid in self._targets_now():
-            name = ops or "-"
-            items.append(f"{name} {pid}" if pid else name)
-        return f"{len(items)}: {', '.join(items)}" if items else "0"
+        return format_kdamonds([(ops or "-", pid) for ops, pid in self._targets_now()])
 
     def guard_problem(self, guard: KnobGuard) -> str | None:
         """Why ``guard`` cannot record this tree's kdamonds (None: it can): its root must hold this very
