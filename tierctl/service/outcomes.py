@@ -187,6 +187,11 @@ class OutcomeBook:
             state, waiting, message = judge(o, facts, self.stuck_cycles)
             self._set(o, state, waiting, message)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether any outcome is still to be judged (not done, not impossible)."""
+        return bool(self._live())
+
     def _live(self) -> list[Outcome]:
         return [o for o in self._by_cgroup.values() if o.state not in FINAL]
 

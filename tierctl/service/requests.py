@@ -54,9 +54,10 @@ class Requests:
         return Placement(n_fast, int(np.count_nonzero(mine)) - n_fast)
 
     def judge(self, rep: CycleReport, quotas: Mapping[int, Quota]) -> None:
-        """Judge every live outcome by the cycle ``rep`` (its snapshot is the view's last)."""
+        """Judge every live outcome by the cycle ``rep`` (its snapshot is the view's last); nothing to
+        count when none waits (the usual cycle)."""
         st = self.loop.view.last
-        if st is None:
+        if st is None or not self.book.waiting:
             return
         tapped = None if rep.plan is None or rep.moves is None else (rep.plan, rep.moves)
         facts = cycle_facts(
