@@ -286,27 +286,15 @@ class KnobGuard:
 
     @_locked
     def verify(self) -> list[Drift]:
-        """Knobs whose current value differs from the value tierctl set (or that disappeared)."""
+        """Knobs whose current value differs from the value tierctl set (or that disappeared), each
+        read as :func:`current_value` reads it."""
         drifts = []
         for rec in self._records:
-            if rec.kind == MOUNT:
-                if not self.mounts.is_mounted(self.path_of(rec.knob)):
-                    drifts.append(Drift(rec.knob, rec.expected, None))
-                continue
-            if rec.kind == DAMON:
-                try:
-                    now: str | None = self.damon(self._damon_admin(rec.knob)).kdamonds_now()
-                except UnavailableError:
-                    now = None
-                if now != rec.expected:
-                    drifts.append(Drift(rec.knob, rec.expected, now))
-                continue
-            try:
-                actual: str | None = self.get(rec.knob)
-            except UnavailableError:
-                actual = None
-            if actual != rec.expected:
-                drifts.append(Drift(rec.knob, rec.expected, actual))
+            now = current_value(self.root, self.mounts, rec, damon=self.damon)
+            if rec.kind == MOUNT and now == "":
+                now = None  # unmounted
+            if now != rec.expected:
+                drifts.append(Drift(rec.knob, rec.expected, now))
         return drifts
 
     def pending(self) -> list[KnobRecord]:
@@ -518,8 +506,8 @@ def current_value(
 ) -> str | None:
     """What ``rec``'s knob holds now below ``root``, as ``KnobGuard.get`` reads it (a mount: its fs
     type while mounted, else ""; kdamonds: as :func:`format_kdamonds` writes them); None when the knob
-    no longer exists (or DAMON's sysfs does not). Other OSErrors propagate (from the DAMON adapter: as
-    TierctlError)."""
+    no longer exists (or DAMON's sysfs does not). Another failure to read is a TierctlError (permission
+    denied, the kernel's error)."""
     path = root / check_knob(rec.knob).lstrip("/")
     if rec.kind == MOUNT:
         return rec.expected if mounts.is_mounted(path) else ""
@@ -533,6 +521,8 @@ def current_value(
             return normalise(fh.read())
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as e:
+        raise _error(e, rec.knob, "read") from None
 
 
 def check_knob(knob: str) -> str:
