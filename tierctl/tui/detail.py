@@ -19,7 +19,7 @@ from tierctl.tui.keys import DETAIL_KEYS, bindings
 from tierctl.tui.model import blocks, edge_label, fmt_bytes, fmt_ratio, fmt_time
 from tierctl.tui.pressure_panel import PressurePanel
 from tierctl.tui.pressure_pieces import Fit
-from tierctl.tui.rowinfo import outcome_of, outcome_text, pod_label
+from tierctl.tui.rowinfo import outcome_of, outcome_text, pod_label, quota_bound
 from tierctl.tui.views import Summary
 
 LABEL = 5  # "fast ", "heat ": the label before a histogram row or the strip
@@ -143,18 +143,12 @@ def head_text(d: dict[str, Any], overrides: dict[str, Any]) -> Text:
     return t
 
 
-def amount(q: dict[str, Any], key: str) -> str:
-    """A quota bound as written (the detail's ``<key>_amount``: ``4G``, ``60%``), else its bytes."""
-    written = q.get(f"{key}_amount", q.get(key))
-    return written if isinstance(written, str) else fmt.fmt_amount(written)
-
-
 def quota_text(info: Any, override: Any) -> Text:
     t = Text()
     q = info if isinstance(info, dict) else override if isinstance(override, dict) else None
     if not q or (q.get("fast_min") is None and q.get("fast_max") is None):
         return t.append("  quota none")
-    t.append(f"  quota min {amount(q, 'fast_min')} max {amount(q, 'fast_max')}")
+    t.append(f"  quota min {quota_bound(q, 'fast_min')} max {quota_bound(q, 'fast_max')}")
     source = q.get("source") if isinstance(info, dict) else "override"
     if source:
         t.append(f" ({source})", "dim")

@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, Static
 from tierctl import fmt
 from tierctl.errors import TierctlError
 from tierctl.tui.keys import help_rows
+from tierctl.tui.rowinfo import quota_bound
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -102,19 +103,13 @@ def check_amount(text: str, where: str) -> str:
     return ""
 
 
-def _written(q: Mapping[str, Any], key: str) -> str:
-    """A bound as written (``4G``, ``60%``: the detail's ``<key>_amount``), else its bytes."""
-    v = q.get(f"{key}_amount", q.get(key))
-    return v if isinstance(v, str) else fmt.fmt_amount(v)
-
-
 def quota_now(info: Mapping[str, Any] | None, override: Mapping[str, Any] | None) -> Text:
     """What is in force: the detail's ``quota`` ({"fast_min", "fast_max", "source", "active",
     "why_inactive"}) when the service reports it, else the override (an older service)."""
     q = info if isinstance(info, Mapping) else override
     if not q or (q.get("fast_min") is None and q.get("fast_max") is None):
         return Text("now: no quota")
-    t = Text(f"now: min {_written(q, 'fast_min')} max {_written(q, 'fast_max')}")
+    t = Text(f"now: min {quota_bound(q, 'fast_min')} max {quota_bound(q, 'fast_max')}")
     source = q.get("source") if isinstance(info, Mapping) else "override"
     if source:
         t.append(f" (from the {source})", "dim")
@@ -145,9 +140,11 @@ class QuotaScreen(ModalScreen[Quota | None]):
 
     def _placeholder(self, key: str) -> str:
         info = self.info if isinstance(self.info, Mapping) else {}
-        v = info.get(f"{key}_amount", info.get(key))
-        if v is not None and info.get("source") not in (None, "override"):
-            return f"{v if isinstance(v, str) else fmt.fmt_amount(v)} ({info.get('source')})"
+        if info.get(f"{key}_amount", info.get(key)) is not None and info.get("source") not in (
+            None,
+            "override",
+        ):
+            return f"{quota_bound(info, key)} ({info.get('source')})"
         return "none"
 
     def compose(self) -> ComposeResult:

@@ -132,3 +132,11 @@ def row_state(c: Mapping[str, Any], quota: Mapping[str, Any] | None, fast_capaci
     if str(c.get("override") or "auto") not in ("auto", ""):
         return "pinned"
     return None
+
+
+def quota_bound(q: Mapping[str, Any], key: str) -> str:
+    """A quota bound as written (the detail's ``<key>_amount``: ``4G``, ``60%``), else its bytes."""
+    from tierctl.fmt import fmt_amount
+
+    written = q.get(f"{key}_amount", q.get(key))
+    return written if isinstance(written, str) else fmt_amount(written)
