@@ -7,13 +7,15 @@ pieces first take their short form, then give way (the rates and the data's age 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.text import Text
 
 from tierctl.tui.model import NodeUse
+
+T = TypeVar("T")
 
 LIVE_SAMPLER = frozenset({"running", "active"})
 STALE_AFTER_S = 5.0  # data older than this (and than three collections) is marked stale
@@ -78,6 +80,19 @@ class Piece:
     short: Text | None = None
 
 
+def drop_ranks(
+    items: Sequence[T], width: int, size: Callable[[T], int], rank: Callable[[T], int], sep: int
+) -> list[T]:
+    """``items`` in order, without the highest ranks (never rank 0) while they do not fit in ``width``
+    (each ``size`` cells wide, ``sep`` cells between two)."""
+    keep = list(items)
+    for r in sorted({rank(i) for i in items if rank(i) > 0}, reverse=True):
+        if sum(size(i) for i in keep) + sep * max(len(keep) - 1, 0) <= width:
+            break
+        keep = [i for i in keep if rank(i) != r]
+    return keep
+
+
 def assemble(pieces: Sequence[Piece], width: int, sep: str = "  ") -> Text:
     """The pieces in order, joined by ``sep``, fitted into ``width``: the highest ranks take their
     short form first, then give way, until the line fits."""
@@ -91,10 +106,8 @@ def assemble(pieces: Sequence[Piece], width: int, sep: str = "  ") -> Text:
         if length(cur) <= width:
             break
         cur = [(p.short if p.rank == rank and p.short is not None else t, p) for t, p in cur]
-    for rank in ranks:  # then the least wanted give way
-        if length(cur) <= width:
-            break
-        cur = [(t, p) for t, p in cur if p.rank != rank]
+    # then the least wanted give way
+    cur = drop_ranks(cur, width, lambda c: c[0].cell_len, lambda c: c[1].rank, len(sep))
     out = Text()
     for i, (t, _) in enumerate(cur):
         if i:

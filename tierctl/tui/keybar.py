@@ -12,6 +12,7 @@ from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widgets import Static
 
+from tierctl.tui.freshness import drop_ranks
 from tierctl.tui.keys import footer_rank, shown_keys
 
 SEP = 2
@@ -33,16 +34,7 @@ class Shown:
 
 def fit(items: list[Shown], width: int) -> list[Shown]:
     """The items in order, without the highest ranks while they do not fit in ``width``."""
-    keep = list(items)
-
-    def length() -> int:
-        return sum(i.width for i in keep) + SEP * max(len(keep) - 1, 0)
-
-    for rank in sorted({i.rank for i in items}, reverse=True):
-        if length() <= width or rank == 0:
-            break
-        keep = [i for i in keep if i.rank != rank]
-    return keep
+    return drop_ranks(items, width, lambda i: i.width, lambda i: i.rank, SEP)
 
 
 class KeyBar(Static):
