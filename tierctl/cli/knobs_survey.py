@@ -18,12 +18,12 @@ from tierctl.kernel.bpfhost import RECORD_PREFIX
 from tierctl.kernel.knobs import (
     MAX_STATE_BYTES,
     MOUNT,
-    STATE_VERSION,
-    VALUE,
     KnobRecord,
+    RecordError,
     boot_id,
-    check_record,
+    check_header,
     current_value,
+    parse_entries,
 )
 from tierctl.kernel.mounts import Mounts
 from tierctl.kernel.statefile import pid_alive, read_capped
@@ -192,30 +192,14 @@ def _read_record(path: Path, label: str, pid: int | None, boot: str | None, plac
     except ValueError as e:
         raise _Corrupt(f"not a tierctl knob record ({e})", duplicate_line(text, str(e))) from None
     keys, entries = layout(text)
-    if not isinstance(data, dict):
-        raise _Corrupt("not a tierctl knob record (not a JSON object)", 1)
-    if data.get("version") != STATE_VERSION:
-        raise _Corrupt(
-            f"not a tierctl knob record (version {data.get('version')!r}, expected {STATE_VERSION})",
-            keys.get("version", 1),
-        )
-    items = data.get("knobs")
-    if not isinstance(items, list):
-        raise _Corrupt('not a tierctl knob record ("knobs" is not a list)', keys.get("knobs", 1))
-    recs = []
-    for i, k in enumerate(items):
-        line = entries[i] if i < len(entries) else keys.get("knobs")
-        try:
-            r = KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"]), str(k.get("kind", VALUE)))
-            check_record(r)
-        except (KeyError, TypeError, AttributeError) as e:
-            why = f"no {e}" if isinstance(e, KeyError) else "not an object"
-            raise _Corrupt(f"not a tierctl knob record (entry {i + 1}: {why})", line) from None
-        except InputError as e:
-            raise _Corrupt(f"not a tierctl knob record (entry {i + 1}: {e.message})", line) from None
-        except ValueError as e:
-            raise _Corrupt(f"not a tierctl knob record (entry {i + 1}: {e})", line) from None
-        recs.append(r)
+    try:
+        data = check_header(data)
+        recs = parse_entries(data)
+    except RecordError as e:
+        line = keys.get(e.key, 1) if e.key else 1
+        if e.entry is not None:
+            line = entries[e.entry] if e.entry < len(entries) else keys.get("knobs")
+        raise _Corrupt(f"not a tierctl knob record ({e})", line) from None
     if pid is None and isinstance(data.get("pid"), int) and not isinstance(data.get("pid"), bool):
         pid = data["pid"]
     recorded_boot = data.get("boot_id")

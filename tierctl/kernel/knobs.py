@@ -352,10 +352,7 @@ class KnobGuard:
             raw = read_capped(self.state_file, MAX_STATE_BYTES)
             if raw is None:
                 return []
-            data = strict_json.loads(raw.decode("utf-8"))
-            if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-                version = data.get("version") if isinstance(data, dict) else None
-                raise ValueError(f"version {version!r}, expected {STATE_VERSION}")
+            data = check_header(strict_json.loads(raw.decode("utf-8")))
             boot, now = data.get("boot_id"), self._boot_id()
             if isinstance(boot, str) and now is not None and boot != now:
                 # written before a reboot: the kernel started from its own settings again, and
@@ -366,12 +363,7 @@ class KnobGuard:
                     "reboot reset those knobs, so nothing was restored and the record was removed"
                 )
                 return []
-            recs = [
-                KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"]), str(k.get("kind", VALUE)))
-                for k in data["knobs"]
-            ]
-            for r in recs:
-                check_record(r)
+            recs = parse_entries(data)
         except OSError as e:
             raise InputError(f"cannot read the knob record: {e.strerror}", str(self.state_file)) from None
         except (ValueError, KeyError, TypeError, AttributeError, InputError) as e:
@@ -423,6 +415,48 @@ def _record_json(r: KnobRecord) -> dict[str, str]:
     out = {"knob": r.knob, "original": r.original, "expected": r.expected}
     if r.kind != VALUE:  # value records stay as version 1 always wrote them
         out["kind"] = r.kind
+    return out
+
+
+class RecordError(ValueError):
+    """Why data read from a knob record file is not one: ``key``, the top-level key at fault; ``entry``,
+    the index of the bad entry of ``knobs`` (for a message naming its line)."""
+
+    def __init__(self, why: str, *, key: str | None = None, entry: int | None = None) -> None:
+        super().__init__(why)
+        self.key = key
+        self.entry = entry
+
+
+def check_header(data: Any) -> dict[str, Any]:
+    """``data`` (a record file's JSON) as a record's object of this version (RecordError otherwise)."""
+    if not isinstance(data, dict):
+        raise RecordError("not a JSON object")
+    if data.get("version") != STATE_VERSION:
+        raise RecordError(f"version {data.get('version')!r}, expected {STATE_VERSION}", key="version")
+    return data
+
+
+def parse_entries(data: dict[str, Any]) -> list[KnobRecord]:
+    """The records of a record file's object, each checked as a guard could restore it (RecordError
+    naming the first bad entry)."""
+    items = data.get("knobs")
+    if not isinstance(items, list):
+        raise RecordError('"knobs" is not a list', key="knobs")
+    out = []
+    for i, k in enumerate(items):
+        try:
+            r = KnobRecord(str(k["knob"]), str(k["original"]), str(k["expected"]), str(k.get("kind", VALUE)))
+            check_record(r)
+        except KeyError as e:
+            raise RecordError(f"entry {i + 1}: no {e}", entry=i) from None
+        except (TypeError, AttributeError):
+            raise RecordError(f"entry {i + 1}: not an object", entry=i) from None
+        except InputError as e:
+            raise RecordError(f"entry {i + 1}: {e.message}", entry=i) from None
+        except ValueError as e:
+            raise RecordError(f"entry {i + 1}: {e}", entry=i) from None
+        out.append(r)
     return out
 
 
