@@ -31,7 +31,7 @@ from tierctl.kernel.cgroupfs import CgroupTree
 from tierctl.kernel.knobs import BPF_STATS_ENABLED, KnobGuard, Restored, restore_dead_records
 from tierctl.kernel.mounts import LibcMounts, Mounts
 from tierctl.kernel.procfs import ProcFS
-from tierctl.kernel.roots import LIVE_PROC, LIVE_ROOT, RUN_DIR
+from tierctl.kernel.roots import LIVE_PROC, LIVE_ROOT, RUN_DIR, below
 
 TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 BPF_STATS_SYSCTL = Path(BPF_STATS_ENABLED)
@@ -48,10 +48,10 @@ class Tracefs:
 
     def __init__(self, root: Path = LIVE_ROOT, proc: ProcFS | None = None) -> None:
         self.root = Path(root)
-        self.proc = proc if proc is not None else ProcFS(_below(self.root, LIVE_PROC))
+        self.proc = proc if proc is not None else ProcFS(below(self.root, LIVE_PROC))
 
     def candidates(self) -> list[Path]:
-        return [self.root / str(p).lstrip("/") for p in TRACEFS_MOUNTS]
+        return [below(self.root, p) for p in TRACEFS_MOUNTS]
 
     def dir(self) -> Path | None:
         """The mounted tracefs (its ``events`` folder exists), None when none is."""
@@ -216,7 +216,7 @@ class BpfHost:
             raise InputError(
                 f"the knob guard writes below {knobs.root}, the host's tree is {self.root}", "BpfHost"
             )
-        self.proc = proc if proc is not None else ProcFS(_below(self.root, LIVE_PROC))
+        self.proc = proc if proc is not None else ProcFS(below(self.root, LIVE_PROC))
         self.run_dir = Path(run_dir)
         if mounts is None:
             mounts = knobs.mounts if knobs is not None else LibcMounts(self.proc.root)
@@ -295,10 +295,5 @@ def restore_leftovers(
     (default: the real mount table read from the procfs below ``root``). A record that restores
     completely is removed."""
     if mounts is None:
-        mounts = LibcMounts(_below(Path(root), LIVE_PROC))
+        mounts = LibcMounts(below(Path(root), LIVE_PROC))
     return restore_dead_records(Path(run_dir), RECORD_PREFIX, root=Path(root), mounts=mounts)
-
-
-def _below(root: Path, live: Path) -> Path:
-    """Where the live path ``live`` is in the tree at ``root`` (``live`` itself at the live root)."""
-    return root / live.relative_to(LIVE_ROOT)

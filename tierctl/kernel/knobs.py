@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tierctl import strict_json
 from tierctl.errors import InputError, KernelError, PermissionDeniedError, TierctlError, UnavailableError
 from tierctl.kernel.mounts import LibcMounts, Mounts
-from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC, LIVE_ROOT, LIVE_SYS
+from tierctl.kernel.roots import LIVE_CGROUP, LIVE_PROC, LIVE_ROOT, LIVE_SYS, below
 from tierctl.kernel.statefile import pid_alive, read_capped, set_aside, write_atomic
 
 if TYPE_CHECKING:
@@ -308,7 +308,7 @@ class KnobGuard:
 
     # -- plumbing -------------------------------------------------------------------------------
     def path_of(self, knob: str) -> Path:
-        return self.root / check_knob(knob).lstrip("/")
+        return below(self.root, check_knob(knob))
 
     def _damon_admin(self, knob: str) -> Path:
         return self.path_of(knob).parent.parent  # <admin>/kdamonds/nr_kdamonds
@@ -529,7 +529,7 @@ def _damon_sysfs(admin: Path) -> DamonSysfs:
 def boot_id(root: Path) -> str | None:
     """This boot's id (``/proc/sys/kernel/random/boot_id`` below ``root``), None if unknown."""
     try:
-        text = (root / BOOT_ID.lstrip("/")).read_text().strip()
+        text = below(root, BOOT_ID).read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
     return text or None
@@ -542,7 +542,7 @@ def current_value(
     type while mounted, else ""; kdamonds: as :func:`format_kdamonds` writes them); None when the knob
     no longer exists (or DAMON's sysfs does not). Another failure to read is a TierctlError (permission
     denied, the kernel's error)."""
-    path = root / check_knob(rec.knob).lstrip("/")
+    path = below(root, check_knob(rec.knob))
     if rec.kind == MOUNT:
         return rec.expected if mounts.is_mounted(path) else ""
     if rec.kind == DAMON:

@@ -14,6 +14,12 @@ LIVE_RUN = Path("/run")  # tmpfs cleared by a reboot: where one-shot commands ke
 RUN_DIR = LIVE_RUN / "tierctl"  # one-shot commands' knob records (bpf-knobs.PID.json, damon-knobs.PID.json)
 
 
+def below(root: Path, live: Path | str) -> Path:
+    """Where a path as the kernel documents it (``/proc/...``, ``/sys/...``) is in the tree at ``root``
+    (``live`` itself at the live root)."""
+    return Path(root) / Path(live).relative_to(LIVE_ROOT)
+
+
 @dataclass(frozen=True)
 class Roots:
     """Where the kernel's interfaces are: the live mount points by default, fake trees in tests.
@@ -32,9 +38,7 @@ class Roots:
     def under(cls, root: Path) -> Roots:
         """Every interface at its usual place below ``root`` (the live roots for ``/``)."""
         root = Path(root)
-        return cls(
-            root, *(root / p.relative_to(LIVE_ROOT) for p in (LIVE_PROC, LIVE_SYS, LIVE_CGROUP, RUN_DIR))
-        )
+        return cls(root, *(below(root, p) for p in (LIVE_PROC, LIVE_SYS, LIVE_CGROUP, RUN_DIR)))
 
     def in_sys(self, live: Path) -> Path:
         """A sysfs path as the kernel documents it (``/sys/...``), below ``sys``."""

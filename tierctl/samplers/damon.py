@@ -58,7 +58,7 @@ from tierctl.kernel.cgroupfs import CGROUP_ROOT
 from tierctl.kernel.damon import DamonSession, DamonSysfs, KdamondSpec, MonitoringAttrs
 from tierctl.kernel.knobs import DAMON_KDAMONDS, KnobGuard, Restored, restore_dead_records
 from tierctl.kernel.procfs import LIVE_PROC, ProcFS, present
-from tierctl.kernel.roots import LIVE_ROOT, LIVE_SYS, RUN_DIR
+from tierctl.kernel.roots import LIVE_ROOT, LIVE_SYS, RUN_DIR, below
 from tierctl.samplers.base import Availability, Health, Targets, empty_raw
 from tierctl.samplers.bpf_layout import SampleFlag
 from tierctl.samplers.targets import SPECIAL_VMAS, TargetResolver, make_rows
@@ -253,7 +253,7 @@ class DamonSampler:
 
     def _own_record(self) -> bool:
         """Whether the DAMON tree is the one below ``knob_root`` (where a record can restore it)."""
-        return self.knob_root / DAMON_KDAMONDS.lstrip("/") == self.fs.nr_path
+        return below(self.knob_root, DAMON_KDAMONDS) == self.fs.nr_path
 
     def _sysfs(self, admin: Path) -> DamonSysfs:
         """The DAMON adapter a guard restores through: this sampler's for its own tree."""
