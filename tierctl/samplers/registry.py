@@ -82,13 +82,19 @@ def make_sampler(name: str, **options: Any) -> SourceSampler:
     return factory(**options)  # type: ignore[no-any-return]
 
 
+def _roots_for(roots: Roots | None, knobs: KnobGuard | None) -> Roots:
+    """``roots``, else the usual places below the guard's root, else the live ones."""
+    if roots is not None:
+        return roots
+    return Roots.under(knobs.root) if knobs is not None else Roots()
+
+
 def bpf_host(roots: Roots | None = None, knobs: KnobGuard | None = None) -> BpfHost:
     """A BpfHost below ``roots`` (default: the usual places below the guard's root, else the live
     ones); ``knobs``: the guard recording what it changes, whose mount table it uses (default: the
     host's own record in ``roots.run``). A guard writing below another root than ``roots.root`` is
     refused (InputError)."""
-    if roots is None:
-        roots = Roots.under(knobs.root) if knobs is not None else Roots()
+    roots = _roots_for(roots, knobs)
     return BpfHost(
         knobs, root=roots.root, proc=ProcFS(roots.proc), run_dir=roots.run, cgroup_root=roots.cgroup
     )
@@ -99,8 +105,7 @@ def sampler_options(
 ) -> dict[str, Any]:
     """The keyword options that make sampler ``name`` below ``roots`` (and, a BPF one, on ``host``; one
     that records its own changes, with ``knobs``)."""
-    if roots is None:
-        roots = Roots.under(knobs.root) if knobs is not None else Roots()
+    roots = _roots_for(roots, knobs)
     opts = ROOT_OPTIONS.get(name, _none)(roots)
     if name.startswith("bpf-") and host is not None:
         opts["host"] = host
