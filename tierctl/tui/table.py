@@ -72,10 +72,6 @@ def elide_middle(text: str, width: int) -> str:
     return short[:head] + "…" + short[len(short) - tail :]
 
 
-def elide_left(text: str, width: int) -> str:
-    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
-
-
 def elide_right(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
