@@ -107,13 +107,13 @@ class KernelPressureIO:
     def kill(self, path: str) -> None:
         self.cgroups.kill(path.strip("/"))
 
-    def stall_source(self, knobs: KnobGuard | None = None, *, host: BpfHost | None = None) -> StallChain:
-        """Reclaim stalls and OOM victims: BPF on stable tracepoints, else memory.events and PSI.
-        ``host``: the process's BpfHost (default: the one given at construction, else one made below
-        ``roots`` recording with ``knobs``); ``knobs``: the daemon's guard, which must be that host's."""
+    def stall_source(self, knobs: KnobGuard | None = None) -> StallChain:
+        """Reclaim stalls and OOM victims: BPF on stable tracepoints, else memory.events and PSI, on the
+        BpfHost given at construction (the process's), else one made below ``roots`` recording with
+        ``knobs``; ``knobs``: the daemon's guard, which must be that host's."""
         from tierctl.samplers.stall_fallback import StallChain
 
-        host = host or self.host
+        host = self.host
         if host is None:
             host = bpf_host(self.roots, knobs)
         elif knobs is not None and host.guard is not knobs:
