@@ -253,3 +253,25 @@ def test_book_rate_limit_then_done_and_a_gone_cgroup() -> None:
     book.start("/a", "pin", "slow", Goal("slow"), "accepted")
     book.observe(facts(cgroups=frozenset()))
     assert (book.get("/a") or {})["state"] == "impossible" and events[-1]["message"].endswith("gone")
+
+
+def test_a_quota_under_its_profiles_pin_is_explained_inactive_not_stuck(tmp_path: Path, clock: Clock) -> None:
+    """The pin in force may be the profile's (``pin = "slow"``), not only the operator's: a quota set
+    then is stored, says the pin wins, and waits without ever being called stuck."""
+    import shutil
+
+    from tierctl.data import profiles_dir
+
+    profiles = tmp_path / "profiles"
+    shutil.copytree(profiles_dir(), profiles)
+    batch = profiles / "batch.toml"
+    batch.write_text(batch.read_text().replace('pin = "auto"', 'pin = "slow"', 1))
+    svc = sim_service(state_dir=tmp_path / "state", profiles_dir=profiles, wall=clock)
+    cycles(svc, clock, 10)
+    o = svc.set_quota(BATCH, "50%", None)["outcome"]
+    assert "inactive while pinned to slow" in o["message"]
+    assert o["waiting_for"].startswith("a pin that wins over the quota (pinned to slow")
+    cycles(svc, clock, 8)
+    o = row(svc, BATCH)["outcome"]
+    assert o["state"] == "in_progress" and o["waiting_for"].startswith("a pin that wins")  # never stuck
+    assert svc.cgroup_detail(BATCH)["quota"]["why_inactive"].startswith("pinned to slow")

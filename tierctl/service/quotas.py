@@ -59,6 +59,18 @@ def effective_pin(path: str, prof: Any, overrides: Overrides) -> str | None:
     return pin
 
 
+def pins_in_force(matches: Mapping[str, str], profiles: ProfileSet, overrides: Overrides) -> dict[str, str]:
+    """Cgroup path -> the pin in force (:func:`effective_pin`) for the managed cgroups (``matches``: path
+    -> profile name), plus the operator's pins on any other."""
+    by_name = {p.name: p for p in profiles}
+    out = dict(overrides.pins)
+    for path, name in matches.items():
+        pin = effective_pin(path, by_name.get(name), overrides)
+        if pin is not None:
+            out[path] = pin
+    return out
+
+
 def quota_view(
     path: str, profile: str | None, profiles: ProfileSet, overrides: Overrides, topo: Topology
 ) -> dict[str, Any]:

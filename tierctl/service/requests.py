@@ -28,6 +28,7 @@ class Requests:
         loop: Loop,
         overrides: Callable[[], Overrides],
         topology: Callable[[], Topology],
+        pins: Callable[[], Mapping[str, str]],
         *,
         dry_run: bool,
         wall: Callable[[], float],
@@ -36,6 +37,7 @@ class Requests:
         self.loop = loop
         self.overrides = overrides
         self.topology = topology
+        self.pins = pins  # cgroup -> the pin in force (the operator's, else its profile's)
         self.dry_run = dry_run
         self.book = OutcomeBook(wall, emit)
 
@@ -65,7 +67,7 @@ class Requests:
             self.loop.view.cgroups,
             tapped,
             quotas,
-            self.overrides().pins,
+            self.pins(),
             decided=rep.decided,
             budget_pages=self.loop.controller.budget_pages,
             dry_run=self.dry_run,
@@ -99,7 +101,7 @@ class Requests:
         target = ", ".join(f"{k}={v}" for k, v in (("fast_min", lo), ("fast_max", hi)) if v is not None)
         lo_p, hi_p = operator_quota_pages({"fast_min": lo, "fast_max": hi}, path, self.topology())
         goal = Goal("range", lo_p, hi_p)
-        pin = self.overrides().pins.get(path)
+        pin = self.pins().get(path)
         if pin is not None:
             why = f"a pin that wins over the quota (pinned to {pin}; unpin to apply it)"
             msg = f"quota {target}: stored, inactive while pinned to {pin} (unpin to apply it)"
@@ -113,8 +115,7 @@ class Requests:
         even without news; the outcome reports what that cycle moved for it (for a pinned cgroup or
         one with a quota: until the override is met)."""
         target = "all" if key == ALL else key
-        ov = self.overrides()
-        pin, over = ov.pins.get(key), ov.quotas.get(key)
+        pin, over = self.pins().get(key), self.overrides().quotas.get(key)
         goal = Goal("pass")  # done once the pass moved what it planned
         if pin is not None:  # ... or, for an override, once the override is met
             goal = Goal("fast" if pin == "fast" else "slow")

@@ -44,7 +44,7 @@ from tierctl.service.overrides import Overrides, OverrideStore
 from tierctl.service.platform import KernelPlatform, Platform
 from tierctl.service.pressure import PressureControl
 from tierctl.service.pressure_driver import PressureDriver
-from tierctl.service.quotas import quota_view, resolve_quotas
+from tierctl.service.quotas import pins_in_force, quota_view, resolve_quotas
 from tierctl.service.requests import Requests
 
 DEFAULT_STATE_DIR = Path("/var/lib/tierctl")  # the unit's StateDirectory=; tierctl knobs looks here
@@ -123,6 +123,7 @@ class Service:
             self.loop,
             lambda: self.overrides,
             self._topology,
+            lambda: pins_in_force(self.matches, self.profiles, self.overrides),
             dry_run=cfg.dry_run,
             wall=wall,
             emit=self._event,
